@@ -1,0 +1,73 @@
+# Postgres Production Lab. The two commands that matter:
+#   make lab    start everything and open JupyterLab
+#   make test   run the whole test suite (what CI runs)
+# Both create .venv and install the pinned dependencies when needed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+STAMP  := $(VENV)/.installed
+SCALE  ?=
+JUPYTER_ROOT_FLAG := $(shell [ "$$(id -u)" = "0" ] && echo --allow-root)
+export PLOOMBER_STATS_ENABLED := false
+
+.PHONY: lab test test-fast install db db-stop doctor data notebooks grade bench clean help
+
+help:
+	@echo "make lab        start PostgreSQL, build the dataset if missing, open JupyterLab"
+	@echo "make test       run the whole test suite (solutions, learner copies, decoys, unit tests)"
+	@echo "make db         start (or find) PostgreSQL and print its URL;  make db-stop stops it"
+	@echo "make doctor     say what works and what to fix"
+	@echo "make data SCALE=tiny|small|production   (re)build the dataset at a scale"
+	@echo "make notebooks  regenerate learner notebooks from solutions/"
+	@echo "make grade SUBMISSIONS=dir/   grade a class's notebooks"
+	@echo "make bench      measure data generation and loading (takes minutes)"
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "Could not create a virtual environment: install python3-venv (apt) or use a Python with venv."; exit 1; }
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+db: $(STAMP)
+	@$(PY) -m labs db
+
+db-stop: $(STAMP)
+	@$(PY) -m labs db-stop
+
+doctor: $(STAMP)
+	@$(PY) -m labs doctor
+
+data: $(STAMP)
+	@$(PY) -m labs data $(SCALE)
+
+notebooks: $(STAMP)
+	@$(PY) -m labs notebooks
+
+lab: $(STAMP)
+	@$(PY) -m labs db
+	@$(PY) -m labs data --if-missing $(SCALE)
+	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(JUPYTER_ROOT_FLAG) --ServerApp.root_dir=$(CURDIR)
+
+# The default suite runs at tiny scale on two workers; one notebook stays on one worker.
+test: $(STAMP)
+	@$(PY) -m labs db
+	LAB_SCALE=tiny $(PY) -m pytest -n 2 --dist loadscope $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	LAB_SCALE=tiny $(PY) -m pytest -n 2 --dist loadscope -m "not notebook" $(PYTEST_ARGS)
+
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "Usage: make grade SUBMISSIONS=path/to/submissions/"; exit 2; }
+	@$(PY) -m labs grade $(SUBMISSIONS) --out grading-report
+
+bench: $(STAMP)
+	@$(PY) -m labs db
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf grading-report .pytest_cache

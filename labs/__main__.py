@@ -1,0 +1,148 @@
+"""The lab's command line, behind the Makefile targets.
+
+    python -m labs db            start (or find) the server and print its URL
+    python -m labs db-stop       stop the lab's own local server
+    python -m labs doctor        say what works and what to fix
+    python -m labs data [SCALE]  build the dataset template at a scale
+    python -m labs ensure-data   build the default scale's template if missing
+    python -m labs notebooks [--check]   regenerate learner notebooks
+    python -m labs grade DIR [--out DIR] [--timeout S]   grade submissions
+
+Lab errors are printed as their learner-facing message, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import sys
+
+from .errors import LabError
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from .server import describe_url, ensure_server
+
+    srv = ensure_server(verbose=True)
+    print(f"PostgreSQL {srv.version // 10000} ({srv.kind}) ready at {describe_url(srv.url)}")
+    return 0
+
+
+def cmd_db_stop(args: argparse.Namespace) -> int:
+    from .server import stop_local
+
+    print("Stopped the lab's PostgreSQL." if stop_local() else "The lab's PostgreSQL was not running.")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .config import current_scale
+    from .dataset import build_template, ensure_template
+    from .server import ensure_server
+
+    scale = current_scale(args.scale)
+    srv = ensure_server(verbose=True)
+    if args.if_missing:
+        info = ensure_template(srv, scale, build_if_missing=True)
+    else:
+        info = build_template(srv, scale, progress=True)
+    print(f"Dataset '{scale.name}' ready: " + ", ".join(
+        f"{table} {count:,}" for table, count in info.get("row_counts", {}).items()))
+    return 0
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from .learner import generate_all
+
+    stale = generate_all(check_only=args.check)
+    if args.check:
+        if stale:
+            print("Stale learner notebooks (run `make notebooks`): "
+                  + ", ".join(p.name for p in stale))
+            return 1
+        print("Learner notebooks are up to date.")
+        return 0
+    print("Wrote " + (", ".join(p.name for p in stale) if stale else "nothing (all up to date)"))
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from .grading import grade
+
+    report = grade(args.submissions, out_dir=args.out, cell_timeout=args.timeout)
+    print(report.markdown())
+    print(f"Report written to {args.out}/report.csv and {args.out}/report.md")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from . import server
+    from .config import SCALES, current_scale
+
+    ok = True
+    print(f"Python      {sys.version.split()[0]} at {sys.executable}")
+    for dist in ("psycopg", "SQLAlchemy", "pandas", "jupysql", "jupyterlab", "nbval", "Faker",
+                 "alembic", "squawk-cli"):
+        try:
+            print(f"{dist:<11} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            ok = False
+            print(f"{dist:<11} MISSING: run `make install`")
+    if os.geteuid() == 0:
+        print("You are root: the lab's own server runs as an unprivileged user (postgres).")
+    if os.environ.get("DATABASE_URL"):
+        print(f"DATABASE_URL {server.describe_url(os.environ['DATABASE_URL'])}")
+    else:
+        bindir = server.find_bindir()
+        print(f"Server programs: {bindir or 'not found'}; Docker engine: "
+              f"{'yes' if server.docker_engine_answers() else 'no'}")
+    try:
+        srv = server.ensure_server(verbose=True)
+        print(f"Server      PostgreSQL {srv.version // 10000}.{srv.version % 10000} "
+              f"({srv.kind}) at {server.describe_url(srv.url)}")
+    except LabError as exc:
+        print("Server      NOT AVAILABLE\n" + exc.render())
+        return 1
+    from .dataset import template_exists
+
+    chosen = current_scale()
+    for name, scale in SCALES.items():
+        mark = "built" if template_exists(srv, scale) else "not built (make data SCALE=" + name + ")"
+        star = " <- LAB_SCALE" if name == chosen.name else ""
+        print(f"Dataset     {name:<10} {mark}{star}")
+    print("All good." if ok else "Something is missing: see above.")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("db").set_defaults(func=cmd_db)
+    sub.add_parser("db-stop").set_defaults(func=cmd_db_stop)
+    sub.add_parser("doctor").set_defaults(func=cmd_doctor)
+    data = sub.add_parser("data")
+    data.add_argument("scale", nargs="?")
+    data.add_argument("--if-missing", action="store_true")
+    data.set_defaults(func=cmd_data)
+    nbs = sub.add_parser("notebooks")
+    nbs.add_argument("--check", action="store_true")
+    nbs.set_defaults(func=cmd_notebooks)
+    grade = sub.add_parser("grade")
+    grade.add_argument("submissions")
+    grade.add_argument("--out", default="grading-report")
+    grade.add_argument("--timeout", type=int, default=600)
+    grade.set_defaults(func=cmd_grade)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

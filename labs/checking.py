@@ -1,0 +1,244 @@
+"""Checks: how a learner's answer is judged and how the verdict is told.
+
+A notebook calls ``check("topic.qN", *answers)``. The function ``qN`` in
+``labs.checks.topic`` judges the answer by its *property* (the rows it
+returns, the plan it produces, the invariant it keeps) and either returns a
+short success line or raises :class:`CheckFailed` with a message written for
+the learner first and the technical detail after it.
+
+Stubs in learner notebooks bind answers to :data:`TODO` (or leave an empty SQL
+string); checks call :func:`require` first, so an unsolved exercise reports
+"not attempted yet" rather than a confusing error.
+
+``check`` raises on failure so that nbval (and instructors' grading) marks
+the cell as failed; ``check_all("topic")`` ends each notebook with
+"N/M checks passed" and names what failed. When ``LAB_RESULTS_FILE`` is set,
+every verdict is also appended there as a JSON line, which is how
+``labs.grading`` builds its report.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Sequence
+
+
+class _Todo:
+    """The stub value of an unanswered exercise. Calling it fails politely too."""
+
+    def __repr__(self) -> str:
+        return "TODO"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotAttempted()
+
+
+TODO: Any = _Todo()
+
+
+class CheckFailed(AssertionError):
+    """A wrong answer: ``message`` for the learner, ``detail`` for the curious."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        self.message = message
+        self.detail = detail
+        super().__init__(message + (f"\n  Detail: {detail}" if detail else ""))
+
+
+class NotAttempted(CheckFailed):
+    def __init__(self, what: str = "") -> None:
+        super().__init__("not attempted yet: " + (what or "write your answer in the cell above, "
+                                                    "between the YOUR ANSWER markers, then run it"))
+
+
+@dataclass
+class Verdict:
+    check_id: str
+    passed: bool
+    message: str
+    attempted: bool = True
+
+
+# verdicts of this kernel, by check id (a re-run replaces the earlier verdict)
+RESULTS: dict[str, Verdict] = {}
+
+
+def _sql_is_empty(sql: str) -> bool:
+    without_comments = re.sub(r"--[^\n]*", "", re.sub(r"/\*.*?\*/", "", sql, flags=re.S))
+    return not without_comments.strip(" \n\t;")
+
+
+def require(*answers: Any, what: str = "") -> None:
+    """Raise NotAttempted when any answer is still a stub (TODO, None, empty SQL)."""
+    for answer in answers:
+        if answer is TODO or answer is None or answer is Ellipsis:
+            raise NotAttempted(what)
+        if isinstance(answer, str) and _sql_is_empty(answer):
+            raise NotAttempted(what)
+
+
+def _find(check_id: str) -> Callable[..., Any]:
+    topic, _, case = check_id.partition(".")
+    if not topic or not case:
+        raise ValueError(f"check ids look like 'topic.q1', not {check_id!r}")
+    module = importlib.import_module(f"labs.checks.{topic}")
+    try:
+        return getattr(module, case)
+    except AttributeError:
+        raise ValueError(f"there is no check {case!r} in labs.checks.{topic}") from None
+
+
+def _record(verdict: Verdict) -> None:
+    RESULTS[verdict.check_id] = verdict
+    path = os.environ.get("LAB_RESULTS_FILE")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(verdict.__dict__) + "\n")
+
+
+def check(check_id: str, *answers: Any, **kwargs: Any) -> None:
+    """Judge one exercise; print one line on success, raise CheckFailed otherwise."""
+    func = _find(check_id)
+    try:
+        result = func(*answers, **kwargs)
+    except NotAttempted as exc:
+        _record(Verdict(check_id, False, exc.message, attempted=False))
+        print(f"✗ {check_id}: {exc.message}")
+        raise
+    except CheckFailed as exc:
+        _record(Verdict(check_id, False, exc.message))
+        print(f"✗ {check_id}: {exc.message}")
+        if exc.detail:
+            print(f"  Detail: {exc.detail}")
+        raise
+    except Exception as exc:  # the learner's code raised: say so in their terms
+        message = f"your answer raised {type(exc).__name__}: {exc}".strip()
+        _record(Verdict(check_id, False, message))
+        print(f"✗ {check_id}: {message}")
+        raise CheckFailed(message) from exc
+    message = result if isinstance(result, str) else "correct"
+    _record(Verdict(check_id, True, message))
+    print(f"✓ {check_id}: {message}")
+
+
+def checks_of(topic: str) -> list[str]:
+    """Every check id of a topic, in q-number order."""
+    module = importlib.import_module(f"labs.checks.{topic}")
+    names = [name for name, obj in inspect.getmembers(module, inspect.isfunction)
+             if re.fullmatch(r"q\d+[a-z]?", name) and obj.__module__ == module.__name__]
+    names.sort(key=lambda n: (int(re.sub(r"\D", "", n)), n))
+    return [f"{topic}.{name}" for name in names]
+
+
+def check_all(topic: str) -> tuple[int, int]:
+    """Summarise this notebook's checks: "N/M checks passed" and what failed."""
+    ids = checks_of(topic)
+    passed = [i for i in ids if i in RESULTS and RESULTS[i].passed]
+    print(f"{len(passed)}/{len(ids)} checks passed")
+    for check_id in ids:
+        verdict = RESULTS.get(check_id)
+        if verdict is None:
+            print(f"  ✗ {check_id}: not run (run its check cell)")
+        elif not verdict.passed:
+            print(f"  ✗ {check_id}: {verdict.message}")
+    if len(passed) == len(ids):
+        print("Success! Every check of this challenge passes.")
+    return len(passed), len(ids)
+
+
+_hints_shown: dict[str, int] = {}
+
+
+def hint(check_id: str) -> None:
+    """Print the next hint for an exercise (each call reveals one more).
+
+    Hints live beside the checks, in the module's ``HINTS`` dict:
+    ``HINTS = {"q1": ["first nudge", "stronger nudge", ...]}``.
+    """
+    topic, _, case = check_id.partition(".")
+    module = importlib.import_module(f"labs.checks.{topic}")
+    hints = getattr(module, "HINTS", {}).get(case, [])
+    if not hints:
+        print(f"No hints for {check_id}.")
+        return
+    shown = min(_hints_shown.get(check_id, 0) + 1, len(hints))
+    _hints_shown[check_id] = shown
+    for number, text in enumerate(hints[:shown], start=1):
+        print(f"Hint {number}/{len(hints)}: {text}")
+
+
+# --------------------------------------------------------------------------
+# result-set comparison
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else value
+    if isinstance(value, Decimal):
+        return round(float(value), 6)
+    return value
+
+
+def _sortable(row: Sequence[Any]) -> tuple:
+    return tuple((v is None, str(type(v)), v if v is not None else 0) for v in row)
+
+
+def compare_results(
+    got_columns: Sequence[str],
+    got_rows: Iterable[Sequence[Any]],
+    want_columns: Sequence[str],
+    want_rows: Iterable[Sequence[Any]],
+    *,
+    ordered: bool = False,
+    what: str = "your query",
+) -> None:
+    """Compare two result sets: columns, then row count, then values.
+
+    Order matters only when ``ordered`` is true (the task asked for ORDER BY).
+    Raises CheckFailed with the first difference, explained.
+    """
+    got_columns = [c.lower() for c in got_columns]
+    want_columns = [c.lower() for c in want_columns]
+    if got_columns != want_columns:
+        missing = [c for c in want_columns if c not in got_columns]
+        extra = [c for c in got_columns if c not in want_columns]
+        hint = []
+        if missing:
+            hint.append(f"missing {missing}")
+        if extra:
+            hint.append(f"unexpected {extra}")
+        if not missing and not extra:
+            hint.append("same columns, different order")
+        raise CheckFailed(
+            f"{what} returns the columns {got_columns}; the task asks for {want_columns} "
+            f"({'; '.join(hint)}).")
+    got = [tuple(_normalise(v) for v in row) for row in got_rows]
+    want = [tuple(_normalise(v) for v in row) for row in want_rows]
+    if len(got) != len(want):
+        raise CheckFailed(f"{what} returns {len(got)} rows; the task expects {len(want)}.")
+    if ordered:
+        for i, (g, w) in enumerate(zip(got, want)):
+            if g != w:
+                if sorted(got, key=_sortable) == sorted(want, key=_sortable):
+                    raise CheckFailed(f"{what} returns the right rows in the wrong order "
+                                      f"(first difference at row {i + 1}); check the ORDER BY.",
+                                      f"row {i + 1}: got {g}, expected {w}")
+                raise CheckFailed(f"Row {i + 1} of {what} differs from the expected result.",
+                                  f"got {g}, expected {w}")
+        return
+    got_sorted, want_sorted = sorted(got, key=_sortable), sorted(want, key=_sortable)
+    if got_sorted != want_sorted:
+        unexpected = [r for r in got_sorted if r not in want_sorted][:3]
+        missing = [r for r in want_sorted if r not in got_sorted][:3]
+        raise CheckFailed(f"{what} returns the right number of rows, but not the right rows.",
+                          f"unexpected rows such as {unexpected}; missing rows such as {missing}")

@@ -1,0 +1,129 @@
+"""Generate learner notebooks from the reference solutions (the single source).
+
+In ``solutions/NN_topic.ipynb`` an answer sits between markers:
+
+* Python: ``### BEGIN SOLUTION`` … ``### END SOLUTION``. At top level the region
+  becomes ``name = TODO`` for every name it binds (so the check cell still runs
+  and reports "not attempted yet"); inside a function body it becomes
+  ``TODO()``, which raises NotAttempted when the check calls the function.
+* SQL inside a Python string: ``-- BEGIN SOLUTION`` … ``-- END SOLUTION``
+  becomes ``-- YOUR SQL HERE``; an empty statement is "not attempted".
+* Markdown: ``<!-- BEGIN SOLUTION -->`` … ``<!-- END SOLUTION -->``.
+
+Cells that held a region are tagged ``answer``; grading takes only those cells
+from a submission and everything else (checks included) from the canonical
+learner notebook. Outputs are cleared.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+from pathlib import Path
+
+import nbformat
+
+from .config import NOTEBOOKS_DIR, SOLUTIONS_DIR
+
+PY_REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION[^\n]*\n(.*?)^[ \t]*### END SOLUTION[^\n]*(\n|$)",
+                       re.M | re.S)
+SQL_REGION = re.compile(r"^([ \t]*)-- BEGIN SOLUTION[^\n]*\n(.*?)^[ \t]*-- END SOLUTION[^\n]*(\n|$)",
+                        re.M | re.S)
+MD_REGION = re.compile(r"<!-- BEGIN SOLUTION -->.*?<!-- END SOLUTION -->", re.S)
+ANSWER_TAG = "answer"
+
+
+def _bound_names(code: str) -> list[str]:
+    """Top-level names a region binds, in order of first binding."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+
+    def add(target: ast.AST) -> None:
+        if isinstance(target, ast.Name) and target.id not in names:
+            names.append(target.id)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for elt in target.elts:
+                add(elt)
+
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                add(target)
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            add(node.target)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.name not in names:
+                names.append(node.name)
+    return names
+
+
+def _py_stub(match: re.Match) -> str:
+    indent, body, newline = match.group(1), match.group(2), match.group(3)
+    if indent:
+        return f"{indent}# YOUR ANSWER HERE: replace the next line\n{indent}TODO(){newline}"
+    lines = ["# YOUR ANSWER HERE"] + [f"{name} = TODO" for name in _bound_names(body)]
+    return "\n".join(lines) + newline
+
+
+def _sql_stub(match: re.Match) -> str:
+    return f"{match.group(1)}-- YOUR SQL HERE{match.group(3)}"
+
+
+def strip_solutions(source: str, cell_type: str) -> tuple[str, bool]:
+    """The learner version of one cell's source, and whether it held an answer."""
+    if cell_type == "markdown":
+        new = MD_REGION.sub("_Your answer here._", source)
+        return new, new != source
+    new = SQL_REGION.sub(_sql_stub, source)
+    new = PY_REGION.sub(_py_stub, new)
+    return new, new != source
+
+
+def learner_version(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(solution)
+    for cell in nb.cells:
+        source, is_answer = strip_solutions(cell.source, cell.cell_type)
+        cell.source = source
+        tags = [t for t in cell.metadata.get("tags", []) if t != ANSWER_TAG]
+        if is_answer:
+            tags.append(ANSWER_TAG)
+        if tags:
+            cell.metadata["tags"] = tags
+        else:
+            cell.metadata.pop("tags", None)
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def render(nb: nbformat.NotebookNode) -> str:
+    return nbformat.writes(nb, version=4) + "\n"
+
+
+def expected_learner_text(solution_path: Path) -> str:
+    return render(learner_version(nbformat.read(solution_path, as_version=4)))
+
+
+def generate_all(check_only: bool = False) -> list[Path]:
+    """Write (or, with check_only, list the stale) learner notebooks."""
+    stale: list[Path] = []
+    NOTEBOOKS_DIR.mkdir(exist_ok=True)
+    for solution_path in sorted(SOLUTIONS_DIR.glob("*.ipynb")):
+        target = NOTEBOOKS_DIR / solution_path.name
+        text = expected_learner_text(solution_path)
+        if not target.exists() or target.read_text() != text:
+            stale.append(target)
+            if not check_only:
+                target.write_text(text)
+    return stale
+
+
+def topic_of(notebook: Path | str) -> str:
+    """'03_race_conditions.ipynb' → 'race_conditions' (the check module's name)."""
+    return re.sub(r"^\d+_", "", Path(notebook).stem)

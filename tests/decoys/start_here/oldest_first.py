@@ -1,0 +1,6 @@
+"""Sorts ascending: the five *oldest* active customers."""
+CHECK = "start_here.q1"
+REPLACE = {"newest_sql": '''newest_sql = """
+SELECT id, email, created_at FROM customers WHERE deleted_at IS NULL
+ORDER BY created_at, id LIMIT 5
+"""'''}

@@ -1,0 +1,121 @@
+"""The three-way contract: learner copies fail every check as "not attempted yet",
+decoys are rejected by the named check, and learner copies are never stale.
+
+(The third way, solutions passing, is nbval's job: `pytest` collects
+`solutions/*.ipynb` with --nbval-lax.)
+
+Each notebook and each decoy gets its own test class, so that pytest-xdist's
+loadscope spreads them over the workers.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labs.checking import checks_of
+from labs.config import NOTEBOOKS_DIR, SOLUTIONS_DIR
+from labs.learner import ANSWER_TAG, generate_all, learner_version, topic_of
+
+from .nbrun import execute
+
+DECOYS_DIR = Path(__file__).parent / "decoys"
+
+
+def test_learner_notebooks_are_up_to_date():
+    """Every committed learner notebook equals what `make notebooks` would write."""
+    stale = generate_all(check_only=True)
+    assert not stale, f"stale learner notebooks, run `make notebooks`: {[p.name for p in stale]}"
+
+
+def test_every_solution_has_a_learner_copy_and_checks():
+    """Each solution has its learner copy, a check module, and at least one decoy."""
+    for solution in sorted(SOLUTIONS_DIR.glob("*.ipynb")):
+        assert (NOTEBOOKS_DIR / solution.name).exists()
+        topic = topic_of(solution)
+        assert checks_of(topic), f"labs/checks/{topic}.py defines no q1, q2, ..."
+        assert list((DECOYS_DIR / topic).glob("*.py")), f"no decoys in tests/decoys/{topic}/"
+
+
+class LearnerCopy:
+    notebook: Path
+
+    @pytest.mark.notebook
+    def test_every_check_reports_not_attempted(self):
+        """Executed as shipped, the learner notebook fails each check with 'not attempted yet'."""
+        nb = nbformat.read(self.notebook, as_version=4)
+        run = execute(nb)
+        topic = topic_of(self.notebook)
+        for check_id in checks_of(topic):
+            verdict = run.verdicts.get(check_id)
+            assert verdict is not None, f"{check_id} never ran in the learner notebook"
+            assert not verdict["passed"], f"{check_id} passes on the unsolved stub"
+            assert not verdict["attempted"], (
+                f"{check_id} should say 'not attempted yet', said: {verdict['message']}")
+        # Only check cells may fail: a try-it cell or a demo that crashes on the stub
+        # would greet the learner with a traceback before they wrote anything.
+        for index, error in run.errors.items():
+            assert "check(" in run.notebook.cells[index].source, (
+                f"cell {index} fails on the unsolved notebook: {error}")
+
+
+def _answer_cell_binding(nb: nbformat.NotebookNode, name: str) -> int:
+    learner = learner_version(nb)
+    for index, cell in enumerate(learner.cells):
+        if ANSWER_TAG not in cell.metadata.get("tags", []):
+            continue
+        tree = ast.parse(nb.cells[index].source)
+        for node in tree.body:
+            targets = []
+            if isinstance(node, ast.Assign):
+                targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                targets = [node.name]
+            if name in targets:
+                return index
+    raise AssertionError(f"no answer cell binds {name!r}")
+
+
+def _check_cell(nb: nbformat.NotebookNode, check_id: str) -> int:
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and (f'check("{check_id}"' in cell.source
+                                         or f"check('{check_id}'" in cell.source):
+            return index
+    raise AssertionError(f"no cell runs check {check_id!r}")
+
+
+class Decoy:
+    decoy: Path
+    solution: Path
+
+    @pytest.mark.notebook
+    def test_decoy_is_rejected(self):
+        """The decoy's wrong answer, put in the solution notebook, fails the named check."""
+        spec = importlib.util.spec_from_file_location(self.decoy.stem, self.decoy)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        nb = nbformat.read(self.solution, as_version=4)
+        for name, source in module.REPLACE.items():
+            nb.cells[_answer_cell_binding(nb, name)].source = source
+        stop = _check_cell(nb, module.CHECK)
+        run = execute(nb, stop_after=stop)
+        verdict = run.verdicts.get(module.CHECK)
+        assert verdict is not None, (
+            f"{module.CHECK} never ran; errors before it: {run.errors}")
+        assert not verdict["passed"], f"decoy {self.decoy.name} passed {module.CHECK}"
+        assert verdict["attempted"], f"decoy {self.decoy.name} was judged 'not attempted'"
+
+
+for _nb in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
+    _name = f"TestLearner_{topic_of(_nb)}"
+    globals()[_name] = type(_name, (LearnerCopy,), {"notebook": _nb})
+
+for _decoy in sorted(DECOYS_DIR.glob("*/*.py")):
+    _solutions = [s for s in SOLUTIONS_DIR.glob("*.ipynb") if topic_of(s) == _decoy.parent.name]
+    if _solutions:
+        _name = f"TestDecoy_{_decoy.parent.name}_{_decoy.stem}"
+        globals()[_name] = type(_name, (Decoy,), {"decoy": _decoy, "solution": _solutions[0]})
