@@ -1,0 +1,88 @@
+"""Unit tests for verdicts, stubs and result-set comparison."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from labs import checking
+from labs.checking import TODO, CheckFailed, NotAttempted, compare_results, require
+
+
+def test_require_treats_stubs_as_not_attempted():
+    """TODO, None and SQL made only of comments are all 'not attempted yet'."""
+    for stub in (TODO, None, "", "\n-- YOUR SQL HERE\n", "/* later */ ;"):
+        with pytest.raises(NotAttempted, match="not attempted yet"):
+            require(stub)
+    require("SELECT 1", 42)
+
+
+def test_calling_the_todo_stub_is_not_attempted():
+    """A stub function body (TODO()) reports 'not attempted yet' when the check calls it."""
+    with pytest.raises(NotAttempted):
+        TODO()
+
+
+def test_compare_ignores_order_unless_asked():
+    """Unordered comparison accepts any order; ordered names the order problem."""
+    cols = ["id", "name"]
+    compare_results(cols, [(2, "b"), (1, "a")], cols, [(1, "a"), (2, "b")])
+    with pytest.raises(CheckFailed, match="wrong order"):
+        compare_results(cols, [(2, "b"), (1, "a")], cols, [(1, "a"), (2, "b")], ordered=True)
+
+
+def test_compare_reports_columns_then_counts_then_values():
+    """The first difference found is the one a learner should fix first."""
+    with pytest.raises(CheckFailed, match="missing"):
+        compare_results(["id"], [(1,)], ["id", "name"], [(1, "a")])
+    with pytest.raises(CheckFailed, match="3 rows; the task expects 2"):
+        compare_results(["id"], [(1,), (2,), (3,)], ["id"], [(1,), (2,)])
+    with pytest.raises(CheckFailed, match="not the right rows"):
+        compare_results(["id"], [(1,), (3,)], ["id"], [(1,), (2,)])
+
+
+def test_compare_treats_numeric_and_float_alike():
+    """numeric columns arrive as Decimal; equal values compare equal."""
+    compare_results(["x"], [(Decimal("1.50"),)], ["x"], [(1.5,)])
+
+
+def test_check_records_verdicts_and_summarises(tmp_path, monkeypatch, capsys):
+    """check() prints one line, records a verdict, and check_all counts them."""
+    results = tmp_path / "r.jsonl"
+    monkeypatch.setenv("LAB_RESULTS_FILE", str(results))
+    monkeypatch.setattr(checking, "RESULTS", {})
+
+    class FakeModule:
+        @staticmethod
+        def q1(answer):
+            require(answer)
+            if answer != 42:
+                raise CheckFailed("The answer is a number between 41 and 43.")
+            return "right"
+
+    monkeypatch.setattr(checking, "_find", lambda cid: getattr(FakeModule, cid.split(".")[1]))
+    checking.check("demo.q1", 42)
+    with pytest.raises(NotAttempted):
+        checking.check("demo.q1", TODO)
+    with pytest.raises(CheckFailed):
+        checking.check("demo.q1", 7)
+    lines = [json.loads(x) for x in results.read_text().splitlines()]
+    assert [(v["passed"], v["attempted"]) for v in lines] == [(True, True), (False, False),
+                                                                (False, True)]
+    out = capsys.readouterr().out
+    assert "✓ demo.q1: right" in out and "✗ demo.q1: not attempted yet" in out
+
+
+def test_learner_code_raising_is_reported_as_a_failed_check(monkeypatch):
+    """An exception from the learner's code becomes a CheckFailed that names it."""
+    monkeypatch.setattr(checking, "RESULTS", {})
+    monkeypatch.setattr(checking, "_find", lambda cid: lambda: 1 / 0)
+    with pytest.raises(CheckFailed, match="ZeroDivisionError"):
+        checking.check("demo.q9")
+
+
+def test_checks_of_lists_cases_in_number_order():
+    """check_all's list comes from the module's q-functions, numerically sorted."""
+    assert checking.checks_of("start_here") == ["start_here.q1", "start_here.q2"]
