@@ -325,6 +325,20 @@ def _pg_ctl_status(state: LocalState) -> bool:
     return proc.returncode == 0
 
 
+def _running_port(bindir: Path, datadir: Path, run_as: str | None) -> int | None:
+    """The port of a server already running on ``datadir``, if any (from postmaster.pid)."""
+    pidfile = datadir / "postmaster.pid"
+    if not pidfile.exists():
+        return None
+    state = LocalState(str(datadir), 0, str(bindir), run_as)
+    if not _pg_ctl_status(state):
+        return None
+    try:
+        return int(pidfile.read_text().splitlines()[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def local_url(port: int) -> str:
     return f"postgresql://{LAB_USER}:{LAB_PASSWORD}@127.0.0.1:{port}/postgres"
 
@@ -343,6 +357,12 @@ def start_local(verbose: bool = True) -> Server:
             + INSTALL_HINT)
     run_as = _unprivileged_user() if os.geteuid() == 0 else None
     datadir = _datadir_for(run_as)
+    running = _running_port(bindir, datadir, run_as)
+    if running:
+        # our state file is gone (a fresh checkout at the same path, a cleaned
+        # .lab/) but the server of this data folder still runs: adopt it.
+        LocalState(str(datadir), running, str(bindir), run_as).save()
+        return Server("local", local_url(running))
     if not (datadir / "PG_VERSION").exists():
         if datadir.exists():
             shutil.rmtree(datadir)
