@@ -125,3 +125,15 @@ def test_errors_are_lab_errors():
     """Every environment error can be caught as LabError."""
     for cls in (ServerUnavailable, BadDatabaseUrl, PortBusy, DatasetMissing, RunningAsRoot):
         assert issubclass(cls, LabError)
+
+
+def test_test_suite_aborts_once_when_the_server_is_unreachable(tmp_path):
+    """pytest stops before collecting anything, with one message, when PostgreSQL is missing."""
+    env = dict(os.environ, DATABASE_URL=f"postgresql://lab:lab@127.0.0.1:{_free_port()}/postgres")
+    env.pop("PYTEST_XDIST_WORKER", None)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-q",
+                           "tests/test_learner.py"], env=env, capture_output=True, text=True,
+                          cwd=ROOT, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 3, output
+    assert output.count("Nothing is listening") == 1 and "Traceback" not in output
