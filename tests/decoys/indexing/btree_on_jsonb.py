@@ -1,0 +1,5 @@
+"""A B-tree on the whole jsonb document: it knows equality and order, not containment."""
+CHECK = "indexing.q6"
+REPLACE = {"gin_sql": '''gin_sql = """
+CREATE INDEX IF NOT EXISTS products_attributes_btree ON products (attributes)
+"""'''}

@@ -1,0 +1,8 @@
+"""Compares customer_id with text: the column is cast, so its index is not used."""
+CHECK = "indexing.q7"
+REPLACE = {"by_day_sql": '''by_day_sql = """
+SELECT id, total FROM orders WHERE created_at >= '2026-03-02' AND created_at < '2026-03-03'
+"""
+by_customer_sql = """
+SELECT id, total FROM orders WHERE customer_id::text = '42'
+"""'''}

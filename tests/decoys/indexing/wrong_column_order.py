@@ -1,0 +1,5 @@
+"""Range column first: (created_at, shipping_country) walks every country's entries in the date range."""
+CHECK = "indexing.q1"
+REPLACE = {"composite_sql": '''composite_sql = """
+CREATE INDEX IF NOT EXISTS orders_created_country_idx ON orders (created_at, shipping_country)
+"""'''}
