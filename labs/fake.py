@@ -440,7 +440,13 @@ class Table:
     name: str
     columns: list[str]
     rows: int
-    chunks: Callable[[str], Iterator[tuple[int, np.ndarray]]]  # fmt -> (rows, payload)
+    n_chunks: int
+    chunk: Callable[[int, str], tuple[int, np.ndarray]]  # (number, fmt) -> (rows, payload)
+
+    def chunks(self, fmt: str) -> Iterator[tuple[int, np.ndarray]]:
+        """Every chunk in order; each one is independent of the others."""
+        for no in range(self.n_chunks):
+            yield self.chunk(no, fmt)
 
     def copy_sql(self, fmt: str) -> str:
         opts = " (FORMAT BINARY)" if fmt == "binary" else ""
@@ -460,6 +466,7 @@ class ShopGenerator:
         self.chunk_rows = chunk_rows
         self.pools = make_pools(seed)
         self.max_chunk_bytes = 0  # largest encoded chunk so far, for the memory test
+        self._tables: list[Table] | None = None
         self._prepare_pools()
         self._prepare_shared()
 
@@ -518,19 +525,18 @@ class ShopGenerator:
         self.prod_cdf = np.cumsum(pw / pw.sum())
 
     # ---- helpers -------------------------------------------------------
-    def _chunked(self, table: str, total: int,
-                 make: Callable[[np.random.Generator, int, int], list[Col]],
-                 chunk_rows: int | None = None) -> Callable[[str], Iterator[tuple[int, np.ndarray]]]:
+    def _table(self, name: str, columns: list[str], total: int,
+               make: Callable[[np.random.Generator, int, int], list[Col]],
+               chunk_rows: int | None = None) -> Table:
         size = chunk_rows or self.chunk_rows
 
-        def run(fmt: str) -> Iterator[tuple[int, np.ndarray]]:
-            for no, lo in enumerate(range(0, total, size)):
-                n = min(size, total - lo)
-                cols = make(_rng(self.seed, table, no), lo, n)
-                payload = encode(cols, n, fmt)
-                self.max_chunk_bytes = max(self.max_chunk_bytes, payload.nbytes)
-                yield n, payload
-        return run
+        def one(no: int, fmt: str) -> tuple[int, np.ndarray]:
+            lo = no * size
+            n = min(size, total - lo)
+            payload = encode(make(_rng(self.seed, name, no), lo, n), n, fmt)
+            self.max_chunk_bytes = max(self.max_chunk_bytes, payload.nbytes)
+            return n, payload
+        return Table(name, columns, total, -(-total // size), one)
 
     def _names(self, rng: np.random.Generator, loc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = self.pools
@@ -590,9 +596,9 @@ class ShopGenerator:
                 Col("ts", values=deleted, null=deleted_null),
                 Col("bool", values=is_lt),
             ]
-        return Table("customers", ["id", "email", "full_name", "phone", "country", "city",
-                                   "created_at", "deleted_at", "is_load_test"],
-                     s.customers, self._chunked("customers", s.customers, make))
+        return self._table("customers", ["id", "email", "full_name", "phone", "country", "city",
+                                         "created_at", "deleted_at", "is_load_test"],
+                           s.customers, make)
 
     def users(self) -> Table:
         s = self.scale
@@ -602,7 +608,7 @@ class ShopGenerator:
             fi, li = self._names(rng, loc)
             return [Col("int8", values=np.arange(lo + 1, lo + n + 1, dtype=np.int64)),
                     text_col(self.m_first[fi], _const(n, b" "), self.m_last[li])]
-        return Table("users", ["id", "name"], s.users, self._chunked("users", s.users, make))
+        return self._table("users", ["id", "name"], s.users, make)
 
     def accounts(self) -> Table:
         s = self.scale
@@ -619,9 +625,8 @@ class ShopGenerator:
                     Col("numeric", values=bal),
                     Col("int4", values=version),
                     Col("ts", values=updated)]
-        return Table("accounts", ["id", "customer_id", "currency", "balance", "version",
-                                  "updated_at"], s.accounts,
-                     self._chunked("accounts", s.accounts, make))
+        return self._table("accounts", ["id", "customer_id", "currency", "balance", "version",
+                                        "updated_at"], s.accounts, make)
 
     def products(self) -> Table:
         """Small (a tenth of customers at most): built row by row for the JSON."""
@@ -670,9 +675,9 @@ class ShopGenerator:
                     Col("ts", values=updated),
                     Col("ts", values=uniform_times(rng, n, updated, _NOW_S),
                         null=rng.random(n) >= 0.03)]
-        return Table("products", ["id", "sku", "name", "category", "vendor", "price",
-                                  "attributes", "version", "updated_at", "deleted_at"],
-                     s.products, self._chunked("products", s.products, make, 50_000))
+        return self._table("products", ["id", "sku", "name", "category", "vendor", "price",
+                                        "attributes", "version", "updated_at", "deleted_at"],
+                           s.products, make, 50_000)
 
     def orders_and_items(self) -> tuple[Table, Table]:
         """Orders and their items come from the same draws, so that each
@@ -761,26 +766,32 @@ class ShopGenerator:
                          Col("numeric", values=unit)]
             return orders_cols, item_cols
 
-        def stream(which: int) -> Callable[[str], Iterator[tuple[int, np.ndarray]]]:
-            def run(fmt: str) -> Iterator[tuple[int, np.ndarray]]:
-                for no in range(n_chunks):
-                    cols = draw(no)[which]
-                    n = len(cols[0].values)
-                    payload = encode(cols, n, fmt)
-                    self.max_chunk_bytes = max(self.max_chunk_bytes, payload.nbytes)
-                    yield n, payload
-            return run
+        def stream(which: int) -> Callable[[int, str], tuple[int, np.ndarray]]:
+            def one(no: int, fmt: str) -> tuple[int, np.ndarray]:
+                cols = draw(no)[which]
+                n = len(cols[0].values)
+                payload = encode(cols, n, fmt)
+                self.max_chunk_bytes = max(self.max_chunk_bytes, payload.nbytes)
+                return n, payload
+            return one
 
         orders = Table("orders", ["id", "customer_id", "status", "created_at", "total",
-                                  "shipping_country", "note"], s.orders, stream(0))
+                                  "shipping_country", "note"], s.orders, n_chunks, stream(0))
         items = Table("order_items", ["id", "order_id", "product_id", "quantity", "unit_price"],
-                      total_items, stream(1))
+                      total_items, n_chunks, stream(1))
         return orders, items
 
     def tables(self) -> list[Table]:
-        """All tables in load order (referenced tables first)."""
-        orders, items = self.orders_and_items()
-        return [self.customers(), self.products(), orders, items, self.accounts(), self.users()]
+        """All tables in load order (referenced tables first); cached, so that
+        orders and order_items share their draws."""
+        if self._tables is None:
+            orders, items = self.orders_and_items()
+            self._tables = [self.customers(), self.products(), orders, items, self.accounts(),
+                            self.users()]
+        return self._tables
+
+    def table(self, name: str) -> Table:
+        return next(t for t in self.tables() if t.name == name)
 
 
 def _fit(seg: np.ndarray, row: int, text: bytes) -> np.ndarray:
