@@ -1,0 +1,6 @@
+"""Ranks tables by how many seq scans ran, not by how many rows they read."""
+CHECK = "slow_query.q2"
+REPLACE = {"seq_scans_sql": '''seq_scans_sql = """
+SELECT relname, seq_scan, seq_tup_read, idx_scan FROM pg_stat_user_tables
+ORDER BY seq_scan DESC, relname
+"""'''}
