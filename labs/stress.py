@@ -36,7 +36,7 @@ module runs operations concurrently and tells you what happened, by SQLSTATE.
     executed ``k`` statements and is then held; ``second`` runs until it
     finishes or the lock manager says it waits (``pg_blocking_pids``); then
     ``first`` resumes. No sleeps, so a race that *can* happen *does* happen,
-    every time. ``count_statements(target, operation)`` says how many pause
+    every time (``settings`` as for run_stress). ``count_statements(target, operation)`` says how many pause
     points an operation has.
 
 ``HookedConnection(conn, after_statement=None, lose_commit_acks=0)``
@@ -433,6 +433,13 @@ class HookedConnection:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # conn.autocommit = ..., conn.isolation_level = ...: set them on the real connection
+        if name.startswith("_") or name in ("statements", "lost_acks"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._conn, name, value)
+
     def __enter__(self) -> "HookedConnection":
         return self
 
@@ -467,7 +474,7 @@ def count_statements(target: Any, operation: Operation, *args: Any) -> int:
 
 
 def interleave(target: Any, first: Operation, second: Operation, *, pause_after: int,
-               timeout: float = 30.0) -> Interleaving:
+               timeout: float = 30.0, settings: dict[str, str] | None = None) -> Interleaving:
     """Run ``first`` up to its ``pause_after``-th statement, then all of ``second``, then the rest.
 
     ``first`` and ``second`` are zero-argument-besides-conn operations
@@ -487,6 +494,9 @@ def interleave(target: Any, first: Operation, second: Operation, *, pause_after:
 
     conn1 = psycopg.connect(url, application_name="lab interleave first")
     conn2 = psycopg.connect(url, application_name="lab interleave second")
+    for conn in (conn1, conn2):
+        apply_settings(conn, settings)
+        conn.commit()
     monitor = psycopg.connect(url, autocommit=True, application_name="lab interleave monitor")
 
     def run_first() -> None:
