@@ -143,6 +143,15 @@ class Pools:
     colours: list[str]
 
 
+def _stable_order(fake: faker.Faker) -> None:
+    """it_IT builds its city list from a set, so its order (and what a seeded
+    draw returns) changes with PYTHONHASHSEED; sort such lists on the instance."""
+    for provider in fake.get_providers():
+        cities = getattr(provider, "cities", None)
+        if isinstance(cities, list):
+            provider.cities = sorted(cities)
+
+
 @lru_cache(maxsize=4)
 def make_pools(seed: int, per_locale: int = 400) -> Pools:
     """Faker, seeded, called a few thousand times; the result is cached per seed."""
@@ -152,6 +161,7 @@ def make_pools(seed: int, per_locale: int = 400) -> Pools:
     fs, fc, ls, lc, cs, cc = [], [], [], [], [], []
     for i, (locale, _country, _share) in enumerate(LOCALES):
         fake = faker.Faker(locale)
+        _stable_order(fake)
         fake.seed_instance(seed * 1000 + i)
         # dict.fromkeys dedups while keeping Faker's (seeded) order
         names_f = list(dict.fromkeys(fake.first_name() for _ in range(per_locale)))

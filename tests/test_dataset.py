@@ -249,3 +249,18 @@ def test_build_template_then_clone(server: Server) -> None:
     finally:
         _drop(server, clone)
         _drop(server, name)
+
+
+def test_same_bytes_in_another_process_with_another_hash_seed() -> None:
+    """Faker pools must not depend on set order (it_IT cities once did)."""
+    import subprocess
+    import sys
+
+    code = ("from tests.test_dataset import MICRO; from labs.fake import ShopGenerator, "
+            "stream_checksum; print(stream_checksum(ShopGenerator(MICRO, seed=5)"
+            ".customers().chunks('text'))[1])")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, env=dict(os.environ, PYTHONHASHSEED=str(h)),
+                              cwd=str(__import__("labs.config").config.ROOT)).stdout
+               for h in (1, 2)}
+    assert len(digests) == 1
