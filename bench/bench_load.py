@@ -134,7 +134,10 @@ def pgbench_init(server, scale: int) -> dict:
     recreate(server, PGBENCH_DB)
     url = psycopg.conninfo.conninfo_to_dict(server.url)
     env = dict(os.environ, PGPASSWORD=str(url.get("password", "lab")))
-    binary = "/usr/lib/postgresql/15/bin/pgbench"
+    from labs.server import find_bindir
+
+    bindir = find_bindir()
+    binary = str(bindir / "pgbench") if bindir else "pgbench"
     cmd = [binary, "-i", "-s", str(scale), "-q", "-h", str(url.get("host", "127.0.0.1")),
            "-U", str(url.get("user", "lab")), "-p", str(url.get("port", 5432)), PGBENCH_DB]
     t = time.perf_counter()
