@@ -1,0 +1,156 @@
+"""labs.sessions: step-driven sessions reproduce anomalies at the levels that allow them.
+
+Each anomaly is shown in a contrasting pair (Hermitage style): the isolation level that
+allows it and the one that prevents it. Runs on a scratch database `test_sess_*`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+
+from labs.server import ensure_server
+from labs.sessions import Sessions, run_script
+
+
+@pytest.fixture(scope="module")
+def url():
+    srv = ensure_server()
+    name = "test_sess_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with psycopg.connect(srv.url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield srv.url_for(name)
+    with psycopg.connect(srv.url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+SETUP = """
+DROP TABLE IF EXISTS test;
+CREATE TABLE test (id int PRIMARY KEY, value int);
+INSERT INTO test VALUES (1, 10), (2, 20);
+"""
+
+LOST_UPDATE = """
+T1: begin
+T2: begin
+T1: select value from test where id = 1
+T2: select value from test where id = 1
+T1: update test set value = 11 where id = 1
+T2: update test set value = 11 where id = 1
+T1: commit
+T2: commit
+T1: select value from test where id = 1
+"""
+
+WRITE_SKEW = """
+T1: begin
+T2: begin
+T1: select value from test where id in (1, 2)
+T2: select value from test where id in (1, 2)
+T1: update test set value = 11 where id = 1
+T2: update test set value = 21 where id = 2
+T1: commit
+T2: commit
+"""
+
+DEADLOCK = """
+T1: begin
+T2: begin
+T1: update test set value = 11 where id = 1
+T2: update test set value = 22 where id = 2
+T1: update test set value = 21 where id = 2
+T2: update test set value = 12 where id = 1
+T1: rollback
+T2: commit
+"""
+
+
+def test_lost_update_is_allowed_at_read_committed(url):
+    """P4: both read 10, both write 11, both commit: one increment is lost."""
+    text = run_script(url, LOST_UPDATE, isolation="read committed", setup=SETUP)
+    assert "T2: update test set value = 11 where id = 1; -- BLOCKS (waits for T1)" in text
+    assert "T1: commit; -- COMMIT; T2 unblocks: UPDATE 1" in text
+    assert "T2: commit; -- COMMIT" in text
+
+
+def test_lost_update_is_prevented_at_repeatable_read(url):
+    """P4 at REPEATABLE READ: the blocked writer fails with 40001 once the first commits."""
+    text = run_script(url, LOST_UPDATE, isolation="repeatable read", setup=SETUP)
+    assert ("T1: commit; -- COMMIT; T2 unblocks: ERROR 40001: could not serialize access due "
+            "to concurrent update") in text
+    assert "T2: commit; -- ROLLBACK" in text
+
+
+def test_write_skew_is_allowed_at_repeatable_read(url):
+    """G2-item: disjoint writes after overlapping reads both commit under snapshot isolation."""
+    text = run_script(url, WRITE_SKEW, isolation="repeatable read", setup=SETUP)
+    assert text.endswith("T1: commit; -- COMMIT\nT2: commit; -- COMMIT")
+
+
+def test_write_skew_is_prevented_at_serializable(url):
+    """G2-item at SERIALIZABLE: the second commit fails with a read/write dependency error."""
+    text = run_script(url, WRITE_SKEW, isolation="serializable", setup=SETUP)
+    assert text.endswith("T2: commit; -- ERROR 40001: could not serialize access due to "
+                         "read/write dependencies among transactions")
+
+
+def test_deadlock_is_detected_and_reported_by_sqlstate(url):
+    """Opposite lock order: the first waiter is aborted with 40P01 and the other proceeds."""
+    text = run_script(url, DEADLOCK, setup=SETUP)
+    assert "T1: update test set value = 21 where id = 2; -- BLOCKS (waits for T2)" in text
+    assert ("T2: update test set value = 12 where id = 1; -- UPDATE 1; "
+            "T1 unblocks: ERROR 40P01: deadlock detected") in text
+
+
+def test_ordered_locks_do_not_deadlock(url):
+    """The same transfer pair locking in id order queues instead of deadlocking."""
+    text = run_script(url, """
+    T1: begin
+    T2: begin
+    T1: select id from test where id in (1, 2) order by id for update
+    T2: select id from test where id in (2, 1) order by id for update
+    T1: commit
+    T2: commit
+    """, setup=SETUP)
+    assert "-- BLOCKS (waits for T1)" in text
+    assert "T1: commit; -- COMMIT; T2 unblocks: 1, 2" in text
+    assert "ERROR" not in text
+
+
+def test_transcript_is_identical_across_runs(url):
+    """Same script, same transcript: no pids, no timings, same deadlock victim."""
+    runs = [run_script(url, LOST_UPDATE + DEADLOCK,
+                       isolation="read committed", setup=SETUP) for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_outcome_carries_rows_and_final_result(url):
+    """A blocked step gets its final outcome when released; rows and values are exposed."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SETUP)
+    with Sessions(url, "T1", "T2") as s:
+        assert s.T1("select id, value from test order by id").rows == [(1, 10), (2, 20)]
+        s.T1("begin")
+        s.T1("update test set value = 0 where id = 1")
+        blocked = s.T2("update test set value = 5 where id = 1")
+        assert blocked.blocked and blocked.blocked_by == ("T1",)
+        with pytest.raises(RuntimeError):
+            s.T2("select 1")  # T2 is still waiting
+        assert any(row[0] == "T2" and not row[4] for row in s.locks())
+        release = s.T1("commit")
+        assert [o.session for o in release.released] == ["T2"]
+        assert blocked.final is not None and blocked.final.command == "UPDATE 1"
+        assert s.T1("select value from test where id = 1").value == 5
+
+
+def test_close_cancels_a_blocked_step(url):
+    """Leaving the with-block while a step is blocked cancels it instead of hanging."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SETUP)
+    with Sessions(url, "T1", "T2") as s:
+        s.T1("begin")
+        s.T1("select * from test where id = 1 for update")
+        assert s.T2("select * from test where id = 1 for update").blocked

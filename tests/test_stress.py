@@ -1,0 +1,126 @@
+"""labs.stress: the barrier runner, the retry helper, forced interleavings and lost acks."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+
+from labs.server import ensure_server
+from labs.stress import (HookedConnection, LostAck, backoff_delay, count_statements, interleave,
+                         retry, run_stress)
+
+
+@pytest.fixture(scope="module")
+def url():
+    srv = ensure_server()
+    name = "test_sess_stress_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with psycopg.connect(srv.url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield srv.url_for(name)
+    with psycopg.connect(srv.url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def counter(url):
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS counter; CREATE TABLE counter (id int PRIMARY KEY, "
+                     "n int NOT NULL); INSERT INTO counter VALUES (1, 0)")
+    return url
+
+
+def value(url):
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT n FROM counter WHERE id = 1").fetchone()[0]
+
+
+def read_modify_write(conn):
+    (n,) = conn.execute("SELECT n FROM counter WHERE id = 1").fetchone()
+    conn.execute("UPDATE counter SET n = %s WHERE id = 1", [n + 1])
+    conn.commit()
+
+
+def atomic(conn):
+    conn.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+    conn.commit()
+
+
+def test_run_stress_counts_every_operation(counter):
+    """workers × operations calls, all ok, and the atomic increment loses nothing."""
+    result = run_stress(counter, atomic, workers=4, operations=50)
+    assert result.outcomes == {"ok": 200}
+    assert value(counter) == 200
+    assert result.throughput > 0 and result.samples
+
+
+def test_run_stress_counts_errors_by_sqlstate(counter):
+    """At REPEATABLE READ without retry, conflicting increments fail with 40001, counted."""
+    result = run_stress(counter, read_modify_write, workers=4, operations=50,
+                        isolation="repeatable read", sample_every=None)
+    assert set(result.outcomes) <= {"ok", "40001"}
+    assert value(counter) == result.ok  # every committed increment counted once
+
+
+def test_retry_makes_serializable_increments_all_succeed(counter):
+    """The retry helper turns 40001 into a retry; with enough attempts nothing is lost."""
+    result = run_stress(counter, retry(read_modify_write, attempts=50), workers=4,
+                        operations=25, isolation="serializable", sample_every=None)
+    assert result.outcomes == {"ok": 100}
+    assert value(counter) == 100
+
+
+def test_retry_does_not_retry_other_errors(counter):
+    """A non-retryable error (here 22012, division by zero) is raised at once."""
+    calls = []
+
+    @retry
+    def broken(conn):
+        calls.append(1)
+        conn.execute("SELECT 1 / 0")
+
+    with psycopg.connect(counter) as conn, pytest.raises(psycopg.errors.DivisionByZero):
+        broken(conn)
+    assert len(calls) == 1
+
+
+def test_backoff_is_bounded():
+    """Full jitter stays within [0, min(max_delay, base * 2**(attempt-1)))."""
+    assert all(0 <= backoff_delay(a, 0.01, 0.05) < 0.05 for a in range(1, 20))
+
+
+def test_interleave_forces_the_lost_update(counter):
+    """Held after its read, a read-modify-write loses the other's increment, every time."""
+    assert count_statements(counter, read_modify_write) == 3
+    for _ in range(3):
+        before = value(counter)
+        run = interleave(counter, read_modify_write, read_modify_write, pause_after=1)
+        assert run.paused and not run.second_blocked and not run.errors
+        assert value(counter) == before + 1
+
+
+def test_interleave_reports_the_second_blocked(counter):
+    """Held after a row lock, the second operation waits and both increments survive."""
+    def locked(conn):
+        conn.execute("SELECT n FROM counter WHERE id = 1 FOR UPDATE")
+        conn.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+        conn.commit()
+
+    before = value(counter)
+    run = interleave(counter, locked, locked, pause_after=1)
+    assert run.second_blocked and not run.errors
+    assert value(counter) == before + 2
+
+
+def test_hooked_connection_loses_a_commit_ack_after_committing(counter):
+    """LostAck is raised after the server committed: the increment is there."""
+    before = value(counter)
+    with psycopg.connect(counter) as conn:
+        flaky = HookedConnection(conn, lose_commit_acks=1)
+        with pytest.raises(LostAck):
+            atomic(flaky)
+        assert isinstance(LostAck("x"), psycopg.OperationalError)
+        atomic(flaky)  # only the first ack is lost
+    assert value(counter) == before + 2
