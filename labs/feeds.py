@@ -203,12 +203,14 @@ def make_feeds(conn: psycopg.Connection, *, feeds: int = 4, existing: int = 120,
         for f in rng.sample(range(feeds), min(feeds, rng.choice([1, 1, 2, 3]))):
             out[f].append(dict(event))
     malformed: list[set[int]] = []
+    broken = 0  # kinds in turn, so that every kind shows up once there are enough rows
     for feed in out:
         for event in rng.sample(feed, int(len(feed) * duplicate_share)):
             feed.append(dict(event))
         for _ in range(max(1, int(len(feed) * malformed_share))):
-            feed.append(_break(rng.choice(feed), MALFORMED_KINDS[rng.randrange(
-                len(MALFORMED_KINDS))], rng))
+            kind = MALFORMED_KINDS[broken % len(MALFORMED_KINDS)]
+            broken += 1
+            feed.append(_break(rng.choice(feed), kind, rng))
         rng.shuffle(feed)
         malformed.append({i for i, e in enumerate(feed) if problem(e) is not None})
     return Feeds(out, original, malformed)

@@ -1,0 +1,104 @@
+"""Unit tests for labs.feeds: the validation rule, determinism, and the order-free oracle."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from labs import feeds
+from labs.challenge import drop, setup
+
+
+@pytest.fixture(scope="module")
+def conn():
+    lab = setup("test_feeds", sql_magic=False)
+    try:
+        with lab.connect(autocommit=True) as connection:
+            yield connection
+    finally:
+        lab.close()
+        drop("test_feeds")
+
+
+def _valid() -> dict:
+    return {"sku": "HOM-0000001", "name": "Mug", "category": "home", "vendor": "Acme",
+            "price": "12.50", "attributes": {"colour": "red"}, "version": 2,
+            "updated_at": "2026-11-01T00:00:00+00:00"}
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"sku": ""}, "missing sku"), ({"sku": None}, "missing sku"), ({"name": "  "}, "missing name"),
+    ({"price": "12,99"}, "bad price"), ({"price": "1.999"}, "bad price"), ({"price": None}, "bad price"),
+    ({"price": "-3.00"}, "negative price"), ({"version": "v2"}, "bad version"),
+    ({"version": 0}, "bad version"), ({"version": True}, "bad version"),
+    ({"attributes": "[1, 2]"}, "bad attributes"), ({"attributes": "{colour: red"}, "bad attributes"),
+])
+def test_problem_names_each_malformed_kind(change, reason):
+    """problem() gives the documented reason for each kind of broken row."""
+    assert feeds.problem(dict(_valid(), **change)) == reason
+
+
+def test_problem_accepts_valid_events():
+    """A valid event (also with text version and JSON-text attributes) has no problem."""
+    assert feeds.problem(_valid()) is None
+    assert feeds.problem(dict(_valid(), version="3", attributes='{"a": 1}', price="7")) is None
+
+
+def test_feeds_are_deterministic(conn):
+    """The same seed gives the same feeds; another seed gives other feeds."""
+    a, b = feeds.make_feeds(conn, seed=7), feeds.make_feeds(conn, seed=7)
+    assert a.feeds == b.feeds and a.malformed == b.malformed
+    assert feeds.make_feeds(conn, seed=8).feeds != a.feeds
+
+
+def test_feeds_have_every_messy_shape(conn):
+    """Overlap, duplicates, stale versions, new skus and every malformed kind are present."""
+    f = feeds.make_feeds(conn)
+    kinds = {feeds.problem(e) for e in f.events} - {None}
+    assert kinds == set(feeds.MALFORMED_KINDS)
+    valid = f.valid_events()
+    keys = [(e["sku"], e["version"]) for e in valid]
+    assert len(keys) > len(set(keys))  # duplicates (within or across feeds)
+    per_feed = [{e["sku"] for e in feed if feeds.problem(e) is None} for feed in f.feeds]
+    assert per_feed[0] & per_feed[1]  # overlap
+    assert any(e["version"] <= f.original[e["sku"]][-1] for e in valid if e["sku"] in f.original)
+    assert any(e["sku"] not in f.original for e in valid)
+    for feed, bad in zip(f.feeds, f.malformed):
+        assert bad == {i for i, e in enumerate(feed) if feeds.problem(e)}
+
+
+def test_one_content_per_sku_version(conn):
+    """Wherever a (sku, version) appears, its content is the same: order cannot matter."""
+    seen: dict = {}
+    for e in feeds.make_feeds(conn).valid_events():
+        c = feeds.content(e)
+        assert seen.setdefault((c[0], c[-1]), c) == c
+
+
+def test_expected_state_ignores_order(conn):
+    """Any order of the events gives the same expected state; stale events never win."""
+    f = feeds.make_feeds(conn)
+    events = f.events
+    want = feeds.expected_state(f.original, events)
+    shuffled = list(events)
+    random.Random(1).shuffle(shuffled)
+    assert feeds.expected_state(f.original, shuffled) == want
+    for sku, stored in f.original.items():
+        assert want[sku][-1] >= stored[-1]
+
+
+def test_expected_report_accounts_for_every_event(conn):
+    """applied + stale + rejected covers each event of a feed exactly once."""
+    f = feeds.make_feeds(conn)
+    for feed, bad in zip(f.feeds, f.malformed):
+        report = feeds.expected_report(f.original, feed)
+        assert report["rejected"] == sorted(bad)
+        assert report["applied"] + report["stale"] + len(report["rejected"]) == len(feed)
+
+
+def test_bulk_feed_size_and_shape(conn):
+    """bulk_feed returns exactly the rows asked for, valid, half of them updates."""
+    events = feeds.bulk_feed(conn, 300)
+    assert len(events) == 300 and all(feeds.problem(e) is None for e in events)
+    assert sum(e["sku"].startswith("BULK") for e in events) == 150
