@@ -1,0 +1,503 @@
+"""Evidence about a migration that does not depend on timing luck.
+
+The migrations challenge must tell a zero-downtime migration from a naive one
+at *every* scale, including 5,000 rows where the naive one also takes a few
+milliseconds. So instead of timing statements, this module looks at what they
+do:
+
+* :func:`probe_steps` runs each DDL statement while another session holds the
+  lock an ordinary ``INSERT`` holds (``ROW EXCLUSIVE``, in an open
+  transaction). A statement whose lock conflicts with writers then waits, and
+  ``pg_locks`` says which lock it asked for; the statement runs with
+  ``client_min_messages = debug1``, so PostgreSQL itself says whether it
+  scanned the table (``verifying table "users"``), rewrote it (``rewriting
+  table "users"``), built an index, or proved NOT NULL from a validated CHECK
+  constraint (``existing constraints on column "users.created_at" are
+  sufficient to prove that it does not contain nulls``). A statement that
+  blocks writers *and* reads the whole table is the outage.
+* :class:`RecordingConnection` wraps a psycopg connection and writes down every
+  statement, its row count, its SQLSTATE and when it ran: how a check sees a
+  backfill's batches and commits, or a retry loop's ``55P03`` errors.
+* :func:`catalog_snapshot` is the schema of a table as the catalogue knows it
+  (columns, types, nullability, defaults, constraints with ``convalidated``,
+  indexes with ``indisvalid`` and definitions), for "downgrade restores it".
+* :func:`checksum_where` and :func:`validation` compare data before and after.
+* :func:`squawk` lints SQL with the squawk binary next to the interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import psycopg
+from psycopg import sql as pgsql
+
+from .sessions import Sessions
+from .workload import WRITER_ID_BASE
+
+# Locks that stop INSERT/UPDATE/DELETE (they conflict with ROW EXCLUSIVE).
+WRITE_BLOCKING = {"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"}
+# ... and the one that also stops SELECT.
+READ_BLOCKING = {"AccessExclusiveLock"}
+
+LEGACY_TABLE = "signup_events"
+
+
+def _url_of(target: Any) -> str:
+    return getattr(target, "url", target)
+
+
+# --------------------------------------------------------------------------
+# the challenge's starting point
+
+
+def prepare(lab: Any) -> int:
+    """Create the legacy sign-up log the backfill reads from (idempotent); return its rows.
+
+    Sign-up times were never stored in ``users``, but the analytics pipeline kept
+    one event per sign-up. Times are spread over five years and increase with
+    the id, as they would with a sequence.
+    """
+    with psycopg.connect(_url_of(lab), autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [LEGACY_TABLE]).fetchone()[0]
+        if not exists:
+            conn.execute(f"""
+                CREATE TABLE {LEGACY_TABLE} AS
+                SELECT id AS user_id,
+                       timestamptz '2020-01-01 00:00:00+00'
+                         + (id * interval '5 years') / greatest(m.max_id, 1) AS signed_up_at
+                FROM users, (SELECT max(id) AS max_id FROM users WHERE id < {WRITER_ID_BASE}) m
+                WHERE id < {WRITER_ID_BASE}""")
+            conn.execute(f"ALTER TABLE {LEGACY_TABLE} ADD PRIMARY KEY (user_id)")
+            conn.execute(f"ANALYZE {LEGACY_TABLE}")
+        return conn.execute(f"SELECT count(*) FROM {LEGACY_TABLE}").fetchone()[0]
+
+
+def reset_migration(lab: Any, column: str = "created_at") -> None:
+    """Undo the migration so a check can run it from the start (drops index and column)."""
+    with psycopg.connect(_url_of(lab), autocommit=True) as conn:
+        for (name,) in conn.execute("""
+                SELECT i.indexrelid::regclass::text FROM pg_index i
+                JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                WHERE i.indrelid = 'users'::regclass AND a.attname = %s""", [column]).fetchall():
+            conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        conn.execute(pgsql.SQL("ALTER TABLE users DROP COLUMN IF EXISTS {}").format(
+            pgsql.Identifier(column)))
+
+
+# --------------------------------------------------------------------------
+# recording what a function sends
+
+
+@dataclass
+class Statement:
+    sql: str
+    start: float
+    end: float
+    rowcount: int = -1
+    sqlstate: str | None = None
+    message: str = ""
+
+
+class Interrupted(BaseException):
+    """Raised by a RecordingConnection after N commits: a simulated crash mid-backfill.
+
+    A BaseException, like KeyboardInterrupt, so that an ``except Exception`` in
+    the code under test cannot swallow the crash.
+    """
+
+
+class _RecordingCursor:
+    def __init__(self, owner: "RecordingConnection", cursor: Any) -> None:
+        self._owner, self._cursor = owner, cursor
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> "_RecordingCursor":
+        self._owner._run(lambda: self._cursor.execute(query, params, **kwargs), query,
+                         lambda: self._cursor.rowcount)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+    def __iter__(self):
+        return iter(self._cursor)
+
+    def __enter__(self) -> "_RecordingCursor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cursor.close()
+
+
+class RecordingConnection:
+    """A psycopg connection that writes down each statement (and can 'crash' after N commits).
+
+    A COMMIT is recorded whether it is sent as SQL or by ``conn.commit()``; in
+    autocommit mode every statement outside ``BEGIN`` counts as its own commit.
+    """
+
+    def __init__(self, conn: psycopg.Connection, interrupt_after_commits: int | None = None) -> None:
+        self._conn = conn
+        self.statements: list[Statement] = []
+        self.interrupt_after = interrupt_after_commits
+        self._t0 = time.perf_counter()
+        self.commits = 0
+        self.txn_rows: list[int] = []  # rows changed by each committed transaction
+        self._open_rows = 0
+
+    @property
+    def raw(self) -> psycopg.Connection:
+        return self._conn
+
+    def _text(self, query: Any) -> str:
+        return query.as_string(self._conn) if hasattr(query, "as_string") else str(query)
+
+    def _run(self, call: Any, query: Any, rowcount: Any) -> Any:
+        text = self._text(query)
+        st = Statement(text, time.perf_counter() - self._t0, 0.0)
+        self.statements.append(st)
+        try:
+            result = call()
+        except psycopg.Error as exc:
+            st.sqlstate = exc.sqlstate
+            st.message = (exc.diag.message_primary if getattr(exc, "diag", None) else "") or str(exc)
+            st.end = time.perf_counter() - self._t0
+            raise
+        st.end = time.perf_counter() - self._t0
+        st.rowcount = rowcount()
+        if re.match(r"\s*(update|insert|delete|merge)\b", text, re.I) and st.rowcount > 0:
+            self._open_rows += st.rowcount
+        self._after(text)
+        return result
+
+    def _after(self, text: str) -> None:
+        words = text.strip().rstrip(";").lower().split()
+        in_txn = self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        committed = (words[:1] in (["commit"], ["end"])) or (self._conn.autocommit and not in_txn
+                                                            and words[:1] != ["rollback"])
+        if words[:1] == ["rollback"]:
+            self._open_rows = 0
+        if committed and not in_txn:
+            self._committed()
+
+    def _committed(self) -> None:
+        if self._open_rows:
+            self.txn_rows.append(self._open_rows)
+            self.commits += 1
+        self._open_rows = 0
+        if self.interrupt_after is not None and self.commits >= self.interrupt_after:
+            self.interrupt_after = None
+            raise Interrupted(f"simulated crash after {self.commits} committed batches")
+
+    # the psycopg API a learner's function is likely to use
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        holder: list[Any] = []
+        self._run(lambda: holder.append(self._conn.execute(query, params, **kwargs)), query,
+                  lambda: holder[0].rowcount)
+        return holder[0]
+
+    def cursor(self, *args: Any, **kwargs: Any) -> _RecordingCursor:
+        return _RecordingCursor(self, self._conn.cursor(*args, **kwargs))
+
+    def commit(self) -> None:
+        self._conn.commit()
+        self.statements.append(Statement("commit", time.perf_counter() - self._t0,
+                                         time.perf_counter() - self._t0))
+        self._committed()
+
+    def rollback(self) -> None:
+        self._conn.rollback()
+        self._open_rows = 0
+
+    def transaction(self, *args: Any, **kwargs: Any) -> Any:
+        owner = self
+
+        class _Tx:
+            def __enter__(self_inner) -> Any:
+                self_inner.tx = owner._conn.transaction(*args, **kwargs)
+                return self_inner.tx.__enter__()
+
+            def __exit__(self_inner, *exc: Any) -> Any:
+                result = self_inner.tx.__exit__(*exc)
+                if owner._conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                    if exc[0] is None:
+                        owner._committed()
+                    else:
+                        owner._open_rows = 0
+                return result
+
+        return _Tx()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def __enter__(self) -> "RecordingConnection":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._conn.__exit__(*exc)
+
+    def errors(self, sqlstate: str | None = None) -> list[Statement]:
+        return [s for s in self.statements if s.sqlstate and (sqlstate is None
+                                                              or s.sqlstate == sqlstate)]
+
+
+# --------------------------------------------------------------------------
+# the lock and scan probe
+
+
+@dataclass
+class StepEvidence:
+    """What one DDL statement did, by PostgreSQL's own account."""
+
+    sql: str
+    lock_awaited: str = ""  # the lock it queued for behind a writer ("" = did not wait)
+    lock_type: str = ""  # relation | virtualxid | transactionid
+    messages: list[str] = field(default_factory=list)  # DEBUG1 lines about the table
+    rewrote: bool = False
+    scanned: bool = False  # verified or indexed every row
+    proved_not_null: bool = False  # NOT NULL proved from a validated CHECK, no scan
+    error: str = ""
+    seconds: float = 0.0
+
+    @property
+    def blocks_writes(self) -> bool:
+        return self.lock_type == "relation" and self.lock_awaited in WRITE_BLOCKING
+
+    @property
+    def blocks_reads(self) -> bool:
+        return self.lock_type == "relation" and self.lock_awaited in READ_BLOCKING
+
+    @property
+    def outage(self) -> bool:
+        """It holds a lock that stops writers (or everyone) while it reads the whole table."""
+        return self.blocks_writes and (self.scanned or self.rewrote)
+
+    def verdict(self) -> str:
+        if self.error:
+            return "ERROR " + self.error
+        if self.outage:
+            who = "reads and writes" if self.blocks_reads else "writes"
+            what = "rewrites" if self.rewrote else "scans"
+            return f"OUTAGE: blocks {who} while it {what} the whole table"
+        if self.blocks_writes:
+            who = "reads and writes" if self.blocks_reads else "writes"
+            return f"blocks {who} for a moment (catalogue only)"
+        if self.lock_type == "virtualxid":
+            return "waits for running transactions, blocks nobody"
+        return "blocks nobody"
+
+    def row(self) -> tuple[str, str, str, str]:
+        work = ("rewrite" if self.rewrote else "scan" if self.scanned
+                else "proof from CHECK" if self.proved_not_null else "catalogue only")
+        return (re.sub(r"\s+", " ", self.sql).strip(), self.lock_awaited or "(no conflict)",
+                work, self.verdict())
+
+
+def _classify(ev: StepEvidence, table: str) -> None:
+    quoted = f'"{table}"'
+    for m in ev.messages:
+        if m.startswith("rewriting table " + quoted):
+            ev.rewrote = True
+        elif m.startswith("verifying table " + quoted):
+            ev.scanned = True
+        elif m.startswith("building index") and m.endswith(f"on table {quoted} serially"):
+            ev.scanned = True
+        elif "are sufficient to prove that it does not contain nulls" in m:
+            ev.proved_not_null = True
+
+
+def probe_steps(target: Any, statements: Iterable[str], table: str = "users",
+                timeout: float = 3600.0) -> list[StepEvidence]:
+    """Run each statement (for real) while a writer holds ROW EXCLUSIVE on ``table``.
+
+    The writer's transaction is committed as soon as the statement is seen
+    waiting (or finishing), so every statement completes; stopping at the
+    first error. Deterministic: whether a statement conflicts with a writer is
+    a property of its lock mode, and the scan/rewrite messages are PostgreSQL's.
+    """
+    out: list[StepEvidence] = []
+    with Sessions(target, "W", "M", timeout=timeout, application_name="lab probe") as s:
+        messages: list[str] = []
+        s["M"].conn.add_notice_handler(
+            lambda d: messages.append(d.message_primary or "") if d.severity == "DEBUG" else None)
+        s.M("SET client_min_messages = debug1")
+        for stmt in statements:
+            ev = StepEvidence(stmt)
+            messages.clear()
+            s.W("BEGIN")
+            s.W(f"LOCK TABLE {table} IN ROW EXCLUSIVE MODE")  # what an INSERT holds
+            t0 = time.perf_counter()
+            step = s.M(stmt)
+            if step.blocked:
+                for session, locktype, relation, mode, granted, _ in s.locks():
+                    if session == "M" and not granted:
+                        ev.lock_awaited, ev.lock_type = mode, locktype
+                        break
+            s.W("COMMIT")
+            final = step.final if step.blocked else step
+            ev.seconds = time.perf_counter() - t0
+            if final is not None and final.failed:
+                ev.error = f"{final.sqlstate}: {final.message}"
+            ev.messages = list(messages)
+            _classify(ev, table)
+            out.append(ev)
+            if ev.error:
+                break
+    return out
+
+
+def evidence_table(evidence: list[StepEvidence]) -> str:
+    """The probe's findings, one line per statement (deterministic text)."""
+    lines = []
+    for sql_text, lock, work, verdict in (e.row() for e in evidence):
+        lines.append(f"{sql_text}\n    lock {lock}; {work}; {verdict}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# catalogue and data
+
+
+def catalog_snapshot(conn: psycopg.Connection, table: str = "users") -> dict[str, Any]:
+    """The table's schema from the catalogue, in a form that compares with ==."""
+    columns = conn.execute("""
+        SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+               pg_get_expr(d.adbin, d.adrelid)
+        FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attname""", [table]).fetchall()
+    constraints = conn.execute("""
+        SELECT conname, contype, convalidated, pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE conrelid = %s::regclass ORDER BY conname""", [table]).fetchall()
+    indexes = conn.execute("""
+        SELECT c.relname, i.indisvalid, i.indisready, pg_get_indexdef(i.indexrelid)
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE i.indrelid = %s::regclass ORDER BY c.relname""", [table]).fetchall()
+    return {"columns": [tuple(r) for r in columns], "constraints": [tuple(r) for r in constraints],
+            "indexes": [tuple(r) for r in indexes]}
+
+
+def snapshot_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two catalogue snapshots (empty when equal)."""
+    out = []
+    for key in ("columns", "constraints", "indexes"):
+        only_a = [r for r in a[key] if r not in b[key]]
+        only_b = [r for r in b[key] if r not in a[key]]
+        out += [f"{key}: before {r}" for r in only_a] + [f"{key}: after {r}" for r in only_b]
+    return out
+
+
+def checksum_where(conn: psycopg.Connection, query: str, params: Any = None) -> tuple[int, str]:
+    """(rows, checksum) of a query's rows; the same order-free hash as dataset.table_checksum."""
+    return tuple(conn.execute(
+        "SELECT count(*), md5(coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text"
+        " || ':' || coalesce(sum(hashtextextended(t::text, 1)::numeric), 0)::text) "
+        f"FROM ({query}) AS t", params).fetchone())
+
+
+def original_rows_checksum(conn: psycopg.Connection) -> tuple[int, str]:
+    """Checksum of the columns the migration must not touch, over the pre-existing rows."""
+    return checksum_where(conn, f"SELECT id, name FROM users WHERE id < {WRITER_ID_BASE}")
+
+
+def validation(conn: psycopg.Connection, column: str = "created_at") -> dict[str, Any]:
+    """Counts, NULLs, wrong backfills, constraint and index validity after the migration."""
+    ident = pgsql.Identifier(column).as_string(conn)
+    has_col = conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass "
+                           "AND attname = %s AND NOT attisdropped", [column]).fetchone()[0]
+    out: dict[str, Any] = {"rows": conn.execute("SELECT count(*) FROM users").fetchone()[0]}
+    if has_col:
+        out["nulls"] = conn.execute(f"SELECT count(*) FROM users WHERE {ident} IS NULL").fetchone()[0]
+        out["wrong_backfill"] = conn.execute(f"""
+            SELECT count(*) FROM users u JOIN {LEGACY_TABLE} s ON s.user_id = u.id
+            WHERE u.{ident} IS DISTINCT FROM s.signed_up_at""").fetchone()[0]
+    out["unvalidated_constraints"] = [r[0] for r in conn.execute(
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'users'::regclass "
+        "AND NOT convalidated").fetchall()]
+    out["invalid_indexes"] = [r[0] for r in conn.execute(
+        "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'users'::regclass "
+        "AND NOT indisvalid").fetchall()]
+    return out
+
+
+def relfilenode(conn: psycopg.Connection, table: str = "users") -> int:
+    return conn.execute("SELECT pg_relation_filenode(%s::regclass)", [table]).fetchone()[0]
+
+
+# --------------------------------------------------------------------------
+# squawk
+
+
+def squawk_binary() -> str:
+    """The squawk that came with the lab's environment (next to the interpreter), else PATH."""
+    here = Path(sys.executable).parent / "squawk"
+    if here.exists():
+        return str(here)
+    found = shutil.which("squawk")
+    if not found:
+        raise FileNotFoundError("squawk is not installed: pip install squawk-cli")
+    return found
+
+
+@dataclass
+class Finding:
+    rule: str
+    line: int  # 1-based
+    message: str
+    statement: str
+
+    def __str__(self) -> str:
+        return f"line {self.line} [{self.rule}] {self.message}\n    {self.statement}"
+
+
+def squawk(sql_text: str, pg_version: str = "15") -> list[Finding]:
+    """Lint SQL with squawk; return its findings (squawk exits 1 when there are any)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "migration.sql"
+        path.write_text(sql_text)
+        proc = subprocess.run([squawk_binary(), "--reporter", "json", f"--pg-version={pg_version}",
+                               str(path)], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "NO_COLOR": "1"})
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"squawk failed: {proc.stderr.strip()}")
+    lines = sql_text.splitlines()
+    findings = []
+    for item in json.loads(proc.stdout or "[]"):
+        line = int(item.get("line", 0))
+        findings.append(Finding(item["rule_name"], line + 1, item["message"],
+                                lines[line].strip() if line < len(lines) else ""))
+    return findings
+
+
+def migration_script(statements: Iterable[str], preamble: Iterable[str] = ()) -> str:
+    """One SQL file: the session settings a runner sends first, then each statement."""
+    parts = [p.strip().rstrip(";") + ";" for p in preamble]
+    parts += [re.sub(r"\s+", " ", s).strip().rstrip(";") + ";" for s in statements]
+    return "\n".join(parts) + "\n"
+
+
+def run_in_thread(func: Any, *args: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start ``func(*args)`` in a daemon thread; the dict gets 'result' or 'error'."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = func(*args)
+        except BaseException as exc:  # reported to the caller, never lost
+            box["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    return t, box
