@@ -46,7 +46,9 @@ transcript on every run. Exception: in a deadlock, PostgreSQL aborts the
 session whose ``deadlock_timeout`` expires first, normally the one that
 started waiting first. That is deterministic when the statement closing the
 cycle is issued within ``deadlock_timeout`` (1 s) of the first wait, which is
-always the case when the steps run in one cell.
+always the case when the steps run in one cell. Use fresh sessions for each
+deadlock demo: when the same two sessions had already waited for each other
+earlier in the script, the victim was seen to vary (about 1 run in 8).
 
 API
 ---

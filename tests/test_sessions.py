@@ -122,8 +122,8 @@ def test_ordered_locks_do_not_deadlock(url):
 
 def test_transcript_is_identical_across_runs(url):
     """Same script, same transcript: no pids, no timings, same deadlock victim."""
-    runs = [run_script(url, LOST_UPDATE + DEADLOCK,
-                       isolation="read committed", setup=SETUP) for _ in range(2)]
+    runs = ["\n".join(run_script(url, script, isolation="read committed", setup=SETUP)
+                       for script in (LOST_UPDATE, DEADLOCK)) for _ in range(2)]
     assert runs[0] == runs[1]
 
 
