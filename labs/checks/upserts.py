@@ -23,7 +23,7 @@ import json
 import random
 import uuid
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import psycopg
 
