@@ -301,7 +301,10 @@ class StepEvidence:
     def row(self) -> tuple[str, str, str, str]:
         work = ("rewrite" if self.rewrote else "scan" if self.scanned
                 else "proof from CHECK" if self.proved_not_null else "catalogue only")
-        return (re.sub(r"\s+", " ", self.sql).strip(), self.lock_awaited or "(no conflict)",
+        lock = self.lock_awaited or "(no conflict)"
+        if self.lock_type == "virtualxid":
+            lock = "waits for the writer's transaction (virtualxid)"
+        return (re.sub(r"\s+", " ", self.sql).strip(), lock,
                 work, self.verdict())
 
 
@@ -328,7 +331,8 @@ def probe_steps(target: Any, statements: Iterable[str], table: str = "users",
     a property of its lock mode, and the scan/rewrite messages are PostgreSQL's.
     """
     out: list[StepEvidence] = []
-    with Sessions(target, "W", "M", timeout=timeout, application_name="lab probe") as s:
+    with Sessions(target, "W", "M", timeout=timeout, application_name="lab probe") as s, \
+            psycopg.connect(_url_of(target), autocommit=True) as monitor:
         messages: list[str] = []
         s["M"].conn.add_notice_handler(
             lambda d: messages.append(d.message_primary or "") if d.severity == "DEBUG" else None)
@@ -341,10 +345,12 @@ def probe_steps(target: Any, statements: Iterable[str], table: str = "users",
             t0 = time.perf_counter()
             step = s.M(stmt)
             if step.blocked:
-                for session, locktype, relation, mode, granted, _ in s.locks():
-                    if session == "M" and not granted:
-                        ev.lock_awaited, ev.lock_type = mode, locktype
-                        break
+                # straight from pg_locks: Sessions.locks() leaves out virtualxid locks,
+                # and waiting for a virtualxid is how CONCURRENTLY waits for writers
+                row = monitor.execute("SELECT locktype, mode FROM pg_locks WHERE pid = %s "
+                                      "AND NOT granted LIMIT 1", [s.pid("M")]).fetchone()
+                if row:
+                    ev.lock_type, ev.lock_awaited = row
             s.W("COMMIT")
             final = step.final if step.blocked else step
             ev.seconds = time.perf_counter() - t0
@@ -362,7 +368,7 @@ def evidence_table(evidence: list[StepEvidence]) -> str:
     """The probe's findings, one line per statement (deterministic text)."""
     lines = []
     for sql_text, lock, work, verdict in (e.row() for e in evidence):
-        lines.append(f"{sql_text}\n    lock {lock}; {work}; {verdict}")
+        lines.append(f"{sql_text}\n    lock: {lock}; work: {work}; {verdict}")
     return "\n".join(lines)
 
 
