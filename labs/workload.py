@@ -24,7 +24,9 @@ interval (5 ms by default): good for "max lock wait 2.1 s vs 0.2 s", not for
 microseconds. Checks that must be deterministic use statement-level evidence
 (``labs.migrations_probe``) and use this only for a wide budget.
 
-Writers insert ids from :data:`WRITER_ID_BASE` upwards, far above the
+``writes`` is the writer's transaction: statements with ``%(id)s`` and
+``%(name)s`` placeholders, run together (the migrations challenge also logs a
+sign-up event). Writers insert ids from :data:`WRITER_ID_BASE` upwards, far above the
 dataset's ids, so the rows that existed before the migration can be checked
 (counts, checksums) without the workload's own rows getting in the way.
 
