@@ -1,0 +1,6 @@
+"""ANALYZE alone: the planner gets statistics, but the visibility map stays empty, so an
+Index Only Scan still fetches every row from the table."""
+CHECK = "large_datasets.q4"
+REPLACE = {"after_load_sql": '''after_load_sql = """
+ANALYZE events
+"""'''}
