@@ -24,6 +24,33 @@ from labs.learner import ANSWER_TAG, generate_all, learner_version, topic_of
 from .nbrun import execute
 
 DECOYS_DIR = Path(__file__).parent / "decoys"
+# Cells tagged "demo" measure or draw something for the reader and feed no later
+# check. nbval runs them in the solutions; learner and decoy runs skip them, which
+# is what keeps the default suite inside its time budget.
+DEMO_TAG = "demo"
+
+
+def _without_demos(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    nb = nbformat.from_dict(nb)
+    nb.cells = [c for c in nb.cells if DEMO_TAG not in c.metadata.get("tags", [])]
+    return nb
+
+
+def _names(source: str) -> tuple[set[str], set[str]]:
+    """(names a cell binds, names it reads) — IPython magics are left out."""
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("%"))
+    tree = ast.parse(code)
+    bound, read = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (bound if isinstance(node.ctx, ast.Store) else read).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return bound, read
 
 
 def test_learner_notebooks_are_up_to_date():
@@ -41,13 +68,34 @@ def test_every_solution_has_a_learner_copy_and_checks():
         assert list((DECOYS_DIR / topic).glob("*.py")), f"no decoys in tests/decoys/{topic}/"
 
 
+def test_demo_cells_feed_no_later_cell_that_runs_without_them():
+    """A name bound only by demo cells is never read by a cell the contract runs execute."""
+    for solution in sorted(SOLUTIONS_DIR.glob("*.ipynb")):
+        nb = nbformat.read(solution, as_version=4)
+        demo_only: dict[str, int] = {}
+        kept: set[str] = set()
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            bound, read = _names(cell.source)
+            if DEMO_TAG in cell.metadata.get("tags", []):
+                demo_only.update({name: index for name in bound - kept})
+                continue
+            leaked = {name: demo_only[name] for name in read - bound if name in demo_only}
+            assert not leaked, (f"{solution.name} cell {index} reads {sorted(leaked)} bound only "
+                                f"by demo cell(s) {sorted(set(leaked.values()))}")
+            kept |= bound
+            for name in bound:
+                demo_only.pop(name, None)
+
+
 class LearnerCopy:
     notebook: Path
 
     @pytest.mark.notebook
     def test_every_check_reports_not_attempted(self):
         """Executed as shipped, the learner notebook fails each check with 'not attempted yet'."""
-        nb = nbformat.read(self.notebook, as_version=4)
+        nb = _without_demos(nbformat.read(self.notebook, as_version=4))
         run = execute(nb)
         topic = topic_of(self.notebook)
         for check_id in checks_of(topic):
@@ -98,7 +146,7 @@ class Decoy:
         spec = importlib.util.spec_from_file_location(self.decoy.stem, self.decoy)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        nb = nbformat.read(self.solution, as_version=4)
+        nb = _without_demos(nbformat.read(self.solution, as_version=4))
         for name, source in module.REPLACE.items():
             nb.cells[_answer_cell_binding(nb, name)].source = source
         stop = _check_cell(nb, module.CHECK)
