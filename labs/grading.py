@@ -5,7 +5,7 @@ learner's notebooks under their lab names::
 
     submissions/
       ada/00_start_here.ipynb
-      ada/03_race_conditions.ipynb
+      ada/02_race_conditions.ipynb
       grace/00_start_here.ipynb
 
 For each submission the grader starts from the *canonical* learner notebook and

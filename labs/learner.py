@@ -125,5 +125,5 @@ def generate_all(check_only: bool = False) -> list[Path]:
 
 
 def topic_of(notebook: Path | str) -> str:
-    """'03_race_conditions.ipynb' → 'race_conditions' (the check module's name)."""
+    """'02_race_conditions.ipynb' → 'race_conditions' (the check module's name)."""
     return re.sub(r"^\d+_", "", Path(notebook).stem)

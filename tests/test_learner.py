@@ -49,4 +49,4 @@ def test_markdown_region_and_outputs_are_cleared():
 
 
 def test_topic_comes_from_the_notebook_name():
-    assert topic_of("notebooks/03_race_conditions.ipynb") == "race_conditions"
+    assert topic_of("notebooks/02_race_conditions.ipynb") == "race_conditions"

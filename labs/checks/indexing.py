@@ -1,4 +1,4 @@
-"""Checks for 04_indexing: the right index for each query, proven by its plan.
+"""Checks for 03_indexing: the right index for each query, proven by its plan.
 
 Each check applies the learner's DDL (idempotently: a re-run of a check cell
 must not fail with "relation ... already exists"), then judges the plan by

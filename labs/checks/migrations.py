@@ -1,4 +1,4 @@
-"""Checks for 06_migrations: adding users.created_at with zero downtime.
+"""Checks for 05_migrations: adding users.created_at with zero downtime.
 
 Every check runs the learner's code for real, on the challenge database, while
 a live workload (``labs.workload``: readers and writers at a steady rate)

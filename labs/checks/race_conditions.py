@@ -1,4 +1,4 @@
-"""Checks for 03_race_conditions: the learner's ``transfer(conn, src, dst, amount)``.
+"""Checks for 02_race_conditions: the learner's ``transfer(conn, src, dst, amount)``.
 
 The contract (stated in the notebook): move ``amount`` from account ``src`` to
 ``dst`` in one transaction, record it once in ``transfers`` and return the new

@@ -1,4 +1,4 @@
-"""Checks for 05_slow_query: the seed's "order history page went from 50 ms to 8 s" ticket.
+"""Checks for 04_slow_query: the seed's "order history page went from 50 ms to 8 s" ticket.
 
 The notebook reproduces the incident: a load-test customer owning a large share
 of orders (customers.is_load_test), ``order_items_order_id_idx`` lost in a bad

@@ -1,4 +1,4 @@
-"""Checks for 07_upserts: upserts, idempotency keys and bulk loads, proven under races.
+"""Checks for 06_upserts: upserts, idempotency keys and bulk loads, proven under races.
 
 Every check runs the learner's function three ways:
 
