@@ -30,8 +30,7 @@ from psycopg.copy import QueuedLibpqWriter
 
 from .config import DATASETS_DIR, Scale
 from .errors import DatasetMissing
-from .fake import (BINARY_HEADER, BINARY_TRAILER, DEFAULT_FORMAT, FAKER_VERSION, ShopGenerator,
-                   Table)
+from .fake import BINARY_HEADER, BINARY_TRAILER, DEFAULT_FORMAT, FAKER_VERSION, ShopGenerator
 from .server import Server, connect_admin
 
 SHOP_DIR = DATASETS_DIR / "shop"

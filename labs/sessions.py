@@ -73,7 +73,6 @@ API
 from __future__ import annotations
 
 import re
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field

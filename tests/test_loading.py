@@ -9,7 +9,8 @@ import pytest
 
 from labs import loading as ld
 from labs.dataset import table_checksum
-from labs.server import ensure_server
+
+from .scratch import scratch_database
 
 
 def test_events_are_deterministic_and_lazy():
@@ -62,14 +63,8 @@ def test_counted_stops_a_slow_consumer():
 
 @pytest.fixture(scope="module")
 def url():
-    srv = ensure_server(verbose=False)
-    name = "lab_test_loading"
-    with psycopg.connect(srv.url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-    yield srv.url_for(name)
-    with psycopg.connect(srv.url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with scratch_database("lab_test_loading") as database_url:
+        yield database_url
 
 
 def test_every_strategy_loads_the_same_contents(url):

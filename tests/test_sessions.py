@@ -6,25 +6,19 @@ allows it and the one that prevents it. Runs on a scratch database `test_sess_*`
 
 from __future__ import annotations
 
-import os
 
 import psycopg
 import pytest
 
-from labs.server import ensure_server
 from labs.sessions import Sessions, run_script
+
+from .scratch import scratch_database
 
 
 @pytest.fixture(scope="module")
 def url():
-    srv = ensure_server()
-    name = "test_sess_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
-    with psycopg.connect(srv.url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield srv.url_for(name)
-    with psycopg.connect(srv.url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("test_sess") as database_url:
+        yield database_url
 
 
 SETUP = """

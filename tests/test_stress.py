@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import os
 
 import psycopg
 import pytest
 
-from labs.server import ensure_server
 from labs.stress import (HookedConnection, LostAck, backoff_delay, count_statements, interleave,
                          retry, run_stress)
+
+from .scratch import scratch_database
 
 
 @pytest.fixture(scope="module")
 def url():
-    srv = ensure_server()
-    name = "test_sess_stress_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
-    with psycopg.connect(srv.url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield srv.url_for(name)
-    with psycopg.connect(srv.url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("test_sess_stress") as database_url:
+        yield database_url
 
 
 @pytest.fixture

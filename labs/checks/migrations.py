@@ -259,7 +259,7 @@ def q2(lab: Any, expand_steps: list[str], backfill: Callable[..., Any]) -> str:
         v = validation(c, COLUMN)
         after = original_rows_checksum(c)
         redone = sum(1 for i, x in c.execute(
-            f"SELECT id, xmin::text FROM users WHERE id = ANY(%s)", [list(done_xmin)]).fetchall()
+            "SELECT id, xmin::text FROM users WHERE id = ANY(%s)", [list(done_xmin)]).fetchall()
             if done_xmin[i] != x)
     if v["nulls"] or v["wrong_backfill"]:
         raise CheckFailed(
