@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import traceback
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Sequence
@@ -54,11 +55,22 @@ class CheckFailed(AssertionError):
         self.detail = detail
         super().__init__(message + (f"\n  Detail: {detail}" if detail else ""))
 
+    # IPython shows this instead of a traceback through the lab's internals: the
+    # learner needs the verdict (already printed as a ✗ line) and, when their own
+    # code raised, their own traceback, not the checker's frames.
+    def _render_traceback_(self) -> list[str]:
+        lines = [f"CheckFailed: {self.message}"]
+        if self.__cause__ is not None:
+            lines += ["", "Your code raised this:"]
+            lines += "".join(traceback.format_exception(self.__cause__)).splitlines()
+        return lines
+
 
 class NotAttempted(CheckFailed):
     def __init__(self, what: str = "") -> None:
-        super().__init__("not attempted yet: " + (what or "write your answer in the cell above, "
-                                                    "between the YOUR ANSWER markers, then run it"))
+        super().__init__("not attempted yet: " + (
+            what or "replace TODO (or -- YOUR SQL HERE) in the answer cell above, run that "
+                    "cell, then this check"))
 
 
 @dataclass

@@ -86,3 +86,17 @@ def test_learner_code_raising_is_reported_as_a_failed_check(monkeypatch):
 def test_checks_of_lists_cases_in_number_order():
     """check_all's list comes from the module's q-functions, numerically sorted."""
     assert checking.checks_of("start_here") == ["start_here.q1", "start_here.q2"]
+
+
+def test_failed_check_renders_without_the_checkers_traceback():
+    """In a notebook a failed check shows its message, plus the learner's own traceback if any."""
+    plain = CheckFailed("The plan still shows Seq Scan on orders.")
+    assert plain._render_traceback_() == ["CheckFailed: The plan still shows Seq Scan on orders."]
+    try:
+        try:
+            {}["missing"]
+        except KeyError as exc:
+            raise CheckFailed("your answer raised KeyError: 'missing'") from exc
+    except CheckFailed as failed:
+        rendered = "\n".join(failed._render_traceback_())
+    assert "Your code raised this:" in rendered and "KeyError" in rendered
