@@ -42,13 +42,19 @@ access due to concurrent update``).
 
 Outcomes are rendered without pids, xids or timings (a deadlock's DETAIL names
 pids, so only its primary message is shown), so the same script gives the same
-transcript on every run. Exception: in a deadlock, PostgreSQL aborts the
-session whose ``deadlock_timeout`` expires first, normally the one that
-started waiting first. That is deterministic when the statement closing the
-cycle is issued within ``deadlock_timeout`` (1 s) of the first wait, which is
-always the case when the steps run in one cell. Use fresh sessions for each
-deadlock demo: when the same two sessions had already waited for each other
-earlier in the script, the victim was seen to vary (about 1 run in 8).
+transcript on every run, deadlocks included. PostgreSQL checks for a deadlock
+once per wait, in the waiting backend, ``deadlock_timeout`` after it started
+waiting, and aborts the backend whose check finds the cycle. Left alone, the
+victim depends on timing: the first waiter if the cycle closed within its
+``deadlock_timeout``, the last one otherwise (a loaded machine can delay the
+closing step past 1 s). So before every step the driver sets that session's
+``deadlock_timeout``: the configured value (1 s by default) when another
+session is already waiting, so a step that closes a cycle checks promptly, and
+ten times that (at least 10 s) otherwise, so the earlier waiters never check
+first. The statement that closes the cycle is therefore always the one that
+fails with 40P01, as in Hermitage. Setting ``deadlock_timeout`` needs superuser
+rights (the lab's own server grants them); without them the server's timing
+decides, as above.
 
 API
 ---
@@ -207,6 +213,26 @@ class Session:
         self.pid: int = conn.info.backend_pid
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"session-{name}")
         self.pending: tuple[Future, Outcome] | None = None
+        # deadlock_timeout in ms: the configured value, and whether we may change it
+        self.deadlock_ms = int(conn.execute(
+            "SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'").fetchone()[0])
+        self.steer_deadlocks = True
+        try:
+            conn.execute(f"SET deadlock_timeout = {self.deadlock_ms}")
+        except psycopg.errors.InsufficientPrivilege:
+            self.steer_deadlocks = False
+
+    def prepare_step(self, others_waiting: bool) -> None:
+        """Make the step that closes a lock cycle the one PostgreSQL aborts (see module doc)."""
+        if not self.steer_deadlocks:
+            return
+        ms = self.deadlock_ms if others_waiting else max(10_000, 10 * self.deadlock_ms)
+        try:
+            # SET takes no snapshot, so a REPEATABLE READ transaction's snapshot is still
+            # taken by the learner's own next statement.
+            self.conn.execute(f"SET deadlock_timeout = {ms}")
+        except psycopg.Error:
+            pass  # the transaction is aborted: the step itself will fail with 25P02
 
     def __call__(self, sql: str, params: Any = None) -> Outcome:
         return self.owner.run(self.name, sql, params)
@@ -299,6 +325,7 @@ class Sessions:
             raise RuntimeError(
                 f"{name} is still blocked by its previous statement "
                 f"({_one_line(session.pending[1].sql)}); release it from another session first")
+        session.prepare_step(any(s.pending is not None for s in self._sessions.values()))
         placeholder = Outcome(name, sql)
         future = session.executor.submit(session._execute, sql, params)
         session.pending = (future, placeholder)

@@ -6,6 +6,7 @@ allows it and the one that prevents it. Runs on a scratch database `test_sess_*`
 
 from __future__ import annotations
 
+import time
 
 import psycopg
 import pytest
@@ -92,11 +93,35 @@ def test_write_skew_is_prevented_at_serializable(url):
 
 
 def test_deadlock_is_detected_and_reported_by_sqlstate(url):
-    """Opposite lock order: the first waiter is aborted with 40P01 and the other proceeds."""
+    """Opposite lock order: the step closing the cycle is aborted with 40P01, the other proceeds."""
     text = run_script(url, DEADLOCK, setup=SETUP)
     assert "T1: update test set value = 21 where id = 2; -- BLOCKS (waits for T2)" in text
-    assert ("T2: update test set value = 12 where id = 1; -- UPDATE 1; "
-            "T1 unblocks: ERROR 40P01: deadlock detected") in text
+    assert ("T2: update test set value = 12 where id = 1; -- ERROR 40P01: deadlock detected; "
+            "T1 unblocks: UPDATE 1") in text
+
+
+def test_deadlock_victim_is_the_closing_step_even_when_it_comes_late(url):
+    """The victim must not depend on timing: close the cycle 1.5 s (> deadlock_timeout) after
+    the first wait, repeatedly in the same two sessions, and the closing step always fails."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SETUP)
+    with Sessions(url, "T1", "T2") as s:
+        for _ in range(3):
+            s.play("""
+            T1: begin
+            T2: begin
+            T1: update test set value = 11 where id = 1
+            T2: update test set value = 22 where id = 2
+            T1: update test set value = 21 where id = 2
+            """)
+            time.sleep(1.5)
+            closing = s.T2("update test set value = 12 where id = 1")
+            assert closing.sqlstate == "40P01", s.transcript()
+            assert closing.released and closing.released[0].command == "UPDATE 1", s.transcript()
+            s.play("""
+            T1: rollback
+            T2: rollback
+            """)
 
 
 def test_ordered_locks_do_not_deadlock(url):
