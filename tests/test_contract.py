@@ -156,6 +156,10 @@ class Decoy:
             f"{module.CHECK} never ran; errors before it: {run.errors}")
         assert not verdict["passed"], f"decoy {self.decoy.name} passed {module.CHECK}"
         assert verdict["attempted"], f"decoy {self.decoy.name} was judged 'not attempted'"
+        # rejected for the right reason, not because something else broke on the way
+        assert module.EXPECT in verdict["message"], (
+            f"decoy {self.decoy.name} failed {module.CHECK} for another reason than "
+            f"{module.EXPECT!r}: {verdict['message']}")
 
 
 for _nb in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):

@@ -27,6 +27,7 @@ migration is fast too. What tells right from wrong is deterministic evidence:
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Callable
 
@@ -139,6 +140,7 @@ def q1(lab: Any, run_ddl: Callable[..., Any]) -> str:
     wl = live_workload(lab)
     raw = lab.connect(autocommit=True)
     conn = RecordingConnection(raw)
+    settings_before = session_settings(raw)
     with wl, Sessions(lab, "reader", application_name="lab check") as s:
         s.reader("BEGIN")
         s.reader("SELECT count(*) FROM users WHERE id < 100")  # holds ACCESS SHARE on users
@@ -153,6 +155,7 @@ def q1(lab: Any, run_ddl: Callable[..., Any]) -> str:
             wl.mark("reader commits")
             s.reader("COMMIT")
             thread.join(60)
+    settings_after = session_settings(raw) if not thread.is_alive() else settings_before
     raw.close()
     with lab.connect(autocommit=True) as c:
         added = c.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass "
@@ -178,6 +181,17 @@ def q1(lab: Any, run_ddl: Callable[..., Any]) -> str:
     if not added:
         raise CheckFailed("run_ddl returned, but the column it was given to add does not exist: "
                           "it must run the statement it is given (and succeed).")
+    leaked = {name: value for name, value in settings_after.items()
+              if settings_before.get(name) != value}
+    if leaked:
+        raise CheckFailed(
+            "run_ddl left " + ", ".join(f"{k} = {v}" for k, v in sorted(leaked.items())) +
+            " on the connection. SET lasts for the whole session, and Alembic runs every "
+            "revision on one connection: the backfill after your expand step would inherit it "
+            "(its VACUUM then times out behind an autovacuum). Save the old values with "
+            "current_setting() and restore them with set_config() in a finally.",
+            "before: " + ", ".join(f"{k} = {settings_before.get(k, 'default')}"
+                                   for k in sorted(leaked)))
     waited = _budget(wl, "run_ddl")
     return (f"gave up {timeouts} times with 55P03 while the reader held its lock, then "
             f"succeeded; longest workload lock wait {waited * 1000:.0f} ms")
@@ -418,14 +432,20 @@ def q4(lab: Any, run_ddl: Callable[..., Any], expand_steps: list[str],
 # q5: squawk
 
 
+def session_settings(conn: Any) -> dict[str, str]:
+    """Every setting's effective value in this session, by name (to spot a leaked SET)."""
+    return dict(conn.execute("SELECT name, setting FROM pg_settings").fetchall())
+
+
 def preamble_of(lab: Any, run_ddl: Callable[..., Any]) -> list[str]:
-    """The statements run_ddl sends before the one it was given (its SETs), recorded live."""
+    """The SETs run_ddl sends before the one statement it was given, recorded live."""
     marker = "SELECT 'run_ddl marker'"
     with lab.connect(autocommit=True) as raw:
         conn = RecordingConnection(raw)
         run_ddl(conn, marker)
     texts = [s.sql for s in conn.statements]
-    return texts[:texts.index(marker)] if marker in texts else []
+    before = texts[:texts.index(marker)] if marker in texts else []
+    return [t for t in before if re.match(r"\s*SET\b", t, re.IGNORECASE)]
 
 
 def lint(lab: Any, run_ddl: Callable[..., Any], expand_steps: list[str],

@@ -1,5 +1,6 @@
 """Backfills in one giant UPDATE: every row locked until it commits, all lost on a crash."""
 CHECK = "migrations.q2"
+EXPECT = 'in one transaction'  # the verdict must give this reason
 REPLACE = {"backfill": '''from tqdm import tqdm
 
 

@@ -1,5 +1,6 @@
 """Builds the index without CONCURRENTLY: a SHARE lock blocks every write for the whole build."""
 CHECK = "migrations.q3"
+EXPECT = 'CREATE INDEX CONCURRENTLY'  # the verdict must give this reason
 REPLACE = {"contract_steps": '''contract_steps = [
     "ALTER TABLE users ADD CONSTRAINT users_created_at_not_null "
     "CHECK (created_at IS NOT NULL) NOT VALID",

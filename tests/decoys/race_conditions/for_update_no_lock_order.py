@@ -1,6 +1,7 @@
 """SELECT … FOR UPDATE in argument order (src, then dst) and no retry: opposite
 transfers lock the two rows in opposite orders and one dies with 40P01."""
 CHECK = "race_conditions.q2"
+EXPECT = '40P01'  # the verdict must give this reason
 REPLACE = {"transfer": '''import uuid
 
 def transfer(conn, src, dst, amount):

@@ -1,6 +1,7 @@
 """Read-modify-write at READ COMMITTED: reads the balance into Python and writes back
 balance_read - amount, overwriting any debit that committed in between (a lost update)."""
 CHECK = "race_conditions.q1"
+EXPECT = 'lost update'  # the verdict must give this reason
 REPLACE = {"transfer": '''import uuid
 
 def transfer(conn, src, dst, amount):

@@ -1,6 +1,7 @@
 """Retries any error, including the OperationalError of a lost COMMIT ack, with a fresh
 request id per attempt: a transfer that had committed is applied a second time."""
 CHECK = "race_conditions.q3"
+EXPECT = 'applied twice'  # the verdict must give this reason
 REPLACE = {"transfer": '''import random, time, uuid
 import psycopg
 

@@ -1,6 +1,7 @@
 """SERIALIZABLE is correct only with retries: this one lets
 `could not serialize access due to concurrent update` (40001) escape."""
 CHECK = "race_conditions.q1"
+EXPECT = '40001'  # the verdict must give this reason
 REPLACE = {"transfer": '''import uuid
 
 def transfer(conn, src, dst, amount):

@@ -1,5 +1,6 @@
 """Keyset on created_at alone, ordered without id: ties make pages differ from the reference."""
 CHECK = "slow_query.q4"
+EXPECT = 'differs from the expected result'  # the verdict must give this reason
 REPLACE = {"skew_index_sql": '''skew_index_sql = """
 CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_customer_created_idx ON orders (customer_id, created_at)
 """

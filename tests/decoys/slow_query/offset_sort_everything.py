@@ -1,5 +1,6 @@
 """Keyset condition, but joins and sorts all of the account's orders before the LIMIT."""
 CHECK = "slow_query.q4"
+EXPECT = 'Seq Scan'  # the verdict must give this reason
 REPLACE = {"skew_index_sql": '''skew_index_sql = """
 CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_customer_created_id_idx
     ON orders (customer_id, created_at DESC, id DESC)

@@ -1,6 +1,7 @@
 """Skips malformed rows without reporting them: the loader's numbers add up, but a vendor
 never learns which of its rows were thrown away."""
 CHECK = "upserts.q3"
+EXPECT = 'never drop one silently'  # the verdict must give this reason
 REPLACE = {"load_feed": '''
 import json
 

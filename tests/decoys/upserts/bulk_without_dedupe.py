@@ -2,6 +2,7 @@
 PostgreSQL refuse with 21000 `ON CONFLICT DO UPDATE command cannot affect row a second
 time`."""
 CHECK = "upserts.q3"
+EXPECT = 'cannot affect row a second time'  # the verdict must give this reason
 REPLACE = {"load_feed": '''
 import json
 

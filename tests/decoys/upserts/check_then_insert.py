@@ -1,6 +1,7 @@
 """Check-then-insert: SELECT the sku, INSERT when absent. Two sessions that both find
 nothing both insert; the unique index makes the loser fail with 23505."""
 CHECK = "upserts.q1"
+EXPECT = 'two sessions inserted the same key'  # the verdict must give this reason
 REPLACE = {"upsert_product": '''
 from psycopg.types.json import Jsonb
 

@@ -1,6 +1,7 @@
 """INSERT … ON CONFLICT DO NOTHING RETURNING id returns no row for the existing sku,
 so a replayed or stale event comes back without its id."""
 CHECK = "upserts.q1"
+EXPECT = 'the id is lost'  # the verdict must give this reason
 REPLACE = {"upsert_product": '''
 from psycopg.types.json import Jsonb
 

@@ -1,6 +1,7 @@
 """Looks the idempotency key up first and records it after the work: two racing replays
 both miss the key and both apply the price change."""
 CHECK = "upserts.q2"
+EXPECT = 'both did the work'  # the verdict must give this reason
 REPLACE = {"handle_request": '''
 from psycopg.types.json import Jsonb
 

@@ -2,6 +2,7 @@
 the NOT MATCHED branch; the second's INSERT fails with 23505 `duplicate key value
 violates unique constraint "products_sku_key"`, and the error reaches the caller."""
 CHECK = "upserts.q1"
+EXPECT = 'two sessions inserted the same key'  # the verdict must give this reason
 REPLACE = {"upsert_product": '''
 from psycopg.types.json import Jsonb
 

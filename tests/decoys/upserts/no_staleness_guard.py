@@ -1,6 +1,7 @@
 """ON CONFLICT DO UPDATE without `WHERE EXCLUDED.version > products.version`: an
 out-of-order (older) event overwrites a newer row."""
 CHECK = "upserts.q1"
+EXPECT = 'not newer than the stored row'  # the verdict must give this reason
 REPLACE = {"upsert_product": '''
 from psycopg.types.json import Jsonb
 
