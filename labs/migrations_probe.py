@@ -44,6 +44,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from .sessions import Sessions
+from .stress import StatementCursor
 from .workload import WRITER_ID_BASE
 
 # Locks that stop INSERT/UPDATE/DELETE (they conflict with ROW EXCLUSIVE).
@@ -118,28 +119,6 @@ class Interrupted(BaseException):
     """
 
 
-class _RecordingCursor:
-    def __init__(self, owner: "RecordingConnection", cursor: Any) -> None:
-        self._owner, self._cursor = owner, cursor
-
-    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> "_RecordingCursor":
-        self._owner._run(lambda: self._cursor.execute(query, params, **kwargs), query,
-                         lambda: self._cursor.rowcount)
-        return self
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cursor, name)
-
-    def __iter__(self):
-        return iter(self._cursor)
-
-    def __enter__(self) -> "_RecordingCursor":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._cursor.close()
-
-
 class RecordingConnection:
     """A psycopg connection that writes down each statement (and can 'crash' after N commits).
 
@@ -163,7 +142,7 @@ class RecordingConnection:
     def _text(self, query: Any) -> str:
         return query.as_string(self._conn) if hasattr(query, "as_string") else str(query)
 
-    def _run(self, call: Any, query: Any, rowcount: Any) -> Any:
+    def _statement(self, call: Any, query: Any, rowcount: Any) -> Any:
         text = self._text(query)
         st = Statement(text, time.perf_counter() - self._t0, 0.0)
         self.statements.append(st)
@@ -203,12 +182,12 @@ class RecordingConnection:
     # the psycopg API a learner's function is likely to use
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         holder: list[Any] = []
-        self._run(lambda: holder.append(self._conn.execute(query, params, **kwargs)), query,
+        self._statement(lambda: holder.append(self._conn.execute(query, params, **kwargs)), query,
                   lambda: holder[0].rowcount)
         return holder[0]
 
-    def cursor(self, *args: Any, **kwargs: Any) -> _RecordingCursor:
-        return _RecordingCursor(self, self._conn.cursor(*args, **kwargs))
+    def cursor(self, *args: Any, **kwargs: Any) -> StatementCursor:
+        return StatementCursor(self, self._conn.cursor(*args, **kwargs))
 
     def commit(self) -> None:
         self._conn.commit()

@@ -341,19 +341,26 @@ class LostAck(psycopg.OperationalError):
     """Raised by HookedConnection after a COMMIT that *did* commit: the ack was 'lost'."""
 
 
-class _HookedCursor:
-    def __init__(self, owner: "HookedConnection", cursor: Any) -> None:
+class StatementCursor:
+    """A cursor that reports every execute to the connection proxy that made it.
+
+    Shared by :class:`HookedConnection` and ``migrations_probe.RecordingConnection``:
+    the owner's ``_statement(call, query, rowcount)`` runs ``call()`` and does its
+    own bookkeeping (a hook, a record) around it.
+    """
+
+    def __init__(self, owner: Any, cursor: Any) -> None:
         self._owner = owner
         self._cursor = cursor
 
-    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> "_HookedCursor":
-        self._cursor.execute(query, params, **kwargs)
-        self._owner._after(query)
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> "StatementCursor":
+        self._owner._statement(lambda: self._cursor.execute(query, params, **kwargs), query,
+                               lambda: self._cursor.rowcount)
         return self
 
     def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
-        self._cursor.executemany(query, params_seq, **kwargs)
-        self._owner._after(query)
+        self._owner._statement(lambda: self._cursor.executemany(query, params_seq, **kwargs),
+                               query, lambda: self._cursor.rowcount)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cursor, name)
@@ -361,7 +368,7 @@ class _HookedCursor:
     def __iter__(self):
         return iter(self._cursor)
 
-    def __enter__(self) -> "_HookedCursor":
+    def __enter__(self) -> "StatementCursor":
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -399,13 +406,17 @@ class HookedConnection:
             raise LostAck("server closed the connection unexpectedly (the COMMIT's reply was "
                           "lost; the transaction may or may not have committed)")
 
+    def _statement(self, call: Callable[[], Any], query: Any, rowcount: Any) -> None:
+        call()
+        self._after(query)
+
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         cur = self._conn.execute(query, params, **kwargs)
         self._after(query)
-        return _HookedCursor(self, cur)
+        return StatementCursor(self, cur)
 
-    def cursor(self, *args: Any, **kwargs: Any) -> _HookedCursor:
-        return _HookedCursor(self, self._conn.cursor(*args, **kwargs))
+    def cursor(self, *args: Any, **kwargs: Any) -> StatementCursor:
+        return StatementCursor(self, self._conn.cursor(*args, **kwargs))
 
     def commit(self) -> None:
         self._conn.commit()
