@@ -44,7 +44,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from .sessions import Sessions
-from .stress import StatementCursor
+from .stress import StatementCursor, TrackedTransaction
 from .workload import WRITER_ID_BASE
 
 # Locks that stop INSERT/UPDATE/DELETE (they conflict with ROW EXCLUSIVE).
@@ -200,23 +200,13 @@ class RecordingConnection:
         self._open_rows = 0
 
     def transaction(self, *args: Any, **kwargs: Any) -> Any:
-        owner = self
+        def ended(committed: bool) -> None:
+            if committed:
+                self._committed()
+            else:
+                self._open_rows = 0
 
-        class _Tx:
-            def __enter__(self_inner) -> Any:
-                self_inner.tx = owner._conn.transaction(*args, **kwargs)
-                return self_inner.tx.__enter__()
-
-            def __exit__(self_inner, *exc: Any) -> Any:
-                result = self_inner.tx.__exit__(*exc)
-                if owner._conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-                    if exc[0] is None:
-                        owner._committed()
-                    else:
-                        owner._open_rows = 0
-                return result
-
-        return _Tx()
+        return TrackedTransaction(self._conn, ended, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)

@@ -375,6 +375,27 @@ class StatementCursor:
         self._cursor.close()
 
 
+class TrackedTransaction:
+    """``conn.transaction()`` that calls ``ended(committed)`` when the outermost block ends.
+
+    Connection proxies use it to see the COMMIT that psycopg sends on their behalf.
+    """
+
+    def __init__(self, conn: psycopg.Connection, ended: Callable[[bool], None],
+                 *args: Any, **kwargs: Any) -> None:
+        self._conn, self._ended = conn, ended
+        self._tx = conn.transaction(*args, **kwargs)
+
+    def __enter__(self) -> Any:
+        return self._tx.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        result = self._tx.__exit__(*exc)
+        if self._conn.info.transaction_status == pq.TransactionStatus.IDLE:
+            self._ended(exc[0] is None)
+        return result
+
+
 class HookedConnection:
     """A psycopg connection with a hook after every statement, and lossy COMMIT acks.
 
@@ -423,23 +444,14 @@ class HookedConnection:
         self._after("commit")
 
     def transaction(self, *args: Any, **kwargs: Any) -> Any:
-        owner = self
+        def ended(committed: bool) -> None:
+            if committed:
+                self.statements += 1
+                if self._hook:
+                    self._hook(self.statements, "commit")
+                self._maybe_lose_ack()
 
-        class _Tx:
-            def __enter__(self_inner) -> Any:
-                self_inner.tx = owner._conn.transaction(*args, **kwargs)
-                return self_inner.tx.__enter__()
-
-            def __exit__(self_inner, *exc: Any) -> Any:
-                result = self_inner.tx.__exit__(*exc)
-                if exc[0] is None and owner._conn.info.transaction_status == pq.TransactionStatus.IDLE:
-                    owner.statements += 1
-                    if owner._hook:
-                        owner._hook(owner.statements, "commit")
-                    owner._maybe_lose_ack()
-                return result
-
-        return _Tx()
+        return TrackedTransaction(self._conn, ended, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
