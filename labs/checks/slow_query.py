@@ -53,7 +53,13 @@ def normal_customer(lab) -> int:
 
 
 def _rows(lab, sql: str, params: Any, what: str) -> tuple[list[str], list[tuple]]:
-    with psycopg.connect(lab.url, autocommit=True) as conn, conn.cursor() as cur:
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        return _rows_on(conn, sql, params, what)
+
+
+def _rows_on(conn: psycopg.Connection, sql: str, params: Any,
+             what: str) -> tuple[list[str], list[tuple]]:
+    with conn.cursor() as cur:
         try:
             cur.execute(sql, params)
         except psycopg.Error as exc:
@@ -163,6 +169,7 @@ def q4(lab, skew_index_sql: str, page_sql: str) -> str:
             cols, page2 = _rows(lab, page_sql, params2, "your page query")
             compare_results(cols, page2, PAGE_COLUMNS, want[20:40], ordered=True,
                             what=f"page 2 for {who} (after created_at, id of page 1's last row)")
+    _check_ties(lab, page_sql)
     customer = load_test_customer(lab)
     plan = ex.explain(lab, page_sql, {"customer": customer, **FIRST_PAGE})
     ex.assert_no_node(plan, "Seq Scan", "order_items",
@@ -178,6 +185,51 @@ def q4(lab, skew_index_sql: str, page_sql: str) -> str:
                             "scan stop after 20 entries.")
     return (f"keyset pages match; the load-test account's page touches {plan.buffers:,} buffers, "
             "sorts in memory")
+
+
+def _check_ties(lab, page_sql: str) -> None:
+    """Orders sharing one created_at across the page boundary: none skipped, none repeated.
+
+    Real timestamps collide (a bulk import, a batch job, second-precision clocks); the
+    dataset's rarely do, so the check makes four of them collide, in a transaction it
+    rolls back.
+    """
+    customer = load_test_customer(lab)
+    with psycopg.connect(lab.url) as conn, conn.transaction(force_rollback=True):
+        conn.execute("SET LOCAL work_mem = '64MB'")
+        sql = HISTORY_SQL.replace("LIMIT 20", "LIMIT 40")
+        ids = [r[0] for r in conn.execute(sql, {"customer": customer}).fetchall()]
+        if len(ids) < 40:
+            return
+        tied = ids[17:23]  # rows 18..23: three on page 1, three on page 2
+        stamp = conn.execute("SELECT created_at FROM orders WHERE id = %s",
+                             [ids[19]]).fetchone()[0]
+        conn.execute("UPDATE orders SET created_at = %s WHERE id = ANY(%s)", [stamp, tied])
+        want = conn.execute(sql, {"customer": customer}).fetchall()
+        cols, page1 = _rows_on(conn, page_sql, {"customer": customer, **FIRST_PAGE},
+                               "your page query")
+        if not page1:
+            raise CheckFailed("Your page query returned no rows for the first page.")
+        last = page1[-1]
+        cols, page2 = _rows_on(conn, page_sql, {"customer": customer,
+                                                "before_created_at": last[2],
+                                                "before_id": last[0]}, "your page query")
+    got_ids = [r[0] for r in page1] + [r[0] for r in page2]
+    want_ids = [r[0] for r in want]
+    if got_ids != want_ids:
+        skipped = [i for i in want_ids if i not in got_ids]
+        repeated = sorted({i for i in got_ids if got_ids.count(i) > 1})
+        raise CheckFailed(
+            f"When {len(tied)} orders share one created_at across the page boundary (a bulk "
+            "import or a batch job does that), your pages "
+            + (f"skip orders {skipped}" if skipped else "")
+            + (" and " if skipped and repeated else "")
+            + (f"repeat orders {repeated}" if repeated else "")
+            + ("return them in another order" if not skipped and not repeated else "")
+            + ". created_at alone is not a unique key: page on (created_at, id), "
+            "WHERE (o.created_at, o.id) < (%(before_created_at)s, %(before_id)s) and "
+            "ORDER BY created_at DESC, id DESC.",
+            f"expected ids {want_ids[15:25]} around the boundary, got {got_ids[15:25]}")
 
 
 # -- q5: the speed-up, measured in the same run -----------------------------------------
