@@ -394,7 +394,41 @@ def q2(lab: Any, handle_request: Callable[[Any, str, dict], Any]) -> str:
         state = {"price": _price(watch, sku)[0]}
     races = _forced_races(lab, [("replay race", setup, lambda key: key, lambda key: key)],
                           run, judge)
-    return f"one effect and one response per key, also in {races} forced races"
+    _reused_key(lab, handle_request, f"chk2-{tag}-a", sku, request)
+    return (f"one effect and one response per key, also in {races} forced races; a key reused "
+            "for another request is refused")
+
+
+def _reused_key(lab: Any, handle_request: Callable[..., Any], key: str, sku: str,
+                request: dict) -> None:
+    """The key of an applied request, sent again with another request: refused, no effect."""
+    other = dict(request, price_change="2.00")
+    with psycopg.connect(lab.url, autocommit=True) as watch, psycopg.connect(lab.url) as conn:
+        price0, _ = _price(watch, sku)
+        try:
+            response = handle_request(conn, key, other)
+        except NotAttempted:
+            raise
+        except ValueError:
+            response = None
+        except psycopg.Error as exc:
+            raise CheckFailed(explain_error(exc, "handle_request")) from None
+        else:
+            raise CheckFailed(
+                "The key of an applied request came back with a different request "
+                f"(price_change {other['price_change']} instead of {request['price_change']}) "
+                f"and handle_request returned {response!r}. A reused key with another request "
+                "is a client bug, and answering with the first request's response hides it: "
+                "compare the stored request and raise ValueError (an API answers 422).")
+        finally:
+            left_open = _left_open(conn)
+            conn.rollback()
+        if _price(watch, sku)[0] != price0:
+            raise CheckFailed("handle_request refused the reused key but changed the price "
+                              "anyway; refuse before doing the work.")
+        if left_open:
+            raise CheckFailed("handle_request raised for the reused key but left its transaction "
+                              "open; roll it back before raising.")
 
 
 # --------------------------------------------------------------------------
