@@ -284,7 +284,8 @@ def _classify(ev: StepEvidence, table: str) -> None:
             ev.rewrote = True
         elif m.startswith("verifying table " + quoted):
             ev.scanned = True
-        elif m.startswith("building index") and m.endswith(f"on table {quoted} serially"):
+        elif m.startswith("building index") and f"on table {quoted} " in m + " ":
+            # "... serially" or "... with request for N parallel workers" (big tables)
             ev.scanned = True
         elif "are sufficient to prove that it does not contain nulls" in m:
             ev.proved_not_null = True
