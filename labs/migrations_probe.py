@@ -142,7 +142,7 @@ class RecordingConnection:
     def _text(self, query: Any) -> str:
         return query.as_string(self._conn) if hasattr(query, "as_string") else str(query)
 
-    def _statement(self, call: Any, query: Any, rowcount: Any) -> Any:
+    def _statement(self, call: Any, query: Any, cursor: Any) -> Any:
         text = self._text(query)
         st = Statement(text, time.perf_counter() - self._t0, 0.0)
         self.statements.append(st)
@@ -154,8 +154,11 @@ class RecordingConnection:
             st.end = time.perf_counter() - self._t0
             raise
         st.end = time.perf_counter() - self._t0
-        st.rowcount = rowcount()
-        if re.match(r"\s*(update|insert|delete|merge)\b", text, re.I) and st.rowcount > 0:
+        cur = cursor()
+        st.rowcount = cur.rowcount
+        # the command tag, not the text: a WITH … DELETE … INSERT counts as the INSERT it is
+        tag = (cur.statusmessage or "").split(" ")[0].upper()
+        if tag in ("INSERT", "UPDATE", "DELETE", "MERGE") and st.rowcount > 0:
             self._open_rows += st.rowcount
         self._after(text)
         return result
@@ -183,7 +186,7 @@ class RecordingConnection:
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         holder: list[Any] = []
         self._statement(lambda: holder.append(self._conn.execute(query, params, **kwargs)), query,
-                  lambda: holder[0].rowcount)
+                  lambda: holder[0])
         return holder[0]
 
     def cursor(self, *args: Any, **kwargs: Any) -> StatementCursor:

@@ -345,7 +345,7 @@ class StatementCursor:
     """A cursor that reports every execute to the connection proxy that made it.
 
     Shared by :class:`HookedConnection` and ``migrations_probe.RecordingConnection``:
-    the owner's ``_statement(call, query, rowcount)`` runs ``call()`` and does its
+    the owner's ``_statement(call, query, cursor)`` runs ``call()`` and does its
     own bookkeeping (a hook, a record) around it.
     """
 
@@ -355,12 +355,12 @@ class StatementCursor:
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> "StatementCursor":
         self._owner._statement(lambda: self._cursor.execute(query, params, **kwargs), query,
-                               lambda: self._cursor.rowcount)
+                               lambda: self._cursor)
         return self
 
     def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
         self._owner._statement(lambda: self._cursor.executemany(query, params_seq, **kwargs),
-                               query, lambda: self._cursor.rowcount)
+                               query, lambda: self._cursor)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cursor, name)
@@ -427,7 +427,7 @@ class HookedConnection:
             raise LostAck("server closed the connection unexpectedly (the COMMIT's reply was "
                           "lost; the transaction may or may not have committed)")
 
-    def _statement(self, call: Callable[[], Any], query: Any, rowcount: Any) -> None:
+    def _statement(self, call: Callable[[], Any], query: Any, cursor: Any) -> None:
         call()
         self._after(query)
 
