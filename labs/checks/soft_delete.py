@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import uuid
 from typing import Any, Callable
 
 import psycopg
@@ -100,10 +101,6 @@ def q1(lab: Any, soft_delete_sql: str) -> str:
                               f"products' columns, in order ({want}), so that code can switch "
                               "from products to active_products without other changes.")
         with conn.transaction(force_rollback=True):
-            deleted = conn.execute("SELECT id, sku FROM products WHERE deleted_at IS NOT NULL "
-                                   "ORDER BY id LIMIT 1").fetchone()
-            active = conn.execute("SELECT id, sku FROM products WHERE deleted_at IS NULL "
-                                  "ORDER BY id LIMIT 1").fetchone()
             # a product deleted in the future is still active: deleted_at is a fact, not a plan
             got = _checksum(conn, "SELECT id FROM active_products")
             want_rows = _checksum(conn, "SELECT id FROM products WHERE deleted_at IS NULL")
@@ -116,32 +113,38 @@ def q1(lab: Any, soft_delete_sql: str) -> str:
                     f"deleted. It shows {shown_deleted:,} soft-deleted products"
                     + (" and hides some active ones" if got[0] - shown_deleted < want_rows[0] else "")
                     + ": filter WHERE deleted_at IS NULL.")
+            # the check's own product: listed, deleted, listed again, then duplicated
+            sku = f"CHECK-{uuid.uuid4().hex[:10]}"
             insert = ("INSERT INTO products (sku, name, category, vendor, price, updated_at) "
                       "VALUES (%s, 'Check item', 'home', 'Check Vendor', 1.00, now())")
+            conn.execute(insert, [sku])
+            conn.execute("UPDATE products SET deleted_at = now() WHERE sku = %s", [sku])
             conn.execute("SAVEPOINT reuse")
             try:
-                conn.execute(insert, [deleted[1]])
+                conn.execute(insert, [sku])
             except psycopg.errors.UniqueViolation as exc:
                 raise CheckFailed(
-                    f"A new product cannot reuse the SKU {deleted[1]!r} of a soft-deleted product: "
+                    f"A new product cannot reuse the SKU of a soft-deleted product: "
                     f"{exc.diag.message_primary}. The unique index on sku still counts deleted "
                     "rows, so a SKU can never be reused (and a vendor re-listing an item fails). "
                     "Make it a partial unique index, UNIQUE (sku) WHERE deleted_at IS NULL, and "
                     "drop the old one.") from None
             conn.execute("SAVEPOINT duplicate")
             try:
-                conn.execute(insert, [active[1]])
+                conn.execute(insert, [sku])
             except psycopg.errors.UniqueViolation:
                 conn.execute("ROLLBACK TO SAVEPOINT duplicate")
             else:
                 raise CheckFailed(
-                    f"Two active products can now share the SKU {active[1]!r}: the partial index "
-                    "must still be UNIQUE. Soft delete relaxes uniqueness for deleted rows only.")
+                    "Two active products can now share a SKU: the partial index must still be "
+                    "UNIQUE. Soft delete relaxes uniqueness for deleted rows only.")
             if not _active_unique_index(conn):
                 raise CheckFailed("No valid unique index on products (sku) WHERE deleted_at IS "
                                   "NULL was found; uniqueness among active products must be "
                                   "enforced by the database, not by the application.")
-    sku = active[1]
+    with psycopg.connect(lab.url) as conn:
+        sku = conn.execute("SELECT sku FROM products WHERE deleted_at IS NULL ORDER BY id "
+                           "LIMIT 1").fetchone()[0]
     plan = ex.explain(lab, "SELECT * FROM active_products WHERE sku = %(sku)s", {"sku": sku})
     ex.assert_no_node(plan, "Seq Scan", "products",
                       "Looking up an active product by sku reads the whole products table: the "
@@ -159,10 +162,13 @@ def q2(lab: Any, restore_product: Callable[[Any, int], bool]) -> str:
     """restore_product: True when restored, False when nothing to do, ValueError on a taken SKU."""
     require(restore_product)
     with psycopg.connect(lab.url, autocommit=True) as watch:
-        first, second = watch.execute(
-            "SELECT id, sku, deleted_at FROM products p WHERE deleted_at IS NOT NULL "
-            "AND NOT EXISTS (SELECT 1 FROM products a WHERE a.sku = p.sku AND a.deleted_at IS NULL) "
-            "ORDER BY id LIMIT 2").fetchall()
+        # two products of the check's own, soft-deleted (never ordered, so removable after)
+        tag = uuid.uuid4().hex[:10]
+        first, second = (tuple(watch.execute(
+            "INSERT INTO products (sku, name, category, vendor, price, updated_at, deleted_at) "
+            "VALUES (%s, 'Discontinued check item', 'home', 'Check Vendor', 3.00, now(), "
+            "now() - interval '30 days') RETURNING id, sku, deleted_at",
+            [f"CHECK-{tag}-{n}"]).fetchone()) for n in (1, 2))
         taker = None
         try:
             with psycopg.connect(lab.url) as conn:
@@ -230,10 +236,8 @@ def q2(lab: Any, restore_product: Callable[[Any, int], bool]) -> str:
                     raise CheckFailed("restore_product refused the conflicting restore but "
                                       "restored the product anyway.")
         finally:
-            if taker is not None:
-                watch.execute("DELETE FROM products WHERE id = %s", [taker])
-            watch.execute("UPDATE products SET deleted_at = %s WHERE id = %s",
-                          [first[2], first[0]])
+            watch.execute("DELETE FROM products WHERE id = ANY(%s)",
+                          [[first[0], second[0]] + ([taker] if taker is not None else [])])
     return ("restores a deleted product, is a no-op when there is nothing to restore, and "
             "refuses (ValueError) when its SKU is taken")
 
