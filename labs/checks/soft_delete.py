@@ -66,8 +66,15 @@ def _call(fn: Callable[..., Any], *args: Any, who: str) -> Any:
     except (NotAttempted, CheckFailed, Interrupted):
         raise
     except psycopg.Error as exc:
+        advice = {
+            "23503": " A row still references the one you deleted: move order_items before "
+                     "their orders (children first), in the same transaction.",
+            "23505": " The archive already holds that id: a batch was archived twice, or "
+                     "copied without being deleted.",
+            "25P02": " An earlier statement failed and the transaction was not rolled back.",
+        }.get(exc.sqlstate or "", "")
         raise CheckFailed(f"{who} raised SQLSTATE {exc.sqlstate}: "
-                          f"{exc.diag.message_primary or exc}") from None
+                          f"{exc.diag.message_primary or exc}.{advice}") from None
 
 
 def _left_open(conn: Any) -> bool:
