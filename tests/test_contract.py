@@ -147,8 +147,14 @@ class Decoy:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         nb = _without_demos(nbformat.read(self.solution, as_version=4))
-        for name, source in module.REPLACE.items():
+        for name, source in getattr(module, "REPLACE", {}).items():
             nb.cells[_answer_cell_binding(nb, name)].source = source
+        # EDIT: the reference answer with a few exact substitutions, the decoy's whole point
+        for name, edits in getattr(module, "EDIT", {}).items():
+            cell = nb.cells[_answer_cell_binding(nb, name)]
+            for old, new in edits:
+                assert old in cell.source, f"{self.decoy.name}: {old!r} is not in the reference"
+                cell.source = cell.source.replace(old, new)
         stop = _check_cell(nb, module.CHECK)
         run = execute(nb, stop_after=stop)
         verdict = run.verdicts.get(module.CHECK)

@@ -1,38 +1,9 @@
 """Writes the NEW row into the history (and only on UPDATE): the history repeats the present and loses the past."""
 CHECK = "versioned_data.q1"
 EXPECT = 'not the NEW one'  # the verdict must give this reason
-REPLACE = {"history_sql": '''history_sql = """
-CREATE EXTENSION IF NOT EXISTS btree_gist;
-
-CREATE TABLE IF NOT EXISTS products_history (
-    product_id bigint        NOT NULL,
-    sku        text          NOT NULL,
-    name       text          NOT NULL,
-    price      numeric(10,2) NOT NULL,
-    attributes jsonb         NOT NULL,
-    deleted_at timestamptz,
-    valid      tstzrange     NOT NULL,
-    EXCLUDE USING gist (product_id WITH =, valid WITH &&)
-);
-
-CREATE OR REPLACE FUNCTION products_keep_history() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    -- now() is when this transaction STARTED; a transaction that started earlier can commit
-    -- later. Never let a new version begin before the one it replaces.
-    t timestamptz := greatest(now(), OLD.updated_at + interval '1 microsecond');
-BEGIN
-    INSERT INTO products_history (product_id, sku, name, price, attributes, deleted_at, valid)
-    VALUES (NEW.id, NEW.sku, NEW.name, NEW.price, NEW.attributes, NEW.deleted_at,
-            tstzrange(OLD.updated_at, t));
-    IF TG_OP = 'DELETE' THEN
-        RETURN OLD;
-    END IF;
-    NEW.updated_at := t;
-    RETURN NEW;
-END $$;
-
-CREATE OR REPLACE TRIGGER products_keep_history
-    BEFORE UPDATE ON products
-    FOR EACH ROW EXECUTE FUNCTION products_keep_history();
-"""'''}
+EDIT = {"history_sql": [
+    ('VALUES (OLD.id, OLD.sku, OLD.name, OLD.price, OLD.attributes, OLD.deleted_at,',
+     'VALUES (NEW.id, NEW.sku, NEW.name, NEW.price, NEW.attributes, NEW.deleted_at,'),
+    ('BEFORE UPDATE OR DELETE ON products',
+     'BEFORE UPDATE ON products'),
+]}
