@@ -214,6 +214,15 @@ class RecordingConnection:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # conn.autocommit = True and the like belong to the real connection
+        if name.startswith("_") or name in self._OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._conn, name, value)
+
+    _OWN = frozenset({"statements", "interrupt_after", "commits", "txn_rows"})
+
     def __enter__(self) -> "RecordingConnection":
         return self
 
