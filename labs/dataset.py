@@ -82,22 +82,27 @@ def dataset_info(conn: psycopg.Connection) -> dict:
     return info
 
 
-def table_checksum(conn: psycopg.Connection, table: str, order_by: str = "id") -> tuple[int, str]:
-    """(row count, checksum of the contents), computed in the server.
+def query_checksum(conn: psycopg.Connection, query: str, params: Any = None) -> tuple[int, str]:
+    """(row count, checksum of the rows) of any query, computed in the server.
 
     The checksum is the sum of two 64-bit hashes of every row's text, so it
     needs no ordering and no giant string (``md5(string_agg(...))`` hits the
     1 GB limit at ten million rows). Any changed, added or deleted row changes
-    it. ``order_by`` is accepted for callers that pass it; a sum does not
-    depend on order.
+    it, and so does a duplicated one.
     """
-    del order_by  # an order-independent aggregate needs no ORDER BY
-    query = sql.SQL(
+    count, digest = conn.execute(
         "SELECT count(*), md5(coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text"
         " || ':' || coalesce(sum(hashtextextended(t::text, 1)::numeric), 0)::text) "
-        "FROM {} AS t").format(sql.Identifier(*table.split(".")))
-    count, digest = conn.execute(query).fetchone()
+        f"FROM ({query}) AS t", params).fetchone()
     return int(count), digest
+
+
+def table_checksum(conn: psycopg.Connection, table: str, order_by: str = "id") -> tuple[int, str]:
+    """:func:`query_checksum` of a whole table. ``order_by`` is accepted for callers that
+    pass it; a sum does not depend on order."""
+    del order_by  # an order-independent aggregate needs no ORDER BY
+    name = sql.Identifier(*table.split(".")).as_string(conn)
+    return query_checksum(conn, f"SELECT * FROM {name}")
 
 
 # --------------------------------------------------------------------------

@@ -21,7 +21,8 @@ do:
 * :func:`catalog_snapshot` is the schema of a table as the catalogue knows it
   (columns, types, nullability, defaults, constraints with ``convalidated``,
   indexes with ``indisvalid`` and definitions), for "downgrade restores it".
-* :func:`checksum_where` and :func:`validation` compare data before and after.
+* :func:`original_rows_checksum` (``dataset.query_checksum``) and :func:`validation`
+  compare data before and after.
 * :func:`squawk` lints SQL with the squawk binary next to the interpreter.
 """
 
@@ -43,6 +44,7 @@ from typing import Any, Iterable
 import psycopg
 from psycopg import sql as pgsql
 
+from .dataset import query_checksum
 from .sessions import Sessions
 from .stress import StatementCursor, TrackedTransaction
 from .workload import WRITER_ID_BASE
@@ -387,17 +389,9 @@ def snapshot_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return out
 
 
-def checksum_where(conn: psycopg.Connection, query: str, params: Any = None) -> tuple[int, str]:
-    """(rows, checksum) of a query's rows; the same order-free hash as dataset.table_checksum."""
-    return tuple(conn.execute(
-        "SELECT count(*), md5(coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text"
-        " || ':' || coalesce(sum(hashtextextended(t::text, 1)::numeric), 0)::text) "
-        f"FROM ({query}) AS t", params).fetchone())
-
-
 def original_rows_checksum(conn: psycopg.Connection) -> tuple[int, str]:
     """Checksum of the columns the migration must not touch, over the pre-existing rows."""
-    return checksum_where(conn, f"SELECT id, name FROM users WHERE id < {WRITER_ID_BASE}")
+    return query_checksum(conn, f"SELECT id, name FROM users WHERE id < {WRITER_ID_BASE}")
 
 
 def validation(conn: psycopg.Connection, column: str = "created_at") -> dict[str, Any]:

@@ -24,6 +24,7 @@ import psycopg
 
 from .. import explain as ex
 from ..checking import CheckFailed, NotAttempted, require
+from ..dataset import query_checksum
 from ..migrations_probe import Interrupted, RecordingConnection
 from .indexing import apply
 
@@ -50,14 +51,6 @@ CREATE INDEX IF NOT EXISTS order_items_archive_order_id_idx ON order_items_archi
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-def _checksum(conn: psycopg.Connection, select: str, params: Any = None) -> tuple[int, str]:
-    """(rows, order-independent checksum) of a query's rows (see dataset.table_checksum)."""
-    return tuple(conn.execute(
-        "SELECT count(*), md5(coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text "
-        "|| ':' || coalesce(sum(hashtextextended(t::text, 1)::numeric), 0)::text) "
-        f"FROM ({select}) AS t", params).fetchone())
 
 
 def _call(fn: Callable[..., Any], *args: Any, who: str) -> Any:
@@ -109,8 +102,8 @@ def q1(lab: Any, soft_delete_sql: str) -> str:
                               "from products to active_products without other changes.")
         with conn.transaction(force_rollback=True):
             # a product deleted in the future is still active: deleted_at is a fact, not a plan
-            got = _checksum(conn, "SELECT id FROM active_products")
-            want_rows = _checksum(conn, "SELECT id FROM products WHERE deleted_at IS NULL")
+            got = query_checksum(conn, "SELECT id FROM active_products")
+            want_rows = query_checksum(conn, "SELECT id FROM products WHERE deleted_at IS NULL")
             if got != want_rows:
                 shown_deleted = conn.execute(
                     "SELECT count(*) FROM active_products a JOIN products p USING (id) "
@@ -272,16 +265,16 @@ def _state(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
     eligible_items = (f"SELECT {ITEM_COLUMNS} FROM order_items WHERE order_id IN "
                       f"(SELECT id FROM orders WHERE {ELIGIBLE})")
     return {
-        "orders_all": _checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders UNION ALL "
+        "orders_all": query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders UNION ALL "
                                       f"SELECT {ORDER_COLUMNS} FROM orders_archive"),
-        "items_all": _checksum(conn, f"SELECT {ITEM_COLUMNS} FROM order_items UNION ALL "
+        "items_all": query_checksum(conn, f"SELECT {ITEM_COLUMNS} FROM order_items UNION ALL "
                                      f"SELECT {ITEM_COLUMNS} FROM order_items_archive"),
-        "orders_eligible": _checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders WHERE {ELIGIBLE}", p),
-        "orders_staying": _checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders WHERE NOT ({ELIGIBLE})", p),
-        "items_eligible": _checksum(conn, eligible_items, p),
-        "orders_archive": _checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders_archive"),
-        "items_archive": _checksum(conn, f"SELECT {ITEM_COLUMNS} FROM order_items_archive"),
-        "orders_live": _checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders"),
+        "orders_eligible": query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders WHERE {ELIGIBLE}", p),
+        "orders_staying": query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders WHERE NOT ({ELIGIBLE})", p),
+        "items_eligible": query_checksum(conn, eligible_items, p),
+        "orders_archive": query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders_archive"),
+        "items_archive": query_checksum(conn, f"SELECT {ITEM_COLUMNS} FROM order_items_archive"),
+        "orders_live": query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders"),
     }
 
 
