@@ -191,7 +191,7 @@ def _check_ties(lab, page_sql: str) -> None:
     """Orders sharing one created_at across the page boundary: none skipped, none repeated.
 
     Real timestamps collide (a bulk import, a batch job, second-precision clocks); the
-    dataset's rarely do, so the check makes four of them collide, in a transaction it
+    dataset's rarely do, so the check makes six of them collide, in a transaction it
     rolls back.
     """
     customer = load_test_customer(lab)
@@ -206,14 +206,14 @@ def _check_ties(lab, page_sql: str) -> None:
                              [ids[19]]).fetchone()[0]
         conn.execute("UPDATE orders SET created_at = %s WHERE id = ANY(%s)", [stamp, tied])
         want = conn.execute(sql, {"customer": customer}).fetchall()
-        cols, page1 = _rows_on(conn, page_sql, {"customer": customer, **FIRST_PAGE},
-                               "your page query")
+        _, page1 = _rows_on(conn, page_sql, {"customer": customer, **FIRST_PAGE},
+                            "your page query")
         if not page1:
             raise CheckFailed("Your page query returned no rows for the first page.")
         last = page1[-1]
-        cols, page2 = _rows_on(conn, page_sql, {"customer": customer,
-                                                "before_created_at": last[2],
-                                                "before_id": last[0]}, "your page query")
+        _, page2 = _rows_on(conn, page_sql, {"customer": customer,
+                                             "before_created_at": last[2],
+                                             "before_id": last[0]}, "your page query")
     got_ids = [r[0] for r in page1] + [r[0] for r in page2]
     want_ids = [r[0] for r in want]
     if got_ids != want_ids:
