@@ -46,7 +46,7 @@ from psycopg import sql as pgsql
 
 from .dataset import query_checksum
 from .sessions import Sessions
-from .stress import StatementCursor, TrackedTransaction
+from .stress import StatementCursor, TrackedTransaction, in_transaction
 from .workload import WRITER_ID_BASE
 
 # Locks that stop INSERT/UPDATE/DELETE (they conflict with ROW EXCLUSIVE).
@@ -167,7 +167,7 @@ class RecordingConnection:
 
     def _after(self, text: str) -> None:
         words = text.strip().rstrip(";").lower().split()
-        in_txn = self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        in_txn = in_transaction(self._conn)
         committed = (words[:1] in (["commit"], ["end"])) or (self._conn.autocommit and not in_txn
                                                             and words[:1] != ["rollback"])
         if words[:1] == ["rollback"]:

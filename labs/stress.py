@@ -375,6 +375,11 @@ class StatementCursor:
         self._cursor.close()
 
 
+def in_transaction(conn: Any) -> bool:
+    """True when the connection has a transaction open (or failed): someone forgot to end it."""
+    return conn.info.transaction_status != pq.TransactionStatus.IDLE
+
+
 class TrackedTransaction:
     """``conn.transaction()`` that calls ``ended(committed)`` when the outermost block ends.
 
@@ -391,7 +396,7 @@ class TrackedTransaction:
 
     def __exit__(self, *exc: Any) -> Any:
         result = self._tx.__exit__(*exc)
-        if self._conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        if not in_transaction(self._conn):
             self._ended(exc[0] is None)
         return result
 
@@ -418,7 +423,7 @@ class HookedConnection:
         self.statements += 1
         if self._hook:
             self._hook(self.statements, sql)
-        if _is_commit(sql) and self._conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        if _is_commit(sql) and not in_transaction(self._conn):
             self._maybe_lose_ack()
 
     def _maybe_lose_ack(self) -> None:

@@ -26,6 +26,7 @@ from .. import explain as ex
 from ..checking import CheckFailed, NotAttempted, require
 from ..dataset import query_checksum
 from ..migrations_probe import Interrupted, RecordingConnection
+from ..stress import in_transaction
 from .indexing import apply
 
 CUTOFF = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
@@ -68,10 +69,6 @@ def _call(fn: Callable[..., Any], *args: Any, who: str) -> Any:
         }.get(exc.sqlstate or "", "")
         raise CheckFailed(f"{who} raised SQLSTATE {exc.sqlstate}: "
                           f"{exc.diag.message_primary or exc}.{advice}") from None
-
-
-def _left_open(conn: Any) -> bool:
-    return conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
 
 # --------------------------------------------------------------------------
@@ -173,7 +170,7 @@ def q2(lab: Any, restore_product: Callable[[Any, int], bool]) -> str:
         try:
             with psycopg.connect(lab.url) as conn:
                 restored = _call(restore_product, conn, first[0], who="restore_product")
-                if _left_open(conn):
+                if in_transaction(conn):
                     raise CheckFailed("restore_product returned with its transaction still open; "
                                       "commit it.")
                 state = watch.execute("SELECT deleted_at FROM products WHERE id = %s",
@@ -225,7 +222,7 @@ def q2(lab: Any, restore_product: Callable[[Any, int], bool]) -> str:
                         f"{second[1]!r} an active product has taken since; it must raise "
                         "ValueError (an API answers 409 Conflict).")
                 finally:
-                    left_open = _left_open(conn)
+                    left_open = in_transaction(conn)
                     conn.rollback()
                 if left_open:
                     raise CheckFailed("restore_product raised ValueError but left its transaction "
@@ -338,7 +335,7 @@ def _archive_check(lab: Any, archive_orders: Callable[..., int]) -> str:
     try:
         moved = _call(archive_orders, resumed, CUTOFF, batch, who="archive_orders")
         again = _call(archive_orders, resumed, CUTOFF, batch, who="archive_orders")
-        if _left_open(resumed.raw):
+        if in_transaction(resumed.raw):
             raise CheckFailed("archive_orders returned with its transaction still open; commit "
                               "each batch.")
     finally:
@@ -374,9 +371,8 @@ def _archive_check(lab: Any, archive_orders: Callable[..., int]) -> str:
     if max(sizes, default=0) > 3 * batch * per_order:
         raise CheckFailed(f"One transaction changed {max(sizes):,} rows; batches of {batch} "
                           f"orders change about {batch * per_order:,.0f}. Respect batch_size.")
-    archived_now = (moved or 0)
     total = before["orders_eligible"][0] - after["orders_eligible"][0]
-    if not isinstance(moved, int) or archived_now <= 0 or archived_now > total:
+    if not isinstance(moved, int) or not 0 < moved <= total:
         raise CheckFailed(f"archive_orders returned {moved!r} after resuming; it should return "
                           "the number of orders it archived in that call.")
     if again != 0:

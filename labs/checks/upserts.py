@@ -30,7 +30,7 @@ import psycopg
 from .. import feeds as fd
 from ..checking import CheckFailed, NotAttempted, require
 from ..dataset import table_checksum
-from ..stress import HookedConnection, interleave, run_stress
+from ..stress import HookedConnection, in_transaction, interleave, run_stress
 
 ACTIONS = ("inserted", "updated", "stale")
 MAX_PAUSE = 16  # pause points tried per scenario; an upsert needs far fewer statements
@@ -113,10 +113,6 @@ def _result(value: Any, what: str) -> tuple[Any, str]:
     return pid, action
 
 
-def _left_open(conn: psycopg.Connection) -> bool:
-    return conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
-
-
 def _unique_tag() -> str:
     return uuid.uuid4().hex[:8]
 
@@ -159,7 +155,7 @@ def q1(lab: Any, upsert_product: Callable[[Any, fd.Event], tuple]) -> str:
 
         def call(event: fd.Event, what: str) -> tuple[Any, str]:
             got = _result(_call(upsert_product, conn, event, who="upsert_product"), what)
-            if _left_open(conn):
+            if in_transaction(conn):
                 raise CheckFailed("upsert_product returned with its transaction still open; "
                                   "commit it (the caller must see the effect, and a stress "
                                   "worker must not keep locks).")
@@ -296,15 +292,21 @@ def _stress_events(lab: Any, upsert_product: Callable, events: list[fd.Event]
                 if not conn.closed:
                     conn.rollback()
 
-    res = run_stress(lab, op, workers=8, operations=1, seed=7, sample_every=None,
-                     args=lambda rng: (rng.sample(range(len(events)), len(events)),))
+    _eight_workers(lab, op, len(events), 7, failures, "Under 8 concurrent workers", "call(s)")
+    return results
+
+
+def _eight_workers(lab: Any, op: Callable[[psycopg.Connection, list[int]], None], items: int,
+                   seed: int, failures: list[str], when: str, what: str) -> None:
+    """8 stress workers, each running ``op`` once on its own shuffled order of ``items``;
+    a worker that died, or a call that ``op`` recorded in ``failures``, fails the check."""
+    res = run_stress(lab, op, workers=8, operations=1, seed=seed, sample_every=None,
+                     args=lambda rng: (rng.sample(range(items), items),))
     if res.outcomes.get("ok", 0) != 8:
         raise CheckFailed("A stress worker failed: " + "; ".join(
             f"{r.status} {r.error}" for r in res.errors())[:400])
     if failures:
-        raise CheckFailed(f"Under 8 concurrent workers, {len(failures)} call(s) failed; the "
-                          f"first: {failures[0]}")
-    return results
+        raise CheckFailed(f"{when}, {len(failures)} {what} failed; the first: {failures[0]}")
 
 
 def _compare_state(got: dict[str, tuple], want: dict[str, tuple], what: str) -> None:
@@ -352,7 +354,7 @@ def q2(lab: Any, handle_request: Callable[[Any, str, dict], Any]) -> str:
         request = {"sku": sku, "price_change": "1.50"}
         price0, _ = _price(watch, sku)
         r1 = _call(handle_request, conn, f"chk2-{tag}-a", dict(request), who="handle_request")
-        if _left_open(conn):
+        if in_transaction(conn):
             raise CheckFailed("handle_request returned with its transaction still open; commit it.")
         if r1 is None:
             raise CheckFailed("handle_request returned None; it should return the response.")
@@ -421,7 +423,7 @@ def _reused_key(lab: Any, handle_request: Callable[..., Any], key: str, sku: str
                 "is a client bug, and answering with the first request's response hides it: "
                 "compare the stored request and raise ValueError (an API answers 422).")
         finally:
-            left_open = _left_open(conn)
+            left_open = in_transaction(conn)
             conn.rollback()
         if _price(watch, sku)[0] != price0:
             raise CheckFailed("handle_request refused the reused key but changed the price "
@@ -478,7 +480,7 @@ def q3(lab: Any, load_feed: Callable[[Any, list], Any]) -> str:
                 before = conn.statements
                 report = _report(_call(load_feed, conn, [dict(e) for e in feed],
                                        who="load_feed"))
-                if _left_open(raw):
+                if in_transaction(raw):
                     raise CheckFailed("load_feed returned with its transaction still open; "
                                       "commit it.")
                 want = fd.expected_report(state, feed)
@@ -522,14 +524,8 @@ def q3(lab: Any, load_feed: Callable[[Any, list], Any]) -> str:
                     failures.append(explain_error(exc, "load_feed"))
                     conn.rollback()
 
-        res = run_stress(lab, op, workers=8, operations=1, seed=3, sample_every=None,
-                         args=lambda rng: (rng.sample(range(4), 4),))
-        if res.outcomes.get("ok", 0) != 8:
-            raise CheckFailed("A stress worker failed: " + "; ".join(
-                f"{r.status} {r.error}" for r in res.errors())[:400])
-        if failures:
-            raise CheckFailed(f"With 8 workers loading the same feeds in different orders, "
-                              f"{len(failures)} load(s) failed; the first: {failures[0]}")
+        _eight_workers(lab, op, len(feeds.feeds), 3, failures,
+                       "With 8 workers loading the same feeds in different orders", "load(s)")
         with psycopg.connect(lab.url, autocommit=True) as admin:
             concurrent = table_checksum(admin, CONTENT_VIEW)
             if concurrent != sequential:
