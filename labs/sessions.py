@@ -227,6 +227,8 @@ class Session:
         if not self.steer_deadlocks:
             return
         ms = self.deadlock_ms if others_waiting else max(10_000, 10 * self.deadlock_ms)
+        # Sent before every step, not cached: a SET inside a transaction that later rolls
+        # back is undone, so the session's value cannot be known without asking.
         try:
             # SET takes no snapshot, so a REPEATABLE READ transaction's snapshot is still
             # taken by the learner's own next statement.
