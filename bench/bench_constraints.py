@@ -22,10 +22,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labs.config import ROOT, current_scale  # noqa: E402
-from labs.dataset import SHOP_DIR, copy_group, generator_pool  # noqa: E402
-from labs.fake import ShopGenerator  # noqa: E402
-from labs.server import connect_admin, ensure_server  # noqa: E402
+from labs.runtime.config import ROOT, current_scale  # noqa: E402
+from labs.data.dataset import SHOP_DIR, copy_group, generator_pool  # noqa: E402
+from labs.data.fake import ShopGenerator  # noqa: E402
+from labs.runtime.server import connect_admin, ensure_server  # noqa: E402
 
 DB = "lab_bench_constraints"
 

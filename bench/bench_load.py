@@ -36,10 +36,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labs.config import ROOT, scale_from_rows  # noqa: E402
-from labs.dataset import SHOP_DIR, copy_group, generator_pool  # noqa: E402
-from labs.fake import BINARY_HEADER, BINARY_TRAILER, FAKER_VERSION, ShopGenerator  # noqa: E402
-from labs.server import ensure_server, connect_admin  # noqa: E402
+from labs.runtime.config import ROOT, scale_from_rows  # noqa: E402
+from labs.data.dataset import SHOP_DIR, copy_group, generator_pool  # noqa: E402
+from labs.data.fake import BINARY_HEADER, BINARY_TRAILER, FAKER_VERSION, ShopGenerator  # noqa: E402
+from labs.runtime.server import ensure_server, connect_admin  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DB = "lab_bench"
@@ -134,7 +134,7 @@ def pgbench_init(server, scale: int) -> dict:
     recreate(server, PGBENCH_DB)
     url = psycopg.conninfo.conninfo_to_dict(server.url)
     env = dict(os.environ, PGPASSWORD=str(url.get("password", "lab")))
-    from labs.server import find_bindir
+    from labs.runtime.server import find_bindir
 
     bindir = find_bindir()
     binary = str(bindir / "pgbench") if bindir else "pgbench"

@@ -18,11 +18,11 @@ import importlib.metadata
 import os
 import sys
 
-from .errors import LabError
+from .runtime.errors import LabError
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from .server import describe_url, ensure_server
+    from .runtime.server import describe_url, ensure_server
 
     srv = ensure_server(verbose=True)
     print(f"PostgreSQL {srv.version // 10000} ({srv.kind}) ready at {describe_url(srv.url)}")
@@ -30,16 +30,16 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_db_stop(args: argparse.Namespace) -> int:
-    from .server import stop_local
+    from .runtime.server import stop_local
 
     print("Stopped the lab's PostgreSQL." if stop_local() else "The lab's PostgreSQL was not running.")
     return 0
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from .config import current_scale
-    from .dataset import build_template, ensure_template
-    from .server import ensure_server
+    from .runtime.config import current_scale
+    from .data.dataset import build_template, ensure_template
+    from .runtime.server import ensure_server
 
     scale = current_scale(args.scale)
     srv = ensure_server(verbose=True)
@@ -53,7 +53,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
-    from .learner import generate_all
+    from .course.learner import generate_all
 
     stale = generate_all(check_only=args.check)
     if args.check:
@@ -68,7 +68,7 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from .grading import grade
+    from .course.grading import grade
 
     report = grade(args.submissions, out_dir=args.out, cell_timeout=args.timeout)
     print(report.markdown())
@@ -77,8 +77,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from . import server
-    from .config import SCALES, current_scale
+    from .runtime import server
+    from .runtime.config import SCALES, current_scale
 
     ok = True
     print(f"Python      {sys.version.split()[0]} at {sys.executable}")
@@ -104,7 +104,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except LabError as exc:
         print("Server      NOT AVAILABLE\n" + exc.render())
         return 1
-    from .dataset import template_exists
+    from .data.dataset import template_exists
 
     chosen = current_scale()
     for name, scale in SCALES.items():

@@ -29,10 +29,10 @@ def pytest_configure(config: pytest.Config) -> None:
         # clone into the same challenge database.
         os.environ["LAB_DB_NAMESPACE"] = config.workerinput["workerid"] + "_"
         return
-    from labs.config import current_scale
-    from labs.dataset import ensure_template
-    from labs.errors import LabError
-    from labs.server import describe_url, ensure_server
+    from labs.runtime.config import current_scale
+    from labs.data.dataset import ensure_template
+    from labs.runtime.errors import LabError
+    from labs.runtime.server import describe_url, ensure_server
 
     try:
         srv = ensure_server(verbose=False)

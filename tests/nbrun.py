@@ -1,7 +1,7 @@
 """Run a notebook in a fresh kernel and collect each check's verdict.
 
 Used by the contract tests (learner copies, decoys) and by grading. The
-verdicts come from ``LAB_RESULTS_FILE``, written by ``labs.checking.check``.
+verdicts come from ``LAB_RESULTS_FILE``, written by ``labs.course.checking.check``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from labs.config import NOTEBOOKS_DIR
+from labs.runtime.config import NOTEBOOKS_DIR
 
 
 @dataclass

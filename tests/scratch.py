@@ -8,7 +8,7 @@ from typing import Iterator
 
 import psycopg
 
-from labs.server import ensure_server
+from labs.runtime.server import ensure_server
 
 
 @contextmanager

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from labs import checking
-from labs.checking import TODO, CheckFailed, NotAttempted, compare_results, require
+from labs.course import checking
+from labs.course.checking import TODO, CheckFailed, NotAttempted, compare_results, require
 
 
 def test_require_treats_stubs_as_not_attempted():

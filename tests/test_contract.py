@@ -17,9 +17,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labs.checking import checks_of
-from labs.config import NOTEBOOKS_DIR, SOLUTIONS_DIR
-from labs.learner import ANSWER_TAG, generate_all, learner_version, topic_of
+from labs.course.checking import checks_of
+from labs.runtime.config import NOTEBOOKS_DIR, SOLUTIONS_DIR
+from labs.course.learner import ANSWER_TAG, generate_all, learner_version, topic_of
 
 from .nbrun import execute
 

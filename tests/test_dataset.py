@@ -14,12 +14,12 @@ from typing import Iterator
 import psycopg
 import pytest
 
-from labs.config import SCALES, Scale
-from labs.dataset import (build_database, build_template, dataset_info, ensure_template,
+from labs.runtime.config import SCALES, Scale
+from labs.data.dataset import (build_database, build_template, dataset_info, ensure_template,
                           table_checksum, template_exists, template_name)
-from labs.errors import DatasetMissing
-from labs.fake import ShopGenerator, stream_checksum
-from labs.server import Server, connect_admin, ensure_server
+from labs.runtime.errors import DatasetMissing
+from labs.data.fake import ShopGenerator, stream_checksum
+from labs.runtime.server import Server, connect_admin, ensure_server
 
 TINY = SCALES["tiny"]
 # smaller than tiny, for tests that only need "some" rows
@@ -256,11 +256,11 @@ def test_same_bytes_in_another_process_with_another_hash_seed() -> None:
     import subprocess
     import sys
 
-    code = ("from tests.test_dataset import MICRO; from labs.fake import ShopGenerator, "
+    code = ("from tests.test_dataset import MICRO; from labs.data.fake import ShopGenerator, "
             "stream_checksum; print(stream_checksum(ShopGenerator(MICRO, seed=5)"
             ".customers().chunks('text'))[1])")
     digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=True, env=dict(os.environ, PYTHONHASHSEED=str(h)),
-                              cwd=str(__import__("labs.config").config.ROOT)).stdout
+                              cwd=str(__import__("labs.runtime.config").runtime.config.ROOT)).stdout
                for h in (1, 2)}
     assert len(digests) == 1

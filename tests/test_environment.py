@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from labs import server
-from labs.config import ROOT, current_scale
-from labs.errors import BadDatabaseUrl, DatasetMissing, LabError, PortBusy, RunningAsRoot, ServerUnavailable
+from labs.runtime import server
+from labs.runtime.config import ROOT, current_scale
+from labs.runtime.errors import BadDatabaseUrl, DatasetMissing, LabError, PortBusy, RunningAsRoot, ServerUnavailable
 
 
 def _free_port() -> int:
@@ -97,7 +97,7 @@ def test_root_data_folder_is_outside_root_owned_folders():
 
 def test_dataset_not_built_names_the_make_target():
     """Asking for a scale whose template is missing says which command builds it."""
-    from labs.dataset import ensure_template
+    from labs.data.dataset import ensure_template
 
     srv = server.ensure_server()
     with pytest.raises(DatasetMissing) as info:

@@ -1,4 +1,4 @@
-"""labs.explain: parsing, rendering, drawing and plan assertions.
+"""labs.tools.explain: parsing, rendering, drawing and plan assertions.
 
 All but the last test read plans recorded from this lab's PostgreSQL 15 under
 tests/plans/ (see the "note" in each file), so they need no database.
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from labs import explain as ex
-from labs.checking import CheckFailed
+from labs.tools import explain as ex
+from labs.course.checking import CheckFailed
 
 PLANS = Path(__file__).parent / "plans"
 
@@ -185,7 +185,7 @@ def test_live_explain_rolls_back_and_applies_settings():
     """Against the server: EXPLAIN ANALYZE of a write changes nothing; settings are SET LOCAL."""
     import psycopg
 
-    from labs.server import connect_admin, ensure_server
+    from labs.runtime.server import connect_admin, ensure_server
 
     srv = ensure_server()
     with connect_admin(srv.url) as conn:

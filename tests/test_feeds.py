@@ -1,4 +1,4 @@
-"""Unit tests for labs.feeds: the validation rule, determinism, and the order-free oracle."""
+"""Unit tests for labs.data.feeds: the validation rule, determinism, and the order-free oracle."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from labs import feeds
-from labs.challenge import drop, setup
+from labs.data import feeds
+from labs.course.challenge import drop, setup
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import csv
 import nbformat
 import pytest
 
-from labs.config import NOTEBOOKS_DIR, SOLUTIONS_DIR
-from labs.grading import grade
-from labs.learner import ANSWER_TAG
+from labs.runtime.config import NOTEBOOKS_DIR, SOLUTIONS_DIR
+from labs.course.grading import grade
+from labs.course.learner import ANSWER_TAG
 
 NAME = "00_start_here.ipynb"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from labs.learner import ANSWER_TAG, learner_version, strip_solutions, topic_of
+from labs.course.learner import ANSWER_TAG, learner_version, strip_solutions, topic_of
 
 
 def test_top_level_region_becomes_todo_assignments():

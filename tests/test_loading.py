@@ -1,4 +1,4 @@
-"""Unit tests for labs.loading: the event stream, the strategies, the memory meters."""
+"""Unit tests for labs.data.loading: the event stream, the strategies, the memory meters."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import itertools
 import psycopg
 import pytest
 
-from labs import loading as ld
-from labs.dataset import table_checksum
+from labs.data import loading as ld
+from labs.data.dataset import table_checksum
 
 from .scratch import scratch_database
 

@@ -1,4 +1,4 @@
-"""labs.migrations_probe: reading PostgreSQL's DEBUG1 messages into scan/rewrite evidence.
+"""labs.tools.migrations_probe: reading PostgreSQL's DEBUG1 messages into scan/rewrite evidence.
 
 The messages are PostgreSQL's own (src/backend/catalog/index.c, commands/tablecmds.c); the
 wording of an index build depends on the table's size, so both forms are covered: a
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from labs.migrations_probe import StepEvidence, _classify
+from labs.tools.migrations_probe import StepEvidence, _classify
 
 
 @pytest.mark.parametrize("message, scanned", [

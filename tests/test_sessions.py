@@ -1,4 +1,4 @@
-"""labs.sessions: step-driven sessions reproduce anomalies at the levels that allow them.
+"""labs.tools.sessions: step-driven sessions reproduce anomalies at the levels that allow them.
 
 Each anomaly is shown in a contrasting pair (Hermitage style): the isolation level that
 allows it and the one that prevents it. Runs on a scratch database `test_sess_*`.
@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from labs.sessions import Sessions, run_script
+from labs.tools.sessions import Sessions, run_script
 
 from .scratch import scratch_database
 

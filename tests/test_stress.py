@@ -1,4 +1,4 @@
-"""labs.stress: the barrier runner, the retry helper, forced interleavings and lost acks."""
+"""labs.tools.stress: the barrier runner, the retry helper, forced interleavings and lost acks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from labs.stress import (HookedConnection, LostAck, backoff_delay, count_statements, interleave,
+from labs.tools.stress import (HookedConnection, LostAck, backoff_delay, count_statements, interleave,
                          retry, run_stress)
 
 from .scratch import scratch_database

@@ -1,4 +1,4 @@
-"""Unit tests for labs.workload: steady rate, per-query lock waits, steps, the plot."""
+"""Unit tests for labs.tools.workload: steady rate, per-query lock waits, steps, the plot."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import pytest
 
 import labs
-from labs.sessions import Sessions
-from labs.workload import WRITER_ID_BASE, Workload
+from labs.tools.sessions import Sessions
+from labs.tools.workload import WRITER_ID_BASE, Workload
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def lab():
     lab = labs.setup("workload_unit", sql_magic=False)
     yield lab
     lab.close()
-    labs.challenge.drop("workload_unit")
+    labs.course.challenge.drop("workload_unit")
 
 
 def test_runs_at_a_steady_rate_without_lock_waits(lab):

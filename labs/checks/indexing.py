@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 import psycopg
 
-from .. import explain as ex
-from ..checking import CheckFailed, require
+from ..tools import explain as ex
+from ..course.checking import CheckFailed, require
 
 NO_SEQSCAN = {"enable_seqscan": "off"}
 
@@ -401,7 +401,7 @@ def _rows(lab, sql: str, what: str) -> tuple[list[str], list[tuple]]:
 
 def q7(lab, by_day_sql: str, by_customer_sql: str) -> str:
     """Both rewrites return the same rows and put the column, bare, in an Index Cond."""
-    from ..checking import compare_results
+    from ..course.checking import compare_results
 
     require(by_day_sql, by_customer_sql)
     for sql, slow, column, what in ((by_day_sql, BY_DAY_SLOW, "created_at", "your by-day query"),

@@ -5,7 +5,7 @@
 * q1, every row byte for byte: a stream rich in values that break hand-rolled
   loaders (tabs, newlines, backslashes, ``\\N``, ``\\.``, quotes, emoji,
   NULLs) is loaded by the learner's function and by a reference COPY into a
-  second table; row count and :func:`labs.dataset.table_checksum` must match,
+  second table; row count and :func:`labs.data.dataset.table_checksum` must match,
   and the first differing rows are shown.
 * q2, throughput: the same comparison on a larger stream, and the learner's
   rows/s must reach ``MIN_COPY_RATIO`` of the reference COPY *measured in the
@@ -35,10 +35,10 @@ from typing import Any, Callable
 import psycopg
 from psycopg import sql
 
-from .. import explain as ex
-from .. import loading as ld
-from ..checking import CheckFailed, require
-from ..dataset import table_checksum
+from ..tools import explain as ex
+from ..data import loading as ld
+from ..course.checking import CheckFailed, require
+from ..data.dataset import table_checksum
 
 TABLE = "events"
 EXPECTED = "events_expected"

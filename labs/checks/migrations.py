@@ -1,7 +1,7 @@
 """Checks for 05_migrations: adding users.created_at with zero downtime.
 
 Every check runs the learner's code for real, on the challenge database, while
-a live workload (``labs.workload``: readers and writers at a steady rate)
+a live workload (``labs.tools.workload``: readers and writers at a steady rate)
 keeps querying ``users``, and asserts that no workload query waited longer than
 :data:`BUDGET_S` for a lock. That budget is wide on purpose: a zero-downtime
 migration keeps lock waits to the lock_timeout it chose (a few hundred ms at
@@ -15,7 +15,7 @@ migration is fast too. What tells right from wrong is deterministic evidence:
   transaction; the learner's ``run_ddl`` must fail with ``55P03`` (PostgreSQL:
   ``canceling statement due to lock timeout``) and retry, rather than queue
   (and queue everyone behind it) for as long as the reader lives.
-* q2, q3 (expand, backfill, contract): ``labs.migrations_probe.probe_steps``
+* q2, q3 (expand, backfill, contract): ``labs.tools.migrations_probe.probe_steps``
   runs each statement while a writer holds ROW EXCLUSIVE, reads the lock it
   queued for from ``pg_locks``, and reads PostgreSQL's DEBUG1 account of
   whether it scanned or rewrote the table; the backfill runs on a recording
@@ -33,13 +33,13 @@ from typing import Any, Callable
 
 import psycopg
 
-from ..checking import CheckFailed, require
-from ..migrations_probe import (LEGACY_TABLE, Interrupted, RecordingConnection, catalog_snapshot,
+from ..course.checking import CheckFailed, require
+from ..tools.migrations_probe import (LEGACY_TABLE, Interrupted, RecordingConnection, catalog_snapshot,
                                 evidence_table, migration_script, original_rows_checksum,
                                 prepare, probe_steps, relfilenode, reset_migration, run_in_thread,
                                 snapshot_diff, squawk, validation)
-from ..sessions import Sessions
-from ..workload import WRITER_ID_BASE, Workload
+from ..tools.sessions import Sessions
+from ..tools.workload import WRITER_ID_BASE, Workload
 
 BUDGET_S = 1.0  # no workload query may wait longer than this for a lock
 PATIENCE_S = 3.0  # how long q1 lets a DDL statement queue before calling it an outage
@@ -376,7 +376,7 @@ def q4(lab: Any, run_ddl: Callable[..., Any], expand_steps: list[str],
        downgrade_steps: dict[str, list[str]]) -> str:
     """Alembic upgrade → downgrade → upgrade under the workload; catalogue and data as expected."""
     require(run_ddl, expand_steps, backfill, contract_steps, downgrade_steps)
-    from ..migrations_alembic import Plan, downgrade, upgrade
+    from ..tools.migrations_alembic import Plan, downgrade, upgrade
 
     if not isinstance(downgrade_steps, dict) or set(downgrade_steps) != {"expand", "contract"}:
         raise CheckFailed("downgrade_steps must be a dict with the keys 'contract' and 'expand' "

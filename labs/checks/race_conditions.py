@@ -7,11 +7,11 @@ it. ``conn`` is a psycopg connection with autocommit off, at READ COMMITTED.
 
 Races are judged deterministically: instead of hoping that a stress run hits
 the bad interleaving, each check *forces* every interleaving of two transfers
-that matters (``labs.stress.interleave``: hold the first after its k-th
+that matters (``labs.tools.stress.interleave``: hold the first after its k-th
 statement, run the second until it finishes or the lock manager says it waits,
 then resume the first), for every k. The stress run only confirms the
 invariants at volume. A lost COMMIT acknowledgement is simulated by
-``labs.stress.HookedConnection``.
+``labs.tools.stress.HookedConnection``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 import psycopg
 
-from ..checking import CheckFailed, require
-from ..stress import HookedConnection, count_statements, interleave, run_stress
+from ..course.checking import CheckFailed, require
+from ..tools.stress import HookedConnection, count_statements, interleave, run_stress
 
 LEDGER_DDL = """
 CREATE TABLE IF NOT EXISTS transfers (

@@ -16,8 +16,8 @@ from typing import Any
 
 import psycopg
 
-from .. import explain as ex
-from ..checking import CheckFailed, compare_results, require
+from ..tools import explain as ex
+from ..course.checking import CheckFailed, compare_results, require
 from .indexing import apply
 
 SMALL_WORK_MEM = "64kB"

@@ -22,11 +22,11 @@ from typing import Any, Callable
 
 import psycopg
 
-from .. import explain as ex
-from ..checking import CheckFailed, NotAttempted, require
-from ..dataset import query_checksum
-from ..migrations_probe import Interrupted, RecordingConnection
-from ..stress import in_transaction
+from ..tools import explain as ex
+from ..course.checking import CheckFailed, NotAttempted, require
+from ..data.dataset import query_checksum
+from ..tools.migrations_probe import Interrupted, RecordingConnection
+from ..tools.stress import in_transaction
 from .indexing import apply
 
 CUTOFF = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)

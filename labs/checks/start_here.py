@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import psycopg
 
-from ..checking import CheckFailed, compare_results, require
+from ..course.checking import CheckFailed, compare_results, require
 
 
 def _run(cur: psycopg.Cursor, sql: str, what: str, params=None) -> tuple[list[str], list[tuple]]:

@@ -5,16 +5,16 @@ Every check runs the learner's function three ways:
 1. **alone**, on hand-made events whose right outcome is known (insert, replay,
    newer, older), so that a missing staleness guard or a lost ``RETURNING`` id
    fails every time;
-2. **in forced interleavings** (:func:`labs.stress.interleave`): a first call is
+2. **in forced interleavings** (:func:`labs.tools.stress.interleave`): a first call is
    held after its k-th statement while a second call on the same key runs until
    it finishes or the lock manager says it waits, for every k. A race that
    *can* happen (check-then-insert, ``MERGE`` without a retry, a check-then-act
    idempotency key) therefore *does* happen, on every run: no decoy passes by luck;
 3. **under the stress runner**: 8 workers apply the same events (or feeds) in
    different orders; the final state must be the one computed in Python by
-   :func:`labs.feeds.expected_state` (the sequential result, which does not
+   :func:`labs.data.feeds.expected_state` (the sequential result, which does not
    depend on order), no error may reach the caller, and applying everything
-   again must leave :func:`labs.dataset.table_checksum` unchanged.
+   again must leave :func:`labs.data.dataset.table_checksum` unchanged.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from typing import Any, Callable
 
 import psycopg
 
-from .. import feeds as fd
-from ..checking import CheckFailed, NotAttempted, require
-from ..dataset import table_checksum
-from ..stress import HookedConnection, in_transaction, interleave, run_stress
+from ..data import feeds as fd
+from ..course.checking import CheckFailed, NotAttempted, require
+from ..data.dataset import table_checksum
+from ..tools.stress import HookedConnection, in_transaction, interleave, run_stress
 
 ACTIONS = ("inserted", "updated", "stale")
 MAX_PAUSE = 16  # pause points tried per scenario; an upsert needs far fewer statements

@@ -9,7 +9,7 @@ by timestamps they cannot know in advance:
   a multi-row UPDATE versions every row; a DELETE closes the last period;
 * q2: the learner's AS OF query answers at every period's first instant, at its last
   microsecond, before the product existed and after it was deleted;
-* q3: two sessions, the later-starting one committing first (``labs.sessions``): the
+* q3: two sessions, the later-starting one committing first (``labs.tools.sessions``): the
   earlier one's update must neither fail nor write a backwards or overlapping period.
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 
 import psycopg
 
-from ..checking import CheckFailed, require
-from ..sessions import Sessions
+from ..course.checking import CheckFailed, require
+from ..tools.sessions import Sessions
 from .indexing import apply
 
 MICRO = dt.timedelta(microseconds=1)

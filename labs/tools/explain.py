@@ -20,7 +20,7 @@ space, workers. Three ways to look at it:
 * ``draw_before_after(before, after)``: two plans side by side with the speed-up.
 
 Checks judge plans with the ``assert_*`` functions at the end of this module;
-each raises :class:`~labs.checking.CheckFailed` with a message for the learner
+each raises :class:`~labs.course.checking.CheckFailed` with a message for the learner
 and the masked text plan as detail.
 
 Parsing needs no database, so the unit tests run on recorded JSON plans.
@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
-from .checking import CheckFailed
+from ..runtime.errors import CheckFailed
 
 # Nodes that read through an index; "Bitmap Index Scan" only builds a bitmap,
 # its heap is read by the "Bitmap Heap Scan" above it.

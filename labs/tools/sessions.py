@@ -5,7 +5,7 @@ sessions (separate connections, hence separate transactions) and a driver that
 decides which statement runs next, waits exactly as long as it takes to know
 what that statement did, and writes it down. That is what this module does::
 
-    from labs.sessions import Sessions
+    from labs.tools.sessions import Sessions
 
     with Sessions(lab, "T1", "T2", isolation="read committed") as s:
         s.T1("begin")
@@ -59,7 +59,7 @@ decides, as above.
 API
 ---
 ``Sessions(target, *names, isolation=None, timeout=30.0, settings=None)``
-    ``target`` is a :class:`labs.challenge.Lab` or a connection URL;
+    ``target`` is a :class:`labs.course.challenge.Lab` or a connection URL;
     ``isolation`` is a level for all sessions (``"serializable"``) or a dict
     ``{"T1": "serializable"}``; ``begin`` then starts a transaction at it.
     ``settings`` are SET in every session (``{"lock_timeout": "2s"}``).

@@ -18,8 +18,8 @@ from typing import Any
 
 import psycopg
 
-from . import server as server_mod
-from .config import Scale, current_scale, namespace
+from ..runtime import server as server_mod
+from ..runtime.config import Scale, current_scale, namespace
 
 # jupysql ships anonymous usage statistics; the lab's machines have no route
 # to them, and a learner's notebook should not phone home anyway.
@@ -119,7 +119,7 @@ class Lab:
 
     @property
     def dataset_template(self) -> str:
-        from .dataset import template_name
+        from ..data.dataset import template_name
 
         return template_name(self.scale)
 
@@ -167,7 +167,7 @@ def setup(challenge: str, scale: str | None = None, *, build_if_missing: bool | 
     count). The tiny dataset is built on demand; larger ones come from
     ``make data SCALE=...`` so a multi-minute build is never a surprise.
     """
-    from .dataset import ensure_template, template_name
+    from ..data.dataset import ensure_template, template_name
 
     chosen = current_scale(scale)
     srv = server_mod.ensure_server(verbose=True)

@@ -2,7 +2,7 @@
 
 A challenge never loads data itself: it clones ``lab_tpl_<scale>`` with
 ``CREATE DATABASE ... TEMPLATE``, which copies files instead of replaying ten
-million INSERTs. This module builds those templates (generator: ``labs.fake``)
+million INSERTs. This module builds those templates (generator: ``labs.data.fake``)
 and answers questions about them.
 
 A build goes into ``<template>_building`` and is renamed only when complete,
@@ -28,10 +28,10 @@ import psycopg
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
-from .config import DATASETS_DIR, Scale
-from .errors import DatasetMissing
+from ..runtime.config import DATASETS_DIR, Scale
+from ..runtime.errors import DatasetMissing
 from .fake import BINARY_HEADER, BINARY_TRAILER, DEFAULT_FORMAT, FAKER_VERSION, ShopGenerator
-from .server import Server, connect_admin
+from ..runtime.server import Server, connect_admin
 
 SHOP_DIR = DATASETS_DIR / "shop"
 

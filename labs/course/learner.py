@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-from .config import NOTEBOOKS_DIR, SOLUTIONS_DIR
+from ..runtime.config import NOTEBOOKS_DIR, SOLUTIONS_DIR
 
 PY_REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION[^\n]*\n(.*?)^[ \t]*### END SOLUTION[^\n]*(\n|$)",
                        re.M | re.S)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # labs/runtime/config.py -> the repository
 STATE_DIR = Path(os.environ.get("LAB_STATE_DIR", ROOT / ".lab"))
 DATASETS_DIR = ROOT / "datasets"
 SOLUTIONS_DIR = ROOT / "solutions"

@@ -14,7 +14,7 @@ string); checks call :func:`require` first, so an unsolved exercise reports
 the cell as failed; ``check_all("topic")`` ends each notebook with
 "N/M checks passed" and names what failed. When ``LAB_RESULTS_FILE`` is set,
 every verdict is also appended there as a JSON line, which is how
-``labs.grading`` builds its report.
+``labs.course.grading`` builds its report.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ import json
 import math
 import os
 import re
-import traceback
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Sequence
+
+from ..runtime.errors import CheckFailed, NotAttempted
 
 
 class _Todo:
@@ -45,32 +46,6 @@ class _Todo:
 
 
 TODO: Any = _Todo()
-
-
-class CheckFailed(AssertionError):
-    """A wrong answer: ``message`` for the learner, ``detail`` for the curious."""
-
-    def __init__(self, message: str, detail: str = "") -> None:
-        self.message = message
-        self.detail = detail
-        super().__init__(message + (f"\n  Detail: {detail}" if detail else ""))
-
-    # IPython shows this instead of a traceback through the lab's internals: the
-    # learner needs the verdict (already printed as a ✗ line) and, when their own
-    # code raised, their own traceback, not the checker's frames.
-    def _render_traceback_(self) -> list[str]:
-        lines = [f"CheckFailed: {self.message}"]
-        if self.__cause__ is not None:
-            lines += ["", "Your code raised this:"]
-            lines += "".join(traceback.format_exception(self.__cause__)).splitlines()
-        return lines
-
-
-class NotAttempted(CheckFailed):
-    def __init__(self, what: str = "") -> None:
-        super().__init__("not attempted yet: " + (
-            what or "replace TODO (or -- YOUR SQL HERE) in the answer cell above, run that "
-                    "cell, then this check"))
 
 
 @dataclass

@@ -2,10 +2,12 @@
 
 Every error here carries a one-line summary that names the fix, followed by the
 technical detail. Notebooks and the command line print them without a traceback
-from deep inside the package (see ``labs.challenge.setup`` and ``labs.__main__``).
+from deep inside the package (see ``labs.course.challenge.setup`` and ``labs.__main__``).
 """
 
 from __future__ import annotations
+
+import traceback
 
 
 class LabError(Exception):
@@ -50,3 +52,32 @@ class DatasetMissing(LabError):
 
 class RunningAsRoot(LabError):
     """PostgreSQL refuses root and no unprivileged user could be arranged."""
+
+
+# The two verdict errors live here, in the lowest layer, because tools below the
+# course machinery (``labs.tools.explain``'s plan assertions) raise them too;
+# ``labs.course.checking`` re-exports them.
+class CheckFailed(AssertionError):
+    """A wrong answer: ``message`` for the learner, ``detail`` for the curious."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        self.message = message
+        self.detail = detail
+        super().__init__(message + (f"\n  Detail: {detail}" if detail else ""))
+
+    # IPython shows this instead of a traceback through the lab's internals: the
+    # learner needs the verdict (already printed as a ✗ line) and, when their own
+    # code raised, their own traceback, not the checker's frames.
+    def _render_traceback_(self) -> list[str]:
+        lines = [f"CheckFailed: {self.message}"]
+        if self.__cause__ is not None:
+            lines += ["", "Your code raised this:"]
+            lines += "".join(traceback.format_exception(self.__cause__)).splitlines()
+        return lines
+
+
+class NotAttempted(CheckFailed):
+    def __init__(self, what: str = "") -> None:
+        super().__init__("not attempted yet: " + (
+            what or "replace TODO (or -- YOUR SQL HERE) in the answer cell above, run that "
+                    "cell, then this check"))

@@ -37,7 +37,7 @@ from typing import Callable, Iterator
 import faker
 import numpy as np
 
-from .config import Scale
+from ..runtime.config import Scale
 
 # All timestamps are relative to this instant, not to the wall clock, so that a
 # rebuild next month is byte-identical. "The last three years" ends here.

@@ -44,7 +44,7 @@ from typing import Any, Iterable
 import psycopg
 from psycopg import sql as pgsql
 
-from .dataset import query_checksum
+from ..data.dataset import query_checksum
 from .sessions import Sessions
 from .stress import StatementCursor, TrackedTransaction, in_transaction
 from .workload import WRITER_ID_BASE

@@ -40,9 +40,9 @@ CONTENT = ("sku", "name", "category", "vendor", "price", "attributes", "version"
 EVENT_KEYS = CONTENT + ("updated_at",)
 MALFORMED_KINDS = ("missing sku", "missing name", "bad price", "negative price", "bad version",
                    "bad attributes")
-DATASET_SKU = r"^[A-Z]{3}-[0-9]{7}$"  # how the generator names products (labs.fake)
+DATASET_SKU = r"^[A-Z]{3}-[0-9]{7}$"  # how the generator names products (labs.data.fake)
 _PRICE = re.compile(r"^[0-9]{1,8}(\.[0-9]{1,2})?$")
-_EPOCH = datetime(2026, 11, 1, tzinfo=timezone.utc)  # the dataset's "now" (labs.fake.DATASET_NOW)
+_EPOCH = datetime(2026, 11, 1, tzinfo=timezone.utc)  # the dataset's "now" (labs.data.fake.DATASET_NOW)
 
 Event = dict[str, Any]
 

@@ -10,7 +10,7 @@ it waiting in the lock manager (``wait_event_type = 'Lock'``). A query that
 queued behind an ``ALTER TABLE`` shows up as a long lock wait, whatever its
 latency would otherwise have been::
 
-    from labs.workload import Workload
+    from labs.tools.workload import Workload
 
     with Workload(lab, readers=2, writers=1) as wl:
         with wl.step("add column", conn=migration_conn):   # marked on the timeline
@@ -22,7 +22,7 @@ latency would otherwise have been::
 Lock waits are measured by sampling, so they are accurate to the sampling
 interval (5 ms by default): good for "max lock wait 2.1 s vs 0.2 s", not for
 microseconds. Checks that must be deterministic use statement-level evidence
-(``labs.migrations_probe``) and use this only for a wide budget.
+(``labs.tools.migrations_probe``) and use this only for a wide budget.
 
 ``writes`` is the writer's transaction: statements with ``%(id)s`` and
 ``%(name)s`` placeholders, run together (the migrations challenge also logs a
@@ -30,7 +30,7 @@ sign-up event). Writers insert ids from :data:`WRITER_ID_BASE` upwards, far abov
 dataset's ids, so the rows that existed before the migration can be checked
 (counts, checksums) without the workload's own rows getting in the way.
 
-The stress runner (``labs.stress.run_stress``) runs a fixed *number* of
+The stress runner (``labs.tools.stress.run_stress``) runs a fixed *number* of
 operations as fast as possible; a workload that must keep a steady *rate*
 for as long as a migration lasts, and report per-query lock waits, needs its
 own loop, which is why this module uses plain threads.

@@ -50,7 +50,7 @@ class Plan:
 
 def current_plan() -> Plan:
     if _PLAN is None:
-        raise RuntimeError("no migration plan registered: call labs.migrations_alembic.upgrade()")
+        raise RuntimeError("no migration plan registered: call labs.tools.migrations_alembic.upgrade()")
     return _PLAN
 
 
@@ -95,7 +95,7 @@ def _revision_source(rev: str, down: str | None, message: str, up: str, down_bod
         """
         from alembic import op
 
-        from labs.migrations_alembic import current_plan, driver_connection
+        from labs.tools.migrations_alembic import current_plan, driver_connection
 
         revision = "{rev}"
         down_revision = {down!r}

@@ -33,7 +33,7 @@ from pathlib import Path
 import nbformat
 
 from .checking import checks_of
-from .config import NOTEBOOKS_DIR, ROOT
+from ..runtime.config import NOTEBOOKS_DIR, ROOT
 from .learner import ANSWER_TAG, topic_of
 
 
