@@ -26,8 +26,10 @@ def pytest_configure(config: pytest.Config) -> None:
     global _server_line
     if _is_worker(config):
         # Kernels started by this worker inherit the namespace: two workers never
-        # clone into the same challenge database.
-        os.environ["LAB_DB_NAMESPACE"] = config.workerinput["workerid"] + "_"
+        # clone into the same challenge database. A namespace already set (two test
+        # runs side by side on one server) is kept as a prefix.
+        os.environ["LAB_DB_NAMESPACE"] = (os.environ.get("LAB_DB_NAMESPACE", "")
+                                          + config.workerinput["workerid"] + "_")
         return
     from labs.runtime.config import current_scale
     from labs.data.dataset import ensure_template
