@@ -15,7 +15,7 @@ from labs.runtime.server import ensure_server
 def scratch_database(prefix: str) -> Iterator[str]:
     """Create ``<prefix>_<worker>`` (dropping a leftover first), yield its URL, drop it."""
     srv = ensure_server(verbose=False)
-    name = f"{prefix}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    name = f"{os.environ.get('LAB_DB_NAMESPACE', '')}{prefix}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
     with psycopg.connect(srv.url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')

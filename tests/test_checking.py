@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from decimal import Decimal
 
@@ -100,3 +101,41 @@ def test_failed_check_renders_without_the_checkers_traceback():
     except CheckFailed as failed:
         rendered = "\n".join(failed._render_traceback_())
     assert "Your code raised this:" in rendered and "KeyError" in rendered
+
+
+def test_every_failure_names_its_seed_and_the_seed_replays_the_data(monkeypatch, capsys):
+    """A failed check ends with its seed; seed=N gives the check the same random data again."""
+    from labs.course import adversarial
+
+    monkeypatch.setattr(checking, "RESULTS", {})
+    drawn = []
+
+    def q1(answer):
+        drawn.append(adversarial.rng().random())
+        raise CheckFailed("wrong")
+
+    monkeypatch.setattr(checking, "_find", lambda cid: q1)
+    with pytest.raises(CheckFailed) as first:
+        checking.check("demo.q1", 1)
+    assert "seed " in first.value.message and "add seed=" in first.value.message
+    number = int(first.value.message.split("seed=")[1].split()[0])
+    with pytest.raises(CheckFailed):
+        checking.check("demo.q1", 1, seed=number)
+    assert drawn[0] == drawn[1]
+    with pytest.raises(CheckFailed):
+        checking.check("demo.q1", 1, seed=number + 1)
+    assert drawn[2] != drawn[0]
+
+
+def test_a_crash_inside_the_checker_is_not_blamed_on_the_learner(monkeypatch):
+    """The checker's own TypeError says the check could not judge; a learner's says 'your answer'."""
+    monkeypatch.setattr(checking, "RESULTS", {})
+    from labs.checks import start_here  # any module under labs/: frames there are the checker's
+
+    # None has no .execute: a crash whose every frame is the lab's own
+    checker_bug = functools.partial(start_here._run, None, "SELECT 1", "x")
+    monkeypatch.setattr(checking, "_find", lambda cid: checker_bug)
+    with pytest.raises(CheckFailed) as failed:
+        checking.check("demo.q1")
+    assert "could not judge your answer" in failed.value.message
+    assert "your answer raised" not in failed.value.message

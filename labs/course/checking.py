@@ -25,11 +25,15 @@ import json
 import math
 import os
 import re
+import sysconfig
+import traceback
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..runtime.errors import CheckFailed, NotAttempted
+from . import adversarial
 
 
 class _Todo:
@@ -93,9 +97,32 @@ def _record(verdict: Verdict) -> None:
             fh.write(json.dumps(verdict.__dict__) + "\n")
 
 
-def check(check_id: str, *answers: Any, **kwargs: Any) -> None:
-    """Judge one exercise; print one line on success, raise CheckFailed otherwise."""
+def _blame(exc: BaseException) -> str:
+    """Whose code raised: "learner" (a frame outside the lab and its libraries),
+    "postgres" (the server rejected SQL the check ran for the answer), or "check"."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    lab_dir = str(Path(__file__).resolve().parents[1])
+    libraries = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
+                 sysconfig.get_paths()["platlib"])
+    for frame in frames:
+        name = frame.filename
+        if name.startswith(lab_dir) or name.startswith(libraries) or name.startswith("<frozen"):
+            continue
+        return "learner"
+    if getattr(exc, "sqlstate", None):
+        return "postgres"
+    return "check"
+
+
+def check(check_id: str, *answers: Any, seed: int | None = None, **kwargs: Any) -> None:
+    """Judge one exercise; print one line on success, raise CheckFailed otherwise.
+
+    The check's planted data comes from a seed that changes every run; a failure
+    names it, and ``seed=N`` replays exactly that run.
+    """
     func = _find(check_id)
+    seed = adversarial.new_seed() if seed is None else int(seed)
+    token = adversarial.begin(seed)
     try:
         result = func(*answers, **kwargs)
     except NotAttempted as exc:
@@ -103,16 +130,31 @@ def check(check_id: str, *answers: Any, **kwargs: Any) -> None:
         print(f"✗ {check_id}: {exc.message}")
         raise
     except CheckFailed as exc:
+        exc.message = f"{exc.message} {adversarial.replay_note(seed)}"
+        exc.args = (exc.message + (f"\n  Detail: {exc.detail}" if exc.detail else ""),)
         _record(Verdict(check_id, False, exc.message))
         print(f"✗ {check_id}: {exc.message}")
         if exc.detail:
             print(f"  Detail: {exc.detail}")
         raise
-    except Exception as exc:  # the learner's code raised: say so in their terms
-        message = f"your answer raised {type(exc).__name__}: {exc}".strip()
+    except Exception as exc:
+        who = _blame(exc)
+        text = f"{type(exc).__name__}: {exc}".strip()
+        if who == "learner":  # the learner's code raised: say so in their terms
+            message = f"your answer raised {text}"
+        elif who == "postgres":
+            message = (f"PostgreSQL rejected what your answer asked for: {text.splitlines()[0]} "
+                       f"(SQLSTATE {exc.sqlstate})")
+        else:  # the checker itself tripped: never blame the learner for it
+            message = (f"the check could not judge your answer: it stumbled on what the answer "
+                       f"left behind ({text.splitlines()[0] if text else type(exc).__name__}). "
+                       "Look for a state the task rules out, or report this check")
+        message = f"{message} {adversarial.replay_note(seed)}"
         _record(Verdict(check_id, False, message))
         print(f"✗ {check_id}: {message}")
         raise CheckFailed(message) from exc
+    finally:
+        adversarial.end(token)
     message = result if isinstance(result, str) else "correct"
     _record(Verdict(check_id, True, message))
     print(f"✓ {check_id}: {message}")

@@ -1,0 +1,159 @@
+"""What an answer leaves behind: the connection's state, its locks, its settings, other tables.
+
+An operation that returns the right value can still break production: a
+transaction left open holds its row locks until the pool recycles the
+connection, a ``RESET`` wipes the caller's own ``statement_timeout``, a "fix"
+edits rows it was never asked to touch. Checks of operations therefore call
+the learner's code through a :class:`Caller` connection and verify, after every
+call, that the connection is idle, holds no lock, and has its settings as found
+(the caller's settings are deliberately not the defaults, and its ``TimeZone``
+is not UTC), and wrap the whole check in :func:`untouched` for the tables the
+answer has no business changing.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Sequence
+
+import psycopg
+from psycopg import pq
+
+from ..data.dataset import query_checksum
+from ..runtime.errors import CheckFailed
+from . import adversarial
+
+# Settings a real caller may have chosen: none of them the server default, so
+# "restore" and "RESET" are told apart; a TimeZone with a half-hour offset.
+def caller_settings(zone: str | None = None) -> dict[str, str]:
+    return {
+        "lock_timeout": "5min",
+        "statement_timeout": "7min",
+        "idle_in_transaction_session_timeout": "11min",
+        "TimeZone": zone or adversarial.non_utc_zone(),
+        "application_name": "lab check caller",
+    }
+
+
+def _settings(conn: psycopg.Connection) -> dict[str, str]:
+    """The session's view of every setting (a failed transaction is not asked)."""
+    return dict(conn.execute("SELECT name, setting FROM pg_settings").fetchall())
+
+
+def locks_held(monitor: psycopg.Connection, pid: int) -> list[tuple[str, str, str]]:
+    """(locktype, object, mode) of every lock a backend holds, its own vxid left out."""
+    return monitor.execute("""
+        SELECT locktype, coalesce(relation::regclass::text, transactionid::text,
+                                  objid::text, ''), mode
+        FROM pg_locks WHERE pid = %s AND locktype <> 'virtualxid' AND granted
+        ORDER BY 1, 2, 3""", [pid]).fetchall()
+
+
+class Caller:
+    """A connection the check hands to the learner's code, then inspects.
+
+    ``Caller(lab)`` opens a connection (autocommit off, like any pool's),
+    applies :func:`caller_settings`, and remembers every setting as found.
+    ``verify(what)`` raises CheckFailed when the learner's call left the
+    transaction open or aborted, kept a lock, or changed a setting.
+    """
+
+    def __init__(self, lab: Any, *, autocommit: bool = False,
+                 settings: Mapping[str, str] | None = None) -> None:
+        url = getattr(lab, "url", lab)
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.settings_applied = dict(caller_settings() if settings is None else settings)
+        for name, value in self.settings_applied.items():
+            self.conn.execute("SELECT set_config(%s, %s, false)", [name, value])
+        self.found = _settings(self.conn)
+        self.conn.autocommit = autocommit
+        self.pid = self.conn.info.backend_pid
+        self._monitor = psycopg.connect(url, autocommit=True)
+
+    @property
+    def zone(self) -> str:
+        return self.found.get("TimeZone", "")
+
+    def problems(self) -> list[str]:
+        """What the last call left behind, in the learner's terms (empty when clean)."""
+        out = []
+        status = self.conn.info.transaction_status
+        if self.conn.closed or self.conn.broken:
+            return ["it closed (or broke) the connection it was given"]
+        if status == pq.TransactionStatus.INTRANS:
+            out.append("it returned with its transaction still open (commit or roll back before "
+                       "returning, or use `with conn.transaction():`), so its locks stay held")
+        elif status == pq.TransactionStatus.INERROR:
+            out.append("it returned with its transaction aborted by an error (roll back before "
+                       "returning)")
+        held = locks_held(self._monitor, self.pid)
+        if held:
+            shown = ", ".join(f"{mode} on {obj or kind}" for kind, obj, mode in held[:4])
+            out.append(f"the connection still holds {len(held)} lock(s): {shown}")
+        if status == pq.TransactionStatus.IDLE:
+            now = _settings(self.conn)
+            changed = sorted(k for k in self.found if now.get(k) != self.found[k]
+                             and k not in ("transaction_isolation",))
+            if changed:
+                shown = ", ".join(f"{k} {self.found[k]!r} → {now.get(k)!r}" for k in changed[:4])
+                out.append(f"it changed the caller's session settings ({shown}); save each "
+                           "setting it changes and put the caller's value back (RESET restores "
+                           "the server default, not the caller's value)")
+        return out
+
+    def verify(self, what: str) -> None:
+        problems = self.problems()
+        if problems:
+            raise CheckFailed(f"After {what}, the connection was not left as it was found: "
+                              + "; ".join(problems) + ".")
+
+    def clean(self) -> None:
+        """Put the connection back (roll back, restore settings) so the check can go on."""
+        if self.conn.closed or self.conn.broken:
+            return
+        if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            self.conn.rollback()
+        for name, value in self.settings_applied.items():
+            autocommit = self.conn.autocommit
+            self.conn.autocommit = True
+            self.conn.execute("SELECT set_config(%s, %s, false)", [name, value])
+            self.conn.autocommit = autocommit
+
+    def close(self) -> None:
+        for conn in (self.conn, self._monitor):
+            if not conn.closed:
+                conn.close()
+
+    def __enter__(self) -> "Caller":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@contextmanager
+def untouched(lab: Any, tables: Sequence[str], *, why: str = "") -> Iterator[None]:
+    """Fail if any of ``tables`` differs (rows or checksum) after the block.
+
+    Wrap a check's run of the answer in it for tables the task never asks to
+    change: editing the data until the check becomes trivial (un-deleting every
+    product, copying the expected rows) shows up here.
+    """
+    url = getattr(lab, "url", lab)
+
+    def snapshot() -> dict[str, tuple[int, str]]:
+        with psycopg.connect(url, autocommit=True) as conn:
+            return {t: query_checksum(conn, f"SELECT * FROM {t}") for t in tables}
+
+    before = snapshot()
+    yield
+    after = snapshot()
+    changed = [t for t in tables if before[t] != after[t]]
+    if changed:
+        detail = "; ".join(f"{t}: {before[t][0]} rows → {after[t][0]} rows"
+                           + (" (same count, different rows)" if before[t][0] == after[t][0]
+                              else "") for t in changed)
+        raise CheckFailed(
+            f"Your answer changed {', '.join(changed)}, which the task does not ask it to touch"
+            + (f" ({why})" if why else "") + ". Run the notebook's reset "
+            "(`lab.reset()`) and change only what the task names.", detail)

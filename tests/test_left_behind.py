@@ -1,0 +1,84 @@
+"""labs.course.left_behind and adversarial: the method's shared pieces, on a real server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import psycopg
+import pytest
+
+from labs.course import adversarial
+from labs.course.left_behind import Caller, untouched
+from labs.runtime.errors import CheckFailed
+
+from .scratch import scratch_database
+
+
+@pytest.fixture(scope="module")
+def url():
+    with scratch_database("test_left_behind") as database_url:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20) g")
+        yield database_url
+
+
+def test_a_clean_call_passes_and_the_caller_is_not_utc(url):
+    """A call that commits and restores nothing it did not change leaves no complaint."""
+    with Caller(url) as caller:
+        assert caller.zone not in ("UTC", "Etc/UTC", "GMT")
+        with caller.conn.transaction():
+            caller.conn.execute("UPDATE t SET v = v WHERE id = 1")
+        caller.verify("a clean call")
+
+
+@pytest.mark.parametrize("leave, words", [
+    ("open", "transaction still open"),
+    ("aborted", "aborted"),
+    ("reset", "RESET restores"),
+    ("advisory", "holds 1 lock"),
+])
+def test_what_a_call_leaves_behind_is_named(url, leave, words):
+    """An open or aborted transaction, a RESET setting or a session lock each fail verify()."""
+    with Caller(url) as caller:
+        conn = caller.conn
+        if leave == "open":
+            conn.execute("SELECT * FROM t WHERE id = 1 FOR UPDATE")
+        elif leave == "aborted":
+            with pytest.raises(psycopg.Error):
+                conn.execute("SELECT 1/0")
+        elif leave == "reset":
+            conn.execute("RESET lock_timeout")
+            conn.commit()
+        else:
+            conn.execute("SELECT pg_advisory_lock(42)")
+            conn.commit()
+        with pytest.raises(CheckFailed, match=words):
+            caller.verify("the call")
+        caller.clean()
+
+
+def test_untouched_names_the_table_an_answer_edited(url):
+    """A change to a table the task does not name fails with its row counts."""
+    with untouched(url, ["t"]):
+        pass
+    with pytest.raises(CheckFailed, match="changed t"):
+        with untouched(url, ["t"]):
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("UPDATE t SET v = 'edited' WHERE id = 3")
+
+
+def test_adversarial_values_do_what_they_promise():
+    """Non-round sizes defeat every small batch size; day edges include the next midnight."""
+    r = random.Random(7)
+    for _ in range(50):
+        n = adversarial.non_round(1000, rand=r)
+        assert all(n % b for b in (2, 3, 4, 5, 7, 8, 10, 16, 100, 1000))
+    edges = adversarial.day_edges(dt.date(2026, 3, 1))
+    assert edges[-1] == dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)
+    assert any(e.microsecond == 500_000 for e in edges)
+    variants = adversarial.case_variants("Ann.Lee@Example.org", rand=r)
+    assert len({v.lower() for v in variants}) == 1 and len(set(variants)) == 3
+    order = adversarial.tie_order(5, rand=r)
+    assert order not in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0])
