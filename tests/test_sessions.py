@@ -173,3 +173,71 @@ def test_close_cancels_a_blocked_step(url):
         s.T1("begin")
         s.T1("select * from test where id = 1 for update")
         assert s.T2("select * from test where id = 1 for update").blocked
+
+
+def test_a_timed_out_step_is_shown_as_such_and_the_next_step_still_runs(url):
+    """After StepTimeout the step reads TIMED OUT (not ok), and the session tool keeps working."""
+    from labs.tools.sessions import StepTimeout
+
+    with Sessions(url, "T1", "T2", timeout=0.5) as s:
+        with pytest.raises(StepTimeout):
+            s.T1("select pg_sleep(1.5)")
+        slow = s.steps[-1]
+        assert not slow.ok and "TIMED OUT" in slow.line(), slow.line()
+        assert s.T2("select 2").value == 2          # another session is unaffected
+        time.sleep(1.2)                              # the slow statement has finished by now
+        later = s.T2("select 3")
+        assert later.value == 3
+        assert slow.final is not None and slow.final.ok, s.transcript()
+        assert "T1 finishes: " in later.line(), s.transcript()
+        assert s.T1("select 1").value == 1           # and T1 can run again
+
+
+def test_deadlock_steering_never_breaks_a_non_superuser_transaction(url):
+    """After SET ROLE to a role that may not SET deadlock_timeout, steps run normally (no 25P02)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SETUP)
+        conn.execute("DROP ROLE IF EXISTS lab_plain_role")
+        conn.execute("CREATE ROLE lab_plain_role")
+        conn.execute("GRANT ALL ON test TO lab_plain_role")
+    try:
+        with Sessions(url, "T1", "T2") as s:
+            s.T1("begin")
+            s.T1("set role lab_plain_role")
+            assert s.T1("select value from test where id = 1").value == 10, s.transcript()
+            assert s.T1("update test set value = 11 where id = 1").ok, s.transcript()
+            assert s.T1("commit").command == "COMMIT", s.transcript()
+            assert "ERROR" not in s.transcript(), s.transcript()
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP OWNED BY lab_plain_role")
+            conn.execute("DROP ROLE IF EXISTS lab_plain_role")
+
+
+def test_the_closing_step_is_the_victim_in_a_three_session_cycle(url):
+    """T1 waits for T2, T2 for T3, then T3 closes the cycle at once: T3 (never the middle
+    waiter T2) is aborted, whatever the timing, in several runs."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS ring; CREATE TABLE ring (id int PRIMARY KEY, v int);"
+                     "INSERT INTO ring VALUES (1, 0), (2, 0), (3, 0)")
+    with Sessions(url, "T1", "T2", "T3") as s:
+        for delay in (0.0, 0.3, 0.85):  # 0.85 s: just before the middle waiter's check
+            s.play("""
+            T1: begin
+            T2: begin
+            T3: begin
+            T1: update ring set v = 1 where id = 1
+            T2: update ring set v = 2 where id = 2
+            T3: update ring set v = 3 where id = 3
+            T1: update ring set v = 1 where id = 2
+            T2: update ring set v = 2 where id = 3
+            """)
+            time.sleep(delay)
+            closing = s.T3("update ring set v = 3 where id = 1")
+            assert closing.sqlstate == "40P01", s.transcript()
+            assert not any(o.failed for o in s.steps if o.session == "T2"), s.transcript()
+            s.play("""
+            T3: rollback
+            T2: commit
+            T1: commit
+            """)

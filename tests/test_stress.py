@@ -118,3 +118,23 @@ def test_hooked_connection_loses_a_commit_ack_after_committing(counter):
         assert isinstance(LostAck("x"), psycopg.OperationalError)
         atomic(flaky)  # only the first ack is lost
     assert value(counter) == before + 2
+
+
+def test_a_reconnected_worker_keeps_the_runs_isolation_settings_and_name(counter):
+    """When an operation breaks its connection, the new one has the run's isolation level,
+    settings and application_name (a serializable run never continues at READ COMMITTED)."""
+    seen = []
+
+    def probe(conn):
+        seen.append(conn.execute(
+            "SELECT current_setting('transaction_isolation'), current_setting('lock_timeout'), "
+            "current_setting('application_name')").fetchone())
+        conn.rollback()
+        if len(seen) == 1:
+            conn.close()  # the first call loses its connection; the runner must reconnect
+
+    run_stress(counter, probe, workers=1, operations=3, isolation="serializable",
+               settings={"lock_timeout": "1234ms"}, sample_every=None)
+    assert len(seen) == 3
+    assert seen[1] == seen[0] == seen[2], seen
+    assert seen[0][0] == "serializable" and seen[0][1] == "1234ms"

@@ -47,14 +47,18 @@ once per wait, in the waiting backend, ``deadlock_timeout`` after it started
 waiting, and aborts the backend whose check finds the cycle. Left alone, the
 victim depends on timing: the first waiter if the cycle closed within its
 ``deadlock_timeout``, the last one otherwise (a loaded machine can delay the
-closing step past 1 s). So before every step the driver sets that session's
-``deadlock_timeout``: the configured value (1 s by default) when another
-session is already waiting, so a step that closes a cycle checks promptly, and
-ten times that (at least 10 s) otherwise, so the earlier waiters never check
-first. The statement that closes the cycle is therefore always the one that
-fails with 40P01, as in Hermitage. Setting ``deadlock_timeout`` needs superuser
-rights (the lab's own server grants them); without them the server's timing
-decides, as above.
+closing step past 1 s), and with three sessions a middle waiter can be chosen. So
+before every step the driver sets that session's ``deadlock_timeout``: ten times
+the configured value (at least 10 s) when no other session waits, since this step
+cannot close a cycle; otherwise the configured value (1 s by default), shortened
+so that this step's check runs before every earlier waiter's, and if that would
+leave under 100 ms, the driver first lets the earliest pending check pass (it
+finds no cycle, and PostgreSQL never runs it again for that wait). The statement
+that closes the cycle is therefore always the one that fails with 40P01, as in
+Hermitage. Setting ``deadlock_timeout`` needs superuser rights (the lab's own
+server grants them); a session that is not superuser (after ``SET ROLE``, say)
+is left alone, never sent a SET that would abort its transaction, and the
+server's timing decides, as above.
 
 API
 ---
@@ -86,10 +90,16 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
 import psycopg
+from psycopg import pq
 
 ISOLATION_LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
 OUTSIDE = "another backend"  # a blocker that is not one of the sessions
 MAX_ROWS_SHOWN = 6
+# A step's deadlock check is placed at least this long before an earlier waiter's
+# (the step's own wait starts a little after its SET), and never sooner than this
+# after the step starts (below it, the driver lets the earlier check pass first).
+CHECK_MARGIN_S = 0.25
+MIN_STEER_MS = 100
 
 
 class StepTimeout(RuntimeError):
@@ -138,9 +148,11 @@ def render_rows(rows: list[tuple]) -> str:
 class Outcome:
     """What one step did: rows, a command tag, an error by SQLSTATE, or BLOCKED.
 
-    ``status`` is ``"ok"``, ``"error"`` or ``"blocked"``. A blocked step keeps
-    its line in the transcript; when another step releases it, ``final`` holds
-    what it finally did and the releasing step lists it in ``released``.
+    ``status`` is ``"ok"``, ``"error"``, ``"blocked"`` or ``"timeout"`` (it
+    neither finished nor waited for a lock within the step timeout). A blocked or
+    timed-out step keeps its line in the transcript; when it finishes during a
+    later step, ``final`` holds what it finally did and that later step lists it
+    in ``released``.
     """
 
     session: str
@@ -156,6 +168,7 @@ class Outcome:
     blocked_by: tuple[str, ...] = ()
     released: list["Outcome"] = field(default_factory=list)
     final: "Outcome | None" = None
+    resumed: str = "unblocks"  # how a later step reports this one finishing
 
     @property
     def ok(self) -> bool:
@@ -180,6 +193,8 @@ class Outcome:
         """This step's own observation, without what it released."""
         if self.status == "blocked":
             return "BLOCKS (waits for " + ", ".join(self.blocked_by) + ")"
+        if self.status == "timeout":
+            return "TIMED OUT (still running, not waiting for a lock)"
         if self.status == "error":
             return f"ERROR {self.sqlstate or '-----'}: {self.message}"
         if self.rows is not None:
@@ -190,7 +205,7 @@ class Outcome:
         """The comment of this step's transcript line."""
         text = self.observed()
         for other in self.released:
-            text += f"; {other.session} unblocks: {other.observed()}"
+            text += f"; {other.session} {other.resumed}: {other.observed()}"
         return text
 
     def line(self) -> str:
@@ -216,25 +231,49 @@ class Session:
         # deadlock_timeout in ms: the configured value, and whether we may change it
         self.deadlock_ms = int(conn.execute(
             "SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'").fetchone()[0])
-        self.steer_deadlocks = True
-        try:
-            conn.execute(f"SET deadlock_timeout = {self.deadlock_ms}")
-        except psycopg.errors.InsufficientPrivilege:
-            self.steer_deadlocks = False
+        # when this session's pending wait runs its one deadlock check (monotonic seconds)
+        self.check_due: float | None = None
 
-    def prepare_step(self, others_waiting: bool) -> None:
-        """Make the step that closes a lock cycle the one PostgreSQL aborts (see module doc)."""
-        if not self.steer_deadlocks:
-            return
-        ms = self.deadlock_ms if others_waiting else max(10_000, 10 * self.deadlock_ms)
-        # Sent before every step, not cached: a SET inside a transaction that later rolls
-        # back is undone, so the session's value cannot be known without asking.
-        try:
-            # SET takes no snapshot, so a REPEATABLE READ transaction's snapshot is still
-            # taken by the learner's own next statement.
+    def may_steer(self) -> bool:
+        """Whether a SET deadlock_timeout here can succeed without touching the transaction.
+
+        ``is_superuser`` is reported by the server on every change (SET ROLE
+        included), so asking costs no statement: a statement would take a
+        REPEATABLE READ snapshot early, and a failing SET would abort the
+        learner's transaction (25P02). Inside an aborted transaction nothing is sent.
+        """
+        return (self.conn.info.parameter_status("is_superuser") == "on"
+                and self.conn.info.transaction_status != pq.TransactionStatus.INERROR)
+
+    def prepare_step(self, waiting: list["Session"]) -> None:
+        """Make the step that closes a lock cycle the one PostgreSQL aborts (see module doc).
+
+        PostgreSQL runs one deadlock check per wait, ``deadlock_timeout`` after the
+        wait began, in the waiting backend; the first check to run that sees the
+        cycle aborts its own backend. So every earlier waiter's check must run
+        either after this step's, or before this step can close a cycle: this
+        step's timeout is the configured one, shortened to fire before the
+        earliest pending check; if that leaves too little room, the driver waits
+        for that check to pass first (it finds no cycle and never runs again).
+        """
+        long_ms = max(10_000, 10 * self.deadlock_ms)
+        if not waiting:
+            ms = long_ms
+        else:
+            while True:
+                now = time.monotonic()
+                due = [s.check_due for s in waiting if s.check_due is not None and s.check_due > now]
+                room_ms = (min(due) - now - CHECK_MARGIN_S) * 1000 if due else float("inf")
+                if room_ms >= MIN_STEER_MS:
+                    ms = int(min(self.deadlock_ms, room_ms))
+                    break
+                time.sleep(min(due) - now + CHECK_MARGIN_S)
+        if self.may_steer():
+            # Sent before every step, not cached: a SET inside a transaction that later
+            # rolls back is undone. SET takes no snapshot, so a REPEATABLE READ
+            # transaction's snapshot is still taken by the learner's own next statement.
             self.conn.execute(f"SET deadlock_timeout = {ms}")
-        except psycopg.Error:
-            pass  # the transaction is aborted: the step itself will fail with 25P02
+        self.check_due = time.monotonic() + ms / 1000
 
     def __call__(self, sql: str, params: Any = None) -> Outcome:
         return self.owner.run(self.name, sql, params)
@@ -324,10 +363,13 @@ class Sessions:
         """Run one statement in session ``name``; return once the system is settled."""
         session = self._sessions[name]
         if session.pending is not None:
+            still = ("running (it timed out)" if session.pending[1].status == "timeout"
+                     else "blocked by")
             raise RuntimeError(
-                f"{name} is still blocked by its previous statement "
+                f"{name} is still {still} its previous statement "
                 f"({_one_line(session.pending[1].sql)}); release it from another session first")
-        session.prepare_step(any(s.pending is not None for s in self._sessions.values()))
+        session.prepare_step([s for s in self._sessions.values()
+                              if s.pending is not None and s.pending[1].status != "timeout"])
         placeholder = Outcome(name, sql)
         future = session.executor.submit(session._execute, sql, params)
         session.pending = (future, placeholder)
@@ -378,7 +420,11 @@ class Sessions:
         return any(node not in state and visit(node) for node in graph)
 
     def _settle(self, step: Outcome) -> None:
-        """Wait until every unfinished statement waits on a lock (no deadlock pending)."""
+        """Wait until every unfinished statement waits on a lock (no deadlock pending).
+
+        A statement that timed out earlier runs on in the background: it is
+        collected when it finishes, but nothing waits for it.
+        """
         deadline = time.monotonic() + self.timeout
         finished: dict[str, Outcome] = {}
         pause = 0.0005
@@ -388,34 +434,45 @@ class Sessions:
                 if future.done():
                     finished[name] = future.result()
                     self._sessions[name].pending = None
+                    self._sessions[name].check_due = None
                     del pending[name]
-            if not pending:
+            active = {n: p for n, p in pending.items() if p[1].status != "timeout"}
+            if not active:
                 break
             graph = self._blockers(pending)
             # a statement that finished while we asked is not waiting: look again
             if any(f.done() for f, _ in pending.values()):
                 continue
-            if all(graph.get(n) for n in pending) and not self._has_cycle(graph):
-                for name, (_, placeholder) in pending.items():
+            if all(graph.get(n) for n in active) and not self._has_cycle(graph):
+                for name, (_, placeholder) in active.items():
                     if placeholder is step:
                         step.status = "blocked"
                         step.blocked_by = graph[name]
                 break
             if time.monotonic() > deadline:
+                late = [n for n, (_, p) in active.items() if not graph.get(n)]
+                for name in late:
+                    active[name][1].status = "timeout"
+                self._record(step, finished)
                 raise StepTimeout(
-                    f"after {self.timeout:.0f} s, {', '.join(pending)} neither finished nor waited "
+                    f"after {self.timeout:.0f} s, {', '.join(late)} neither finished nor waited "
                     "for a lock; is a statement running a long query (pg_sleep?)")
-            wait([f for f, _ in pending.values()], timeout=pause, return_when=FIRST_COMPLETED)
+            wait([f for f, _ in active.values()], timeout=pause, return_when=FIRST_COMPLETED)
             pause = min(pause * 2, 0.02)
-        # record what finished: the step itself, and the blocked steps it released
+        self._record(step, finished)
+
+    def _record(self, step: Outcome, finished: dict[str, Outcome]) -> None:
+        """Record what finished: the step itself, and the earlier steps it released."""
         released = []
         for name in sorted(finished, key=self._order.__getitem__):
             result = finished[name]
-            target = next(o for o in reversed(self.steps) if o.session == name and
-                          (o is step or o.status == "blocked" and o.final is None))
+            target = next((o for o in reversed(self.steps) if o.session == name and
+                           (o is step or o.status in ("blocked", "timeout") and o.final is None)),
+                          None)
             if target is step:
                 self._copy_into(step, result)
-            else:
+            elif target is not None:
+                result.resumed = "finishes" if target.status == "timeout" else "unblocks"
                 target.final = result
                 released.append(result)
         step.released = released

@@ -255,17 +255,23 @@ def run_stress(target: Any, operation: Operation, *, workers: int = 8, operation
     """Run ``operation`` ``operations`` times in each of ``workers`` threads, all at once."""
     url = _url_of(target)
     conns = []
+
+    def connect(w: int) -> psycopg.Connection:
+        # one recipe for the first connection and any reconnection: a worker that lost
+        # its connection must go on at the run's isolation level, settings and name
+        conn = psycopg.connect(url, autocommit=autocommit,
+                               application_name=f"lab stress worker {w}")
+        apply_settings(conn, settings)
+        if isolation:
+            conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL "
+                         + isolation.upper())
+        if not autocommit:
+            conn.commit()
+        return conn
+
     try:
         for w in range(workers):
-            conn = psycopg.connect(url, autocommit=autocommit,
-                                   application_name=f"lab stress worker {w}")
-            apply_settings(conn, settings)
-            if isolation:
-                conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL "
-                             + isolation.upper())
-            if not autocommit:
-                conn.commit()
-            conns.append(conn)
+            conns.append(connect(w))
         barrier = threading.Barrier(workers + 1)
         per_worker: list[list[OpRecord]] = [[] for _ in range(workers)]
         lock = threading.Lock()
@@ -289,7 +295,7 @@ def run_stress(target: Any, operation: Operation, *, workers: int = 8, operation
                     record.error = str(exc)
                 _rollback_if_needed(conn)
                 if conn.closed or conn.broken:
-                    conn = conns[w] = psycopg.connect(url, autocommit=autocommit)
+                    conn = conns[w] = connect(w)
                 record.attempts = getattr(_tls, "attempts", 1)
                 record.seconds = time.perf_counter() - t0
                 per_worker[w].append(record)
