@@ -37,12 +37,13 @@ import sys
 from types import ModuleType
 
 from .course.challenge import Lab, setup
-from .course.checking import TODO, CheckFailed, NotAttempted, check, check_all, compare_results, hint, require
+from .course.checking import (TODO, CheckFailed, NotAttempted, check, check_all, compare_results,
+                              hint, require, solution)
 from .runtime.config import current_scale
 from .runtime.errors import LabError
 
 __all__ = [
-    "Lab", "setup", "TODO", "CheckFailed", "NotAttempted", "check", "check_all", "hint",
+    "Lab", "setup", "TODO", "CheckFailed", "NotAttempted", "check", "check_all", "hint", "solution",
     "compare_results", "require", "current_scale", "LabError",
 ]
 

@@ -139,3 +139,23 @@ def test_a_crash_inside_the_checker_is_not_blamed_on_the_learner(monkeypatch):
         checking.check("demo.q1")
     assert "could not judge your answer" in failed.value.message
     assert "your answer raised" not in failed.value.message
+
+
+def test_a_failed_check_names_the_way_forward(monkeypatch, capsys):
+    """Under a failure: the next hint while hints remain, then labs.solution(), unless turned off."""
+    monkeypatch.setattr(checking, "RESULTS", {})
+    monkeypatch.setattr(checking, "_hints_shown", {})
+    monkeypatch.setattr(checking, "_find", lambda cid: lambda: (_ for _ in ()).throw(
+        CheckFailed("wrong")))
+    with pytest.raises(CheckFailed):
+        checking.check("start_here.q1")
+    assert 'Next: hint("start_here.q1") gives hint 1 of 2' in capsys.readouterr().out
+    checking.hint("start_here.q1")
+    checking.hint("start_here.q1")
+    with pytest.raises(CheckFailed):
+        checking.check("start_here.q1")
+    assert 'labs.solution("start_here.q1")' in capsys.readouterr().out
+    monkeypatch.setenv("LAB_REVEAL_SOLUTIONS", "0")
+    checking.solution("start_here.q1")
+    out = capsys.readouterr().out
+    assert "turned off" in out and "SELECT" not in out

@@ -9,11 +9,12 @@ from labs.course.learner import ANSWER_TAG, learner_version, strip_solutions, to
 
 
 def test_top_level_region_becomes_todo_assignments():
-    """Names bound at top level become `name = TODO`, code outside the region stays."""
+    """Names bound at top level become `name = TODO` (functions keep their signature), code
+    outside the region stays."""
     src = "x = 1\n### BEGIN SOLUTION\nanswer = 6 * 7\ndef helper():\n    pass\n### END SOLUTION\nprint(x)"
     out, is_answer = strip_solutions(src, "code")
     assert is_answer
-    assert "answer = TODO" in out and "helper = TODO" in out
+    assert "answer = TODO" in out and "def helper():\n" in out and "    TODO()" in out
     assert "6 * 7" not in out and out.startswith("x = 1\n") and out.endswith("print(x)")
 
 
@@ -50,3 +51,26 @@ def test_markdown_region_and_outputs_are_cleared():
 
 def test_topic_comes_from_the_notebook_name():
     assert topic_of("notebooks/02_race_conditions.ipynb") == "race_conditions"
+
+
+def test_a_function_answer_keeps_its_signature_and_docstring():
+    """A whole function in a region becomes its signature, docstring and TODO() — no decorator."""
+    from labs.course.learner import strip_solutions
+
+    source = ('import psycopg\n\n### BEGIN SOLUTION\n@retry\ndef run_ddl(conn, statement,\n'
+              '            attempts=30):\n    """Run one DDL statement."""\n    return 1\n'
+              'LIMIT = 5\n### END SOLUTION\n')
+    stub, is_answer = strip_solutions(source, "code")
+    assert is_answer
+    assert 'def run_ddl(conn, statement,\n            attempts=30):\n    """Run one DDL statement."""' in stub
+    assert "    TODO()" in stub and "LIMIT = TODO" in stub
+    assert "@retry" not in stub and "return 1" not in stub
+
+
+def test_reference_answer_is_the_solution_cells_of_that_check():
+    """labs.solution() shows the reference cells that bind the check's arguments, markers removed."""
+    from labs.course.learner import reference_answer
+
+    text = reference_answer("start_here.q2")
+    assert "collisions_sql" in text and "lower(" in text
+    assert "BEGIN SOLUTION" not in text and "newest_sql" not in text

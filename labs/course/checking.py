@@ -128,6 +128,7 @@ def check(check_id: str, *answers: Any, seed: int | None = None, **kwargs: Any) 
     except NotAttempted as exc:
         _record(Verdict(check_id, False, exc.message, attempted=False))
         print(f"✗ {check_id}: {exc.message}")
+        print(_way_forward(check_id))
         raise
     except CheckFailed as exc:
         exc.message = f"{exc.message} {adversarial.replay_note(seed)}"
@@ -136,6 +137,7 @@ def check(check_id: str, *answers: Any, seed: int | None = None, **kwargs: Any) 
         print(f"✗ {check_id}: {exc.message}")
         if exc.detail:
             print(f"  Detail: {exc.detail}")
+        print(_way_forward(check_id))
         raise
     except Exception as exc:
         who = _blame(exc)
@@ -152,6 +154,7 @@ def check(check_id: str, *answers: Any, seed: int | None = None, **kwargs: Any) 
         message = f"{message} {adversarial.replay_note(seed)}"
         _record(Verdict(check_id, False, message))
         print(f"✗ {check_id}: {message}")
+        print(_way_forward(check_id))
         raise CheckFailed(message) from exc
     finally:
         adversarial.end(token)
@@ -186,6 +189,49 @@ def check_all(topic: str) -> tuple[int, int]:
 
 
 _hints_shown: dict[str, int] = {}
+
+
+def _hints_of(check_id: str) -> list[str]:
+    topic, _, case = check_id.partition(".")
+    try:
+        module = importlib.import_module(f"labs.checks.{topic}")
+    except ImportError:
+        return []
+    return list(getattr(module, "HINTS", {}).get(case, []))
+
+
+def reveal_allowed() -> bool:
+    """Whether ``solution()`` may show reference answers (graders set LAB_REVEAL_SOLUTIONS=0)."""
+    return os.environ.get("LAB_REVEAL_SOLUTIONS", "1").strip().lower() not in ("0", "no", "false",
+                                                                                "off")
+
+
+def _way_forward(check_id: str) -> str:
+    """The line under a failed check: the next hint, or after the last one, the solution."""
+    hints = _hints_of(check_id)
+    shown = _hints_shown.get(check_id, 0)
+    if shown < len(hints):
+        return (f'  Next: hint("{check_id}") gives hint {shown + 1} of {len(hints)}.')
+    if reveal_allowed():
+        return (f'  Next: labs.solution("{check_id}") shows the reference answer, to study '
+                "and compare with yours.")
+    return "  Next: read the task again; reference answers are turned off for this course."
+
+
+def solution(check_id: str) -> None:
+    """Print the reference answer of an exercise, for self-study (graders can turn it off)."""
+    if not reveal_allowed():
+        print(f"Reference answers are turned off here (LAB_REVEAL_SOLUTIONS=0); "
+              f'hint("{check_id}") still works.')
+        return
+    from .learner import reference_answer
+
+    hints = _hints_of(check_id)
+    if _hints_shown.get(check_id, 0) < len(hints):
+        print(f"(You have seen {_hints_shown.get(check_id, 0)} of {len(hints)} hints; "
+              f'hint("{check_id}") may be enough.)\n')
+    print(f"Reference answer for {check_id}:\n")
+    print(reference_answer(check_id))
 
 
 def hint(check_id: str) -> None:

@@ -100,7 +100,7 @@ def assemble(canonical: nbformat.NotebookNode,
 
 def _run_nbval(notebook: Path, results: Path, namespace: str, cell_timeout: int) -> str:
     env = dict(os.environ, LAB_RESULTS_FILE=str(results), LAB_DB_NAMESPACE=namespace,
-               PLOOMBER_STATS_ENABLED="false")
+               PLOOMBER_STATS_ENABLED="false", LAB_REVEAL_SOLUTIONS="0")
     cmd = [sys.executable, "-m", "pytest", str(notebook), "-q", "-p", "no:cacheprovider",
            "-p", "no:xdist", "-o", "addopts=", "--nbval-lax", "--nbval-current-env",
            f"--nbval-cell-timeout={cell_timeout}", "--rootdir", str(notebook.parent)]

@@ -61,12 +61,38 @@ def _bound_names(code: str) -> list[str]:
     return names
 
 
+def _function_stub(node: ast.FunctionDef | ast.AsyncFunctionDef, source: str) -> str:
+    """The function's signature and docstring as written, with ``TODO()`` for a body.
+
+    The signature and docstring are the contract the check relies on (what the
+    function receives, returns and must leave behind), so the learner keeps
+    them; decorators are part of the answer (a retry wrapper) and go.
+    """
+    lines = source.splitlines()
+    first = node.body[0]
+    keep_to = first.end_lineno if ast.get_docstring(node) is not None else first.lineno - 1
+    header = lines[node.lineno - 1:keep_to]
+    indent = " " * first.col_offset
+    return "\n".join(header + [f"{indent}# YOUR ANSWER HERE: replace the next line",
+                               f"{indent}TODO()"])
+
+
 def _py_stub(match: re.Match) -> str:
     indent, body, newline = match.group(1), match.group(2), match.group(3)
     if indent:
         return f"{indent}# YOUR ANSWER HERE: replace the next line\n{indent}TODO(){newline}"
-    lines = ["# YOUR ANSWER HERE"] + [f"{name} = TODO" for name in _bound_names(body)]
-    return "\n".join(lines) + newline
+    try:
+        tree = ast.parse(body)
+    except SyntaxError:
+        tree = None
+    functions = [n for n in (tree.body if tree else [])
+                 if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    others = [name for name in _bound_names(body) if name not in {f.name for f in functions}]
+    blocks = []
+    if others or not functions:
+        blocks.append("\n".join(["# YOUR ANSWER HERE"] + [f"{name} = TODO" for name in others]))
+    blocks += [_function_stub(f, body) for f in functions]
+    return "\n\n".join(blocks) + newline
 
 
 def _sql_stub(match: re.Match) -> str:
@@ -127,3 +153,43 @@ def generate_all(check_only: bool = False) -> list[Path]:
 def topic_of(notebook: Path | str) -> str:
     """'02_race_conditions.ipynb' → 'race_conditions' (the check module's name)."""
     return re.sub(r"^\d+_", "", Path(notebook).stem)
+
+
+def _check_arguments(source: str, check_id: str) -> list[str] | None:
+    """The names a cell passes to ``check(check_id, ...)``, or None if it does not call it."""
+    try:
+        tree = ast.parse("\n".join(line for line in source.splitlines()
+                                   if not line.lstrip().startswith(("%", "!"))))
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", ""))
+                == "check" and node.args and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value == check_id):
+            return [a.id for a in node.args[1:] if isinstance(a, ast.Name)]
+    return None
+
+
+def reference_answer(check_id: str) -> str:
+    """The reference solution's answer cells for one check, as the learner would type them."""
+    topic = check_id.partition(".")[0]
+    paths = [p for p in sorted(SOLUTIONS_DIR.glob("*.ipynb")) if topic_of(p) == topic]
+    if not paths:
+        raise ValueError(f"no solution notebook for {topic!r}")
+    solution = nbformat.read(paths[0], as_version=4)
+    learner = learner_version(solution)
+    names = next((found for cell in solution.cells if cell.cell_type == "code"
+                  for found in [_check_arguments(cell.source, check_id)] if found is not None), None)
+    if names is None:
+        raise ValueError(f"{paths[0].name} has no cell that runs check({check_id!r}, ...)")
+    pieces = []
+    for index, cell in enumerate(learner.cells):
+        if ANSWER_TAG not in cell.metadata.get("tags", []) or cell.cell_type != "code":
+            continue
+        original = solution.cells[index].source
+        original = "\n".join(line for line in original.splitlines()
+                             if not re.match(r"\s*(###|--) (BEGIN|END) SOLUTION", line))
+        if set(_bound_names(original)) & set(names) or any(
+                re.search(rf"^\s*def {re.escape(n)}\b", original, re.M) for n in names):
+            pieces.append(original)
+    return "\n\n# ----\n\n".join(pieces)
