@@ -6,7 +6,7 @@
     python -m labs data [SCALE]  build the dataset template at a scale
     python -m labs ensure-data   build the default scale's template if missing
     python -m labs notebooks [--check]   regenerate learner notebooks
-    python -m labs grade DIR [--out DIR] [--timeout S]   grade submissions
+    python -m labs grade DIR [--out DIR] [--timeout S] [--notebook-timeout S] [-j N] [--keep]
 
 Lab errors are printed as their learner-facing message, without a traceback.
 """
@@ -70,10 +70,13 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 def cmd_grade(args: argparse.Namespace) -> int:
     from .course.grading import grade
 
-    report = grade(args.submissions, out_dir=args.out, cell_timeout=args.timeout)
+    report = grade(args.submissions, out_dir=args.out, cell_timeout=args.timeout,
+                   notebook_timeout=args.notebook_timeout, jobs=args.jobs, keep=args.keep,
+                   progress=sys.stderr.isatty() and not args.no_progress)
     print(report.markdown())
     print(f"Report written to {args.out}/report.csv and {args.out}/report.md")
-    return 0
+    # the exit status says whether grading worked, not whether the learners did
+    return 1 if report.errors else 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -132,7 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     grade = sub.add_parser("grade")
     grade.add_argument("submissions")
     grade.add_argument("--out", default="grading-report")
-    grade.add_argument("--timeout", type=int, default=600)
+    grade.add_argument("--timeout", type=int, default=None,
+                       help="seconds a cell may run (default by scale: tiny 120, small 300)")
+    grade.add_argument("--notebook-timeout", type=int, default=None,
+                       help="seconds a notebook may run (default by scale: tiny 300, small 480)")
+    grade.add_argument("-j", "--jobs", type=int, default=2,
+                       help="notebooks graded at once (at most one per core)")
+    grade.add_argument("--keep", action="store_true",
+                       help="keep each graded notebook's databases and role, for inspection")
+    grade.add_argument("--no-progress", action="store_true")
     grade.set_defaults(func=cmd_grade)
     args = parser.parse_args(argv)
     try:

@@ -102,3 +102,32 @@ def test_bulk_feed_size_and_shape(conn):
     events = feeds.bulk_feed(conn, 300)
     assert len(events) == 300 and all(feeds.problem(e) is None for e in events)
     assert sum(e["sku"].startswith("BULK") for e in events) == 150
+
+
+def test_vendor_times_are_instants_in_many_offsets(conn):
+    """updated_at is ISO text with an offset, in several offsets, one instant per (sku, version)."""
+    f = feeds.make_feeds(conn)
+    texts = [e["updated_at"] for e in f.valid_events()]
+    offsets = {t[-6:] if not t.endswith("Z") else "Z" for t in texts}
+    assert {"Z", "+00:00"} & offsets and len(offsets - {"Z", "+00:00"}) >= 2
+    seen: dict = {}
+    for e in f.valid_events():
+        assert seen.setdefault((e["sku"], e["version"]), feeds.instant(e["updated_at"])) == \
+            feeds.instant(e["updated_at"])
+    with pytest.raises(ValueError):
+        feeds.instant("2026-11-01T00:00:00")
+
+
+def test_case_variants_are_distinct_products_in_every_feed(conn):
+    """case_variants adds skus equal only when case is ignored, in every feed; 0 changes nothing."""
+    plain = feeds.make_feeds(conn, seed=5)
+    assert feeds.make_feeds(conn, seed=5, case_variants=0).feeds == plain.feeds
+    f = feeds.make_feeds(conn, seed=5, case_variants=2)
+    for feed in f.feeds:
+        skus = {e["sku"] for e in feed if feeds.problem(e) is None}
+        groups: dict = {}
+        for s in skus:
+            groups.setdefault(s.lower(), set()).add(s)
+        assert sum(len(g) > 1 for g in groups.values()) >= 3  # 2 new groups + 1 existing sku
+    state = feeds.expected_state(f.original, f.events)
+    assert len({s.lower() for s in state}) < len(state)

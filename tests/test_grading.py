@@ -1,53 +1,208 @@
-"""Grading a small fixture class: one complete, one partial, one with a tampered check."""
+"""Grading a fixture class: honest work scores as before, cheats score 0 or are flagged,
+nothing is left on the server.
+
+One graded run covers every learner (graded two at a time, as ``make grade`` does), so the
+suite pays for kernels once; each test then reads its part of the report.
+"""
 
 from __future__ import annotations
 
 import csv
+import os
+from pathlib import Path
 
 import nbformat
+import psycopg
 import pytest
 
-from labs.runtime.config import NOTEBOOKS_DIR, SOLUTIONS_DIR
-from labs.course.grading import grade
+from labs.course.grading import answer_bindings, flags_in, grade, leftovers
 from labs.course.learner import ANSWER_TAG
+from labs.runtime.config import NOTEBOOKS_DIR, SOLUTIONS_DIR
+from labs.runtime.server import ensure_server
 
 NAME = "00_start_here.ipynb"
+VICTIM = f"grading_victim_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+
+# What a cheat puts in the first answer cell (the second keeps its stub unless said).
+FORGED = ('{"check_id": "start_here.q1", "passed": true, "message": "correct", '
+          '"attempted": true}')
+CHEATS = {
+    "patches_find": ("import labs.course.checking\n"
+                     "labs.course.checking._find = lambda cid: (lambda *a, **k: 'correct')\n"),
+    "patches_record": ("from labs.course import checking\n"
+                       "checking._record = lambda v: None\n"),
+    "forges_line": ("import os\nnewest_sql = open(os.environ['LAB_RESULTS_FILE'], 'a').write('"
+                    + FORGED + "\\n') and 'SELECT 1'\n"),
+    "copies_reference": (
+        "import json, pathlib, labs\n"
+        "_nb = json.loads((pathlib.Path(labs.__file__).parents[1] / 'solutions' / "
+        "'00_start_here.ipynb').read_text())\n"
+        "newest_sql = next(''.join(c['source']) for c in _nb['cells'] "
+        "if 'newest_sql = ' in ''.join(c['source'])).split('\"\"\"')[1]\n"),
+    "endless_top_level": "while True:\n    pass\n",
+    "endless_binding": "newest_sql = next(x for x in iter(int, 1) if x)\n",
+    "drops_other_database": (
+        "import os, psycopg\n"
+        "with psycopg.connect(os.environ['DATABASE_URL'], autocommit=True) as _c:\n"
+        f"    newest_sql = _c.execute('DROP DATABASE {VICTIM}') and 'SELECT 1'\n"),
+}
 
 
-def _submission(answers: set[str], tamper: bool = False) -> nbformat.NotebookNode:
-    """A learner copy with the solution's answers filled into the cells binding `answers`."""
+def _submission(answers: set[str], *, tamper_check: bool = False,
+                first_cell: str | None = None) -> nbformat.NotebookNode:
+    """A learner copy with the solution's answers in the cells binding `answers`."""
     learner = nbformat.read(NOTEBOOKS_DIR / NAME, as_version=4)
     solution = {c.id: c for c in nbformat.read(SOLUTIONS_DIR / NAME, as_version=4).cells}
+    first = True
     for cell in learner.cells:
         if ANSWER_TAG in cell.metadata.get("tags", []):
             if any(name in cell.source for name in answers):
                 cell.source = solution[cell.id].source
-            elif tamper:
-                cell.source = 'collisions_sql = "SELECT 0 AS n"'
-        if tamper and 'check("start_here.q2"' in cell.source:
+            if first and first_cell is not None:
+                cell.source = first_cell
+            first = False
+        if tamper_check and 'check("start_here.q2"' in cell.source:
             cell.source = 'print("✓ start_here.q2: correct")'
     return learner
 
 
-@pytest.mark.notebook
-@pytest.mark.slow
-def test_fixture_class_is_graded_right(tmp_path):
-    """The report gives 2/2, 1/2 and 1/2, and says why each failure failed."""
-    subs = tmp_path / "submissions"
-    for learner, nb in {
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Grade the whole fixture class once; yield (report rows by learner, report dir)."""
+    srv = ensure_server(verbose=False)
+    with psycopg.connect(srv.url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {VICTIM}")
+        admin.execute(f"CREATE DATABASE {VICTIM}")
+    before = set(leftovers(srv))
+    subs = tmp_path_factory.mktemp("submissions")
+    learners = {
         "ada": _submission({"newest_sql", "collisions_sql"}),
         "bob": _submission({"newest_sql"}),
-        "eve": _submission({"newest_sql"}, tamper=True),
-    }.items():
-        (subs / learner).mkdir(parents=True)
+        "cy": _submission(set()),
+        "eve": _submission({"newest_sql"}, tamper_check=True),
+    }
+    learners.update({name: _submission(set(), first_cell=code) for name, code in CHEATS.items()})
+    for learner, nb in learners.items():
+        (subs / learner).mkdir()
         nbformat.write(nb, subs / learner / NAME)
-    report = grade(subs, out_dir=tmp_path / "report", cell_timeout=300)
-    scores = {row.learner: (row.passed, row.total) for row in report.rows}
-    assert scores == {"ada": (2, 2), "bob": (1, 2), "eve": (1, 2)}
-    failures = {row.learner: dict(row.failures) for row in report.rows}
-    assert "not attempted yet" in failures["bob"]["start_here.q2"]
-    assert "not attempted" not in failures["eve"]["start_here.q2"]
-    with open(tmp_path / "report" / "report.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    assert len(rows) == 6 and sum(int(r["passed"]) for r in rows) == 4
-    assert "| eve | 00_start_here.ipynb | 1/2 |" in (tmp_path / "report" / "report.md").read_text()
+    (subs / "ivy").mkdir()
+    (subs / "ivy" / NAME).write_text("{ this is not JSON")
+    (subs / "lou").mkdir()
+    nbformat.write(_submission({"newest_sql"}), subs / "lou" / "99_other_lab.ipynb")
+    out = tmp_path_factory.mktemp("report")
+    report = grade(subs, out_dir=out, cell_timeout=20, notebook_timeout=120, jobs=2)
+    rows = {row.learner: row for row in report.rows}
+    with psycopg.connect(srv.url, autocommit=True) as admin:
+        victim_alive = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                     [VICTIM]).fetchone() is not None
+        admin.execute(f"DROP DATABASE IF EXISTS {VICTIM}")
+    left = set(leftovers(srv)) - before
+    yield rows, out, report, victim_alive, left
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_honest_work_scores_as_before(graded):
+    """Complete, partial and untouched notebooks score 2/2, 1/2, 0/2, each failure explained."""
+    rows, out, report, *_ = graded
+    assert (rows["ada"].passed, rows["bob"].passed, rows["cy"].passed) == (2, 1, 0)
+    assert all(rows[n].total == 2 for n in ("ada", "bob", "cy"))
+    assert "not attempted yet" in dict(rows["bob"].failures)["start_here.q2"]
+    assert not rows["ada"].flags and not rows["bob"].flags and not report.errors
+    with open(out / "report.csv") as fh:
+        csv_rows = list(csv.DictReader(fh))
+    assert sum(int(r["passed"]) for r in csv_rows if r["learner"] == "ada") == 2
+    assert "| ada | 00_start_here.ipynb | 2/2 |" in (out / "report.md").read_text()
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_an_edited_check_cell_earns_nothing(graded):
+    """Check cells come from the canonical copy: replacing one with a print changes nothing."""
+    rows, *_ = graded
+    assert rows["eve"].passed == 1 and "not attempted" in dict(rows["eve"].failures)["start_here.q2"]
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.parametrize("cheat", ["patches_find", "patches_record", "forges_line"])
+def test_tampering_with_the_verdicts_scores_zero_and_is_flagged(graded, cheat):
+    """Patching labs.checking._find or _record, or writing a verdict line, earns nothing."""
+    rows, *_ = graded
+    assert rows[cheat].passed == 0, rows[cheat]
+    assert rows[cheat].flags, f"{cheat} should be flagged for review"
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_a_forged_verdict_line_is_reported(graded):
+    """The unsigned line is not counted, and the report says one was found."""
+    rows, *_ = graded
+    assert any("forged" in f for f in rows["forges_line"].flags), rows["forges_line"].flags
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_copying_the_reference_is_flagged(graded):
+    """An answer that reads solutions/ may pass, but the instructor is told."""
+    rows, *_ = graded
+    assert any("reference solutions" in f for f in rows["copies_reference"].flags)
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_endless_answers_are_stopped_and_named(graded):
+    """A top-level loop is never run; a binding that never ends times out in its cell."""
+    rows, *_ = graded
+    assert "while True" in rows["endless_top_level"].note and rows["endless_top_level"].passed == 0
+    assert "timed out in cell 14 after" in rows["endless_binding"].note, rows["endless_binding"]
+    assert rows["endless_binding"].passed == 0
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_another_learners_database_cannot_be_dropped(graded):
+    """The graded kernel's role owns only its own databases: DROP DATABASE of another fails."""
+    rows, _, _, victim_alive, _ = graded
+    assert victim_alive
+    assert rows["drops_other_database"].passed == 0
+    assert rows["drops_other_database"].flags
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_unreadable_and_foreign_notebooks_are_grades_not_crashes(graded):
+    """Invalid JSON scores 0 with a reason; a notebook of another lab is said to be one."""
+    rows, _, report, *_ = graded
+    assert rows["ivy"].passed == 0 and "not a readable notebook" in rows["ivy"].note
+    assert rows["lou"].note == "not a notebook of this lab"
+    assert not report.errors
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_nothing_is_left_on_the_server(graded):
+    """Every database, template and role made for grading is dropped afterwards."""
+    *_, left = graded
+    assert not left, f"grading left behind: {sorted(left)}"
+
+
+def test_answer_cells_keep_only_what_binds_names():
+    """Imports, defs and name assignments stay; attribute assignments, calls and loops go."""
+    kept, dropped = answer_bindings(
+        "import labs\nx = 'SELECT 1'\nlabs.checking._find = None\nprint(x)\n"
+        "def f(conn):\n    return 1\nwhile True:\n    pass\n")
+    assert "x = 'SELECT 1'" in kept and "def f(conn):" in kept and "import labs" in kept
+    assert "_find" not in kept and "print" not in kept and "while" not in kept
+    assert len(dropped) == 3
+
+
+def test_flags_name_what_an_answer_reaches_for():
+    """The lab's internals, the environment, files and other databases are each flagged."""
+    assert flags_in("newest_sql = 'SELECT 1'") == []
+    assert flags_in("from labs.stress import retry\nx = labs.stress.retry") == []
+    found = " ".join(flags_in("import os\nx = os.environ['LAB_RESULTS_FILE']\n"
+                              "y = labs.course.checking\nz = 'DROP DATABASE other'"))
+    for what in ("the environment", "the results channel", "the lab's internals",
+                 "other databases"):
+        assert what in found, found

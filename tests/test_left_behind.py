@@ -82,3 +82,29 @@ def test_adversarial_values_do_what_they_promise():
     assert len({v.lower() for v in variants}) == 1 and len(set(variants)) == 3
     order = adversarial.tie_order(5, rand=r)
     assert order not in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0])
+
+
+def test_verify_leaves_no_transaction_of_its_own(url):
+    """Inspecting an autocommit-off connection does not leave it inside a transaction."""
+    from psycopg import pq
+
+    with Caller(url) as caller:
+        caller.verify("nothing")
+        assert caller.conn.info.transaction_status == pq.TransactionStatus.IDLE
+        caller.conn.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")  # first statement
+        caller.conn.rollback()
+
+
+def test_threads_of_a_check_share_its_seed():
+    """A thread started by a check draws from the check's seed, not a fresh one."""
+    import threading
+
+    token = adversarial.begin(4242)
+    try:
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(adversarial.current_seed()))
+        thread.start()
+        thread.join()
+        assert seen == [4242]
+    finally:
+        adversarial.end(token)

@@ -78,3 +78,15 @@ def test_every_strategy_loads_the_same_contents(url):
             sums[name] = table_checksum(conn, "events")
     assert len(set(sums.values())) == 1, sums
     assert next(iter(sums.values()))[0] == 600
+
+
+def test_a_temporary_events_table_is_invisible_to_other_sessions(url):
+    """events_ddl(temporary=True) makes a table only its own session can read."""
+    with psycopg.connect(url, autocommit=True) as mine, \
+            psycopg.connect(url, autocommit=True) as other:
+        ld.create_events_table(mine, "events_private", temporary=True)
+        ld.copy_rows(mine, ld.events(50, tricky_share=0.5), "events_private")
+        assert table_checksum(mine, "events_private")[0] == 50
+        assert other.execute("SELECT to_regclass('events_private')").fetchone()[0] is None
+    assert "UNLOGGED" in ld.events_ddl("t", unlogged=True).as_string(None)
+    assert "TEMPORARY" in ld.events_ddl("t", temporary=True).as_string(None)

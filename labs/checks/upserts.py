@@ -2,35 +2,51 @@
 
 Every check runs the learner's function three ways:
 
-1. **alone**, on hand-made events whose right outcome is known (insert, replay,
-   newer, older), so that a missing staleness guard or a lost ``RETURNING`` id
-   fails every time;
+1. **alone**, on a caller's connection (autocommit off, non-default timeouts, a
+   non-UTC ``TimeZone``), on events whose right outcome is known from the table
+   as it stood (insert, replay, newer, older, a row another source wrote), so
+   that a missing staleness guard, a lost ``RETURNING`` id or an action guessed
+   from the version number fails every time; after each call the connection
+   must be idle, hold no lock and keep the caller's settings;
 2. **in forced interleavings** (:func:`labs.tools.stress.interleave`): a first call is
-   held after its k-th statement while a second call on the same key runs until
-   it finishes or the lock manager says it waits, for every k. A race that
-   *can* happen (check-then-insert, ``MERGE`` without a retry, a check-then-act
-   idempotency key) therefore *does* happen, on every run: no decoy passes by luck;
+   held after its k-th statement while a second call on the same key (or an
+   unrelated writer) runs until it finishes or the lock manager says it waits,
+   for every k. A race that *can* happen (check-then-insert, ``MERGE`` without a
+   retry, a check-then-act idempotency key, an action inferred from
+   ``max(id)``) therefore *does* happen, on every run: no decoy passes by luck;
 3. **under the stress runner**: 8 workers apply the same events (or feeds) in
    different orders; the final state must be the one computed in Python by
    :func:`labs.data.feeds.expected_state` (the sequential result, which does not
-   depend on order), no error may reach the caller, and applying everything
-   again must leave :func:`labs.data.dataset.table_checksum` unchanged.
+   depend on order), no error may reach the caller, every new sku is reported
+   ``inserted`` exactly once, and applying everything again must leave
+   :func:`labs.data.dataset.table_checksum` unchanged.
+
+The planted data comes from this run's seed (``labs.course.adversarial``): skus
+with case variants and LIKE metacharacters beside them, versions that are not
+1, vendor timestamps in several offsets with fractions of a second (compared as
+instants), products picked at random; products the check does not touch must
+stay as they were.
 """
 
 from __future__ import annotations
 
 import json
-import random
+import threading
 import uuid
+from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
 import psycopg
+from psycopg import pq
+from psycopg.types.json import Jsonb
 
-from ..data import feeds as fd
+from ..course import adversarial as adv
 from ..course.checking import CheckFailed, NotAttempted, require
+from ..course.left_behind import Caller, caller_settings, locks_held
+from ..data import feeds as fd
 from ..data.dataset import table_checksum
-from ..tools.stress import HookedConnection, in_transaction, interleave, run_stress
+from ..tools.stress import HookedConnection, interleave, run_stress
 
 ACTIONS = ("inserted", "updated", "stale")
 MAX_PAUSE = 16  # pause points tried per scenario; an upsert needs far fewer statements
@@ -45,10 +61,16 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 """
 
 # A view of what a feed sets, without id (new rows get different ids in different
-# runs) and updated_at: the state "sequential vs concurrent" compares.
+# runs): the state "sequential vs concurrent" compares. updated_at is in it as an
+# instant (the view's text form is read by the check's own UTC session).
 CONTENT_VIEW = "upserts_check_content"
 _VIEW_DDL = (f"CREATE OR REPLACE VIEW {CONTENT_VIEW} AS SELECT sku, name, category, vendor, "
-             "price, attributes, version, deleted_at FROM products")
+             "price, attributes, updated_at, version, deleted_at FROM products")
+# Settings that belong to the transaction, not the session.
+_TRANSACTION_SCOPED = ("transaction_isolation", "transaction_read_only",
+                       "transaction_deferrable")
+_INSERT = ("INSERT INTO products (sku, name, category, vendor, price, attributes, version, "
+           "updated_at) VALUES (%s, %s, 'home', 'Other Source', %s, %s, %s, %s) RETURNING id")
 
 
 # --------------------------------------------------------------------------
@@ -87,15 +109,17 @@ def _call(fn: Callable[..., Any], *args: Any, who: str) -> Any:
 
 def _event(sku: str, version: int, price: str, name: str | None = None,
            extra: dict | None = None) -> fd.Event:
+    """A valid event; its ``updated_at`` is the vendor's text for (sku, version): an
+    instant with a fraction of a second, in an offset that is often not UTC."""
     return {"sku": sku, "name": name or f"Check item {sku} v{version}", "category": "home",
             "vendor": "Check Vendor", "price": price, "attributes": dict(extra or {}, v=version),
-            "version": version, "updated_at": f"2026-11-02T00:{version:02d}:00+00:00"}
+            "version": version, "updated_at": fd.vendor_time(sku, version)}
 
 
 def _row(conn: psycopg.Connection, sku: str) -> tuple | None:
-    """(id, content) of a sku as committed, or None."""
-    r = conn.execute("SELECT id, sku, name, category, vendor, price, attributes, version "
-                     "FROM products WHERE sku = %s", [sku]).fetchall()
+    """(id, content) of a sku as committed (exact, case-sensitive match), or None."""
+    r = conn.execute(f"SELECT id, {', '.join(fd.CONTENT)} FROM products WHERE sku = %s",
+                     [sku]).fetchall()
     if len(r) > 1:
         raise CheckFailed(f"products holds {len(r)} rows for sku {sku!r}: a race inserted it "
                           "twice (is products_sku_key still there?).")
@@ -114,112 +138,330 @@ def _result(value: Any, what: str) -> tuple[Any, str]:
 
 
 def _unique_tag() -> str:
+    """Unique per run (a replayed seed must not meet the rows of its first run)."""
     return uuid.uuid4().hex[:8]
 
 
-def _forced_races(lab: Any, scenarios: list[tuple[str, Callable[[str], None], Any, Any]],
-                  run: Callable[[Any, Any], Any], judge: Callable[..., None]) -> int:
-    """Run each scenario with the first call held after statement 1, 2, … (until it no
-    longer reaches the pause point). ``setup(sku)`` prepares a fresh key."""
-    races = 0
-    for name, setup, first_arg, second_arg in scenarios:
-        for k in range(1, MAX_PAUSE + 1):
-            key = setup(name)
-            fa, sa = first_arg(key), second_arg(key)
-            result = interleave(lab, lambda c: run(c, fa), lambda c: run(c, sa), pause_after=k)
-            for err in result.errors:
-                if isinstance(err, NotAttempted):
-                    raise err
-            for err, who in ((result.first_error, "the first call"),
-                             (result.second_error, "the second call")):
-                if err is not None:
-                    raise CheckFailed(explain_error(err, who) + f" (race: {name}; the first "
-                                      f"call was held after its statement {k} while the "
-                                      "second ran)")
-            races += 1
-            judge(name, key, k, result, fa, sa)
-            if not result.paused:
-                break
-    return races
+def _money(rng: Any, low: int, high: int) -> str:
+    """A price as vendors send it (text), with cents that are not round."""
+    while True:
+        cents = rng.randint(low * 100, high * 100)
+        if cents % 10:
+            return f"{Decimal(cents) / 100:.2f}"
+
+
+def _verify_caller(caller: Caller, what: str) -> None:
+    """``caller.verify(what)``, then end the read-only transaction its own settings query
+    opened (autocommit is off), so that the next call starts on an idle connection."""
+    caller.verify(what)
+    if caller.conn.info.transaction_status == pq.TransactionStatus.INTRANS:
+        caller.conn.rollback()
+
+
+def _left_behind(conn: Any, found: dict[str, str], monitor: psycopg.Connection) -> list[str]:
+    """What a call left on a connection the check did not open itself (the interleaving's,
+    the stress workers'): the judgement of ``left_behind.Caller.problems``."""
+    raw = conn._conn if isinstance(conn, HookedConnection) else conn
+    if raw.closed or raw.broken:
+        return ["it closed (or broke) the connection it was given"]
+    out = []
+    status = raw.info.transaction_status
+    if status == pq.TransactionStatus.INTRANS:
+        out.append("it returned with its transaction still open (commit or roll back before "
+                   "returning), so its locks stay held")
+    elif status == pq.TransactionStatus.INERROR:
+        out.append("it returned with its transaction aborted by an error (roll back before "
+                   "returning)")
+    held = locks_held(monitor, raw.info.backend_pid)
+    if held:
+        shown = ", ".join(f"{mode} on {obj or kind}" for kind, obj, mode in held[:4])
+        out.append(f"the connection still holds {len(held)} lock(s): {shown}")
+    if status == pq.TransactionStatus.IDLE:
+        now = dict(raw.execute("SELECT name, setting FROM pg_settings").fetchall())
+        raw.rollback()
+        changed = sorted(k for k in found if now.get(k) != found[k]
+                         and k not in _TRANSACTION_SCOPED)
+        if changed:
+            shown = ", ".join(f"{k} {found[k]!r} → {now.get(k)!r}" for k in changed[:4])
+            out.append(f"it changed the caller's session settings ({shown}); put back the "
+                       "caller's value (RESET restores the server default, not the caller's "
+                       "value), or use SET LOCAL")
+    return out
+
+
+class _Watched:
+    """A learner's function wrapped so that every call, on whatever connection, is followed
+    by a look at what it left behind (recorded; :meth:`verify` raises the first)."""
+
+    def __init__(self, lab: Any, fn: Callable, name: str) -> None:
+        self.fn, self.name = fn, name
+        self.monitor = psycopg.connect(lab.url, autocommit=True)
+        self.problems: list[list[str]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, conn: Any, *args: Any) -> Any:
+        raw = conn._conn if isinstance(conn, HookedConnection) else conn
+        found = dict(raw.execute("SELECT name, setting FROM pg_settings").fetchall())
+        raw.rollback()
+        result = self.fn(conn, *args)
+        problems = _left_behind(conn, found, self.monitor)
+        if problems:
+            with self._lock:
+                self.problems.append(problems)
+        return result
+
+    def verify(self, when: str) -> None:
+        if self.problems:
+            raise CheckFailed(f"After a call of {self.name} {when}, the connection was not left "
+                              "as it was found: " + "; ".join(self.problems[0]) + ".",
+                              f"{len(self.problems)} call(s) left something behind")
+
+    def __enter__(self) -> "_Watched":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.monitor.close()
+
+
+@contextmanager
+def _products_untouched(lab: Any, allowed: Callable[[], Sequence[str]]) -> Iterator[None]:
+    """Fail if a product that existed before the check changed, other than those whose
+    skus ``allowed()`` names (read after the answer ran)."""
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        high = conn.execute("SELECT coalesce(max(id), 0) FROM products").fetchone()[0]
+        rows = conn.execute("SELECT sku, md5(p::text) FROM products p WHERE id <= %s",
+                            [high]).fetchall()
+    yield
+    skus = list(allowed())
+    skip = set(skus)
+    before = {sku: digest for sku, digest in rows if sku not in skip}
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        now = dict(conn.execute("SELECT sku, md5(p::text) FROM products p WHERE id <= %s "
+                                "AND sku <> ALL(%s)", [high, skus]).fetchall())
+    changed = sorted(s for s in before if now.get(s) != before[s])
+    if changed:
+        raise CheckFailed(
+            f"Your answer changed {len(changed)} product(s) that no event of the check named, "
+            f"e.g. {changed[:3]}. Match rows on sku exactly (skus are case sensitive: never "
+            "lower(sku), ILIKE or LIKE), and change only the skus the events carry.",
+            f"{len(changed)} product(s) changed or deleted")
 
 
 # --------------------------------------------------------------------------
 # q1: upsert_product
 
 
-def q1(lab: Any, upsert_product: Callable[[Any, fd.Event], tuple]) -> str:
-    """upsert_product(conn, event) -> (id, action): guarded, exact ids, race-free."""
-    require(upsert_product)
-    tag = _unique_tag()
-    with psycopg.connect(lab.url, autocommit=True) as watch, psycopg.connect(lab.url) as conn:
+def _truth(watch: psycopg.Connection, event: fd.Event) -> tuple[tuple | None, str]:
+    """The row as it stands before a call, and the action the event must get from it."""
+    stored = _row(watch, event["sku"])
+    if stored is None:
+        return None, "inserted"
+    return stored, "updated" if int(event["version"]) > stored[1][-1] else "stale"
 
-        def call(event: fd.Event, what: str) -> tuple[Any, str]:
-            got = _result(_call(upsert_product, conn, event, who="upsert_product"), what)
-            if in_transaction(conn):
-                raise CheckFailed("upsert_product returned with its transaction still open; "
-                                  "commit it (the caller must see the effect, and a stress "
-                                  "worker must not keep locks).")
-            return got
 
-        # -- alone: the four cases ------------------------------------------------
-        sku = f"CHK1-{tag}"
-        e1, e3, e2 = _event(sku, 1, "10.00"), _event(sku, 3, "30.00"), _event(sku, 2, "20.00")
-        pid, action = call(e1, "upsert_product on a new sku")
-        stored = _row(watch, sku)
-        if stored is None:
-            raise CheckFailed("After upsert_product on a new sku, no committed row has that sku.")
-        if (pid, action) != (stored[0], "inserted"):
-            raise CheckFailed(f"On a new sku, upsert_product returned {(pid, action)!r}; "
-                              f"expected (id of the new row, 'inserted') = ({stored[0]}, "
-                              "'inserted').", "RETURNING id, (xmax = 0) AS inserted tells them apart")
-        rid = stored[0]
-        got = call(dict(e1), "a replay of the same event")
-        if got[0] == rid and got[1] != "stale":
-            raise CheckFailed(
-                f"Replaying the same event (same version) returned {got[1]!r}; expected 'stale': "
-                "an event that is not newer than the stored row must change nothing. Guard the "
-                "update: ON CONFLICT (sku) DO UPDATE SET … WHERE EXCLUDED.version > "
-                "products.version.")
-        if got != (rid, "stale"):
-            raise CheckFailed(
-                f"Replaying the same event returned {got!r}; expected ({rid}, 'stale'): same id, "
-                "nothing changed. With ON CONFLICT DO NOTHING, RETURNING gives no row for the "
-                "existing one, so the id is lost: fetch it (or use DO UPDATE … WHERE).")
-        got = call(e3, "a newer event (version 3)")
-        if got != (rid, "updated") or _row(watch, sku)[1] != fd.content(e3):
-            raise CheckFailed(f"A newer event (version 3 over 1) returned {got!r} and left "
-                              f"{_row(watch, sku)[1]!r}; expected ({rid}, 'updated') and the "
-                              "event's values stored.")
-        got = call(e2, "an older event (version 2 after 3)")
-        now = _row(watch, sku)[1]
-        if now != fd.content(e3):
-            raise CheckFailed(
-                f"An out-of-order event (version 2, arriving after version 3) overwrote the newer "
-                f"row: it now has version {now[-1]} and price {now[4]}. Guard the update: "
-                "ON CONFLICT (sku) DO UPDATE SET … WHERE EXCLUDED.version > products.version.")
-        if got != (rid, "stale"):
-            raise CheckFailed(f"An older event returned {got!r}; expected ({rid}, 'stale'), the "
-                              "id of the row it did not change.")
-        existing = watch.execute("SELECT id, sku, name, category, vendor, price, attributes, "
-                                 "version FROM products ORDER BY id LIMIT 1 OFFSET 6").fetchone()
-        newer = dict(zip(fd.CONTENT, existing[1:]), version=existing[7] + 1, price="1.23",
-                     updated_at="2026-11-02T00:00:00+00:00")
-        got = call(newer, "a newer version of an existing product")
-        if got != (existing[0], "updated"):
-            raise CheckFailed(f"A newer version of product {existing[0]} returned {got!r}; "
-                              f"expected ({existing[0]}, 'updated').")
+def _same_content(stored: tuple, want: tuple, what: str) -> None:
+    """Fail when a stored row's content is not ``want``; a wrong instant gets its own words."""
+    if stored == want:
+        return
+    if stored[:6] == want[:6] and stored[7] == want[7]:
+        raise CheckFailed(
+            f"After {what}, the row's updated_at is {stored[6].isoformat()} but the event says "
+            f"{want[6].isoformat()} (UTC). Store the vendor's instant: pass the ISO text with "
+            "its offset (or an aware datetime) to a timestamptz column; never now(), never the "
+            "text without its offset (the session's TimeZone would decide the instant).")
+    diff = [f"{name}: {a!r} (expected {b!r})" for name, a, b in zip(fd.CONTENT, stored, want)
+            if a != b]
+    raise CheckFailed(f"After {what}, the stored row is not the event's: {'; '.join(diff[:3])}.",
+                      f"stored {stored}, expected {want}")
 
-    # -- forced races on one sku ------------------------------------------------------
+
+def _judge_one(watch: psycopg.Connection, event: fd.Event, before: tuple | None, want: str,
+               got: tuple[Any, str], what: str) -> int:
+    """Judge one call made alone: its (id, action) against what really happened."""
+    after = _row(watch, event["sku"])
+    v = int(event["version"])
+    if after is None:
+        raise CheckFailed(f"After upsert_product on {what}, no committed row has the sku "
+                          f"{event['sku']!r}. Commit before returning, and match the sku exactly.")
+    pid, action = got
+    if want == "stale":
+        if after[1] != before[1]:
+            raise CheckFailed(
+                f"An event that is not newer than the stored row (version {v} over stored "
+                f"version {before[1][-1]}, {what}) changed it: it now has version "
+                f"{after[1][-1]} and price {after[1][4]}. Guard the update: ON CONFLICT (sku) "
+                "DO UPDATE SET … WHERE EXCLUDED.version > products.version.")
+        if action == "updated" and pid == after[0]:
+            raise CheckFailed(
+                f"{what[:1].upper() + what[1:]} (version {v}, stored version {before[1][-1]}) "
+                "returned 'updated'; expected 'stale': an event that is not newer than the stored "
+                "row must change nothing. Guard the update: ON CONFLICT (sku) DO UPDATE SET … "
+                "WHERE EXCLUDED.version > products.version.")
+        _not_another(watch, pid, after[0], event["sku"], what)
+        if pid != after[0]:
+            raise CheckFailed(
+                f"{what[:1].upper() + what[1:]} returned {got!r}; expected ({after[0]}, 'stale'): "
+                "the id of the row it did not change. With ON CONFLICT DO NOTHING (or a guarded "
+                "DO UPDATE that updates nothing), RETURNING gives no row for the existing one, so "
+                "the id is lost: fetch it by its exact sku.")
+        if action != "stale":
+            raise CheckFailed(f"{what[:1].upper() + what[1:]} returned {got!r}; expected "
+                              f"({after[0]}, 'stale'): the row was already at version "
+                              f"{before[1][-1]}.")
+        return after[0]
+    _same_content(after[1], fd.content(event), what)
+    _not_another(watch, pid, after[0], event["sku"], what)
+    if pid != after[0]:
+        raise CheckFailed(f"{what[:1].upper() + what[1:]} returned the id {pid!r}; the row's id "
+                          f"is {after[0]}. Return RETURNING id of the row it wrote.")
+    if action != want:
+        how = ("Tell them apart by what the statement did (RETURNING (xmax = 0) AS inserted), "
+               "not by the version number, max(id) or a read before the write.")
+        if want == "inserted":
+            raise CheckFailed(f"upsert_product returned {action!r} for {what}, a sku that did "
+                              f"not exist before the call (its first event has version {v}). "
+                              + how)
+        raise CheckFailed(f"upsert_product returned {action!r} for {what}: the sku existed "
+                          f"(stored version {before[1][-1]}) and the event (version {v}) updated "
+                          "it, so the action is 'updated'. " + how)
+    return after[0]
+
+
+def _not_another(watch: psycopg.Connection, pid: Any, right: int, sku: str, what: str) -> None:
+    """Fail, in words, when the id returned is another product's (a sku matched loosely)."""
+    if pid == right or not isinstance(pid, int):
+        return
+    other = watch.execute("SELECT sku FROM products WHERE id = %s", [pid]).fetchone()
+    if other is not None:
+        raise CheckFailed(
+            f"{what[:1].upper() + what[1:]} returned the id {pid}, which is the product "
+            f"{other[0]!r}, not {sku!r} (id {right}). Skus are case sensitive and compared "
+            "exactly: look a row up with sku = …, never lower(sku), ILIKE or LIKE (its _ and % "
+            "are wildcards).")
+
+
+def _plant(conn: psycopg.Connection, sku: str, version: int, price: str = "77.77") -> int:
+    """A product written by another source (not through upsert_product)."""
+    return conn.execute(_INSERT, [sku, f"Other source {sku}", price,
+                                  Jsonb({"source": "other"}), version,
+                                  fd.vendor_time(sku, version)]).fetchone()[0]
+
+
+def _alone(lab: Any, upsert_product: Callable, rng: Any, tag: str, existing: list[str]) -> int:
+    """Single calls on a caller's connection, each judged against the table as it stood."""
+    spellings = adv.case_variants(f"Chk_{tag}-Item", rand=rng)
+    sku = spellings[2]  # mixed case, with a LIKE metacharacter
+    calls = 0
+    with psycopg.connect(lab.url, autocommit=True) as watch, Caller(lab) as caller:
+        # traps: the same sku in other cases, and a sku its LIKE pattern matches; newer than
+        # any event below, so a lookup that finds them returns a wrong id or 'stale'
+        traps = {s: _plant(watch, s, 90) for s in (spellings[0], spellings[1],
+                                                   sku.replace("_", "x", 1))}
+        trap_rows = {s: _row(watch, s) for s in traps}
+
+        def step(event: fd.Event, what: str) -> int:
+            nonlocal calls
+            before, want = _truth(watch, event)
+            got = _result(_call(upsert_product, caller.conn, event, who="upsert_product"), what)
+            _verify_caller(caller, f"upsert_product on {what}")
+            calls += 1
+            return _judge_one(watch, event, before, want, got, what)
+
+        v0, d = rng.randint(2, 9), rng.randint(1, 3)
+        first = _event(sku, v0, _money(rng, 5, 90))
+        step(first, f"a new sku whose first event has version {v0}")
+        step(dict(first), "a replay of the same event")
+        step(_event(sku, v0 + d, _money(rng, 5, 90)), f"a newer event (version {v0 + d} over {v0})")
+        older = rng.randint(1, v0 + d - 1)
+        step(_event(sku, older, _money(rng, 5, 90), name="Check item (old)"),
+             f"an older event (version {older} after {v0 + d})")
+        # a new sku at version 1, with the other LIKE metacharacter
+        step(_event(f"Chk%{tag}-One", 1, _money(rng, 5, 90)), "a new sku at version 1")
+        # a row another source wrote at version 0: version 1 updates it, once
+        other = f"Chk-{tag}-Other"
+        _plant(watch, other, 0)
+        step(_event(other, 1, _money(rng, 5, 90)),
+             "a row another source wrote at version 0, and an event at version 1")
+        step(_event(other, 1, _money(rng, 5, 90)), "the same version again (another source's "
+             "replay)")
+        # existing products of the dataset: one newer version, one equal (stale)
+        for n, old in enumerate(existing):
+            stored = _row(watch, old)
+            v = stored[1][-1] + (rng.randint(1, 3) if n == 0 else 0)
+            event = dict(zip(fd.CONTENT, stored[1]), version=v, price=_money(rng, 1, 400),
+                         updated_at=fd.vendor_time(old, v),
+                         attributes=json.loads(stored[1][5]))
+            step(event, f"{'a newer' if n == 0 else 'an equal'} version of the existing product "
+                        f"{old} (stored version {stored[1][-1]}, event version {v})")
+        for s, row in trap_rows.items():
+            if _row(watch, s) != row:
+                raise CheckFailed(
+                    f"upsert_product on the sku {sku!r} changed the product {s!r}, another sku. "
+                    "Skus are case sensitive and compared exactly: match with sku = …, never "
+                    "lower(sku), ILIKE or LIKE.")
+    return calls
+
+
+def _unrelated_activity(lab: Any, upsert_product: Callable, rng: Any, tag: str) -> int:
+    """The returned action while another session writes other products: the call is held
+    after each of its statements while an unrelated writer inserts and updates products of
+    its own, and commits. What was returned must still be what happened."""
+    settings = caller_settings()
+    races = 0
+    for kind in ("new", "newer", "stale"):
+        base = rng.randint(1, 6)
+        for k in range(1, MAX_PAUSE + 1):
+            sku = f"Chk-{tag}-{kind}-{k}"
+            with psycopg.connect(lab.url, autocommit=True) as watch:
+                if kind != "new":
+                    _plant(watch, sku, base)
+                version = {"new": base, "newer": base + rng.randint(1, 3), "stale": base}[kind]
+                event = _event(sku, version, _money(rng, 5, 90))
+                before, want = _truth(watch, event)
+
+            def other(conn: Any, k: int = k, kind: str = kind) -> None:
+                for i in range(2):
+                    _plant(conn, f"Other-{tag}-{kind}-{k}-{i}", 1)
+                conn.execute("UPDATE products SET version = version + 1, price = price + 1 "
+                             "WHERE sku = %s", [f"Other-{tag}-{kind}-{k}-0"])
+                conn.commit()
+
+            with _Watched(lab, upsert_product, "upsert_product") as watched:
+                run = interleave(lab, lambda c: _result(watched(c, event), "upsert_product"),
+                                 other, pause_after=k, settings=settings)
+                where = (f"while another session inserted and updated other products (the call "
+                         f"held after its statement {k})")
+                if run.first_error is not None:
+                    if isinstance(run.first_error, (NotAttempted, CheckFailed)):
+                        raise run.first_error
+                    raise CheckFailed(explain_error(run.first_error, "upsert_product") + " "
+                                      + where)
+                if run.second_error is not None:
+                    raise CheckFailed(f"While upsert_product was held after its statement {k}, "
+                                      "the check's own writer of other products failed: "
+                                      f"{run.second_error}. Does your function lock the whole "
+                                      "products table? It must only touch its own sku.")
+                watched.verify(where)
+            races += 1
+            with psycopg.connect(lab.url, autocommit=True) as watch:
+                _judge_one(watch, event, before, want, run.first_result,
+                           {"new": "a new sku", "newer": "a newer event",
+                            "stale": "a replayed event"}[kind] + " " + where)
+            if not run.paused:
+                break
+    return races
+
+
+def _same_sku_races(lab: Any, upsert_product: Callable, rng: Any, tag: str) -> int:
+    """Two calls on one sku, the first held after each of its statements."""
+    settings = caller_settings()
+
     def setup(name: str) -> str:
-        sku = f"CHK1-{tag}-{name}-{random.random():.9f}"[:60]
+        sku = f"CHK1-{tag}-{name}-{uuid.uuid4().hex[:8]}"
         if name.startswith("existing"):
-            lab.execute("INSERT INTO products (sku, name, category, vendor, price, attributes, "
-                        "version, updated_at) VALUES (%s, 'seed', 'home', 'Check Vendor', 1, "
-                        "'{}', 1, now())", [sku])
+            with psycopg.connect(lab.url, autocommit=True) as conn:
+                _plant(conn, sku, 1)
         return sku
-
-    def run(conn: Any, event: fd.Event) -> tuple:
-        return _result(upsert_product(conn, event), "upsert_product")
 
     def judge(name: str, sku: str, k: int, result: Any, fa: fd.Event, sa: fd.Event) -> None:
         with psycopg.connect(lab.url, autocommit=True) as watch:
@@ -227,50 +469,115 @@ def q1(lab: Any, upsert_product: Callable[[Any, fd.Event], tuple]) -> str:
         want = max((fa, sa), key=lambda e: e["version"])
         where = f"(race: {name}; the first call held after its statement {k})"
         if stored is None or stored[1] != fd.content(want):
+            if stored is not None and stored[1][-1] == want["version"]:
+                _same_content(stored[1], fd.content(want), f"two concurrent upserts {where}")
             raise CheckFailed(f"After two concurrent upserts of one sku, the row holds version "
                               f"{stored[1][-1] if stored else None}; expected version "
                               f"{want['version']} {where}. A stale event overwrote a newer one: "
                               "decide staleness in the UPDATE's WHERE, not in Python.")
-        for res, who in ((result.first_result, "first"), (result.second_result, "second")):
-            if res is not None and res[0] != stored[0]:
+        results = ((result.first_result, fa, "first"), (result.second_result, sa, "second"))
+        for res, _, who in results:
+            if res[0] != stored[0]:
                 raise CheckFailed(f"The {who} concurrent call returned id {res[0]!r}; the row's id "
                                   f"is {stored[0]} {where}.")
+        actions = [res[1] for res, _, _ in results]
+        inserted = actions.count("inserted")
+        if name.startswith("new") and inserted != 1:
+            raise CheckFailed(
+                f"Two concurrent upserts of a new sku returned {actions} {where}: exactly one of "
+                "them inserted the row. Take the action from the statement that wrote "
+                "(RETURNING (xmax = 0) AS inserted), not from a read made before it.")
+        if name.startswith("existing") and inserted:
+            raise CheckFailed(f"Two concurrent upserts of an existing sku returned {actions} "
+                              f"{where}: neither inserted anything.")
+        for res, event, who in results:
+            higher = event is want and fa["version"] != sa["version"]
+            if higher and res[1] == "stale":
+                raise CheckFailed(f"The {who} call carried the newer version ({event['version']}) "
+                                  f"and its values are stored, but it returned 'stale' {where}.")
+            if fa["version"] == sa["version"] and res[1] == "updated":
+                raise CheckFailed(f"Two calls with the same event returned {actions} {where}: "
+                                  "one inserted, the other changed nothing ('stale').")
 
-    same = lambda v, p: (lambda sku: _event(sku, v, p))  # noqa: E731
-    scenarios = [("new, same event twice", lambda n: setup("new-a"), same(1, "5.00"), same(1, "5.00")),
-                 ("new, newer second", lambda n: setup("new-b"), same(1, "5.00"), same(2, "6.00")),
-                 ("new, older second", lambda n: setup("new-c"), same(2, "6.00"), same(1, "5.00")),
-                 ("existing, newer second", lambda n: setup("existing-d"), same(2, "6.00"),
-                  same(3, "7.00")),
-                 ("existing, older second", lambda n: setup("existing-e"), same(3, "7.00"),
-                  same(2, "6.00"))]
-    races = _forced_races(lab, scenarios, run, judge)
+    def run(conn: Any, event: fd.Event) -> tuple:
+        return _result(watched(conn, event), "upsert_product")
 
-    # -- stress: 8 workers, same events, different orders -----------------------------------
-    with psycopg.connect(lab.url, autocommit=True) as conn:
-        feeds = fd.make_feeds(conn, feeds=2, existing=16, new=6, seed=41, sku_prefix=f"Q1{tag}")
-        events = feeds.valid_events()
-        original = fd.read_state(conn, feeds.skus)
-    stats = _stress_events(lab, upsert_product, events)
-    with psycopg.connect(lab.url, autocommit=True) as conn:
-        got_state = fd.read_state(conn, feeds.skus)
-        ids = dict(conn.execute("SELECT sku, id FROM products WHERE sku = ANY(%s)",
-                                [feeds.skus]).fetchall())
-    _compare_state(got_state, fd.expected_state(original, events), "8 workers upserting")
-    wrong_ids = [(e["sku"], r[0]) for e, r in stats if r[0] != ids.get(e["sku"])]
-    if wrong_ids:
-        raise CheckFailed("Under 8 workers, upsert_product returned ids that are not the row's "
-                          f"id, e.g. {wrong_ids[:3]}.")
-    with psycopg.connect(lab.url, autocommit=True) as watch, psycopg.connect(lab.url) as conn:
-        before = table_checksum(watch, "products")
-        again = [_result(_call(upsert_product, conn, e, who="upsert_product"), "a replay")
-                 for e in events]
-        after = table_checksum(watch, "products")
-    if before != after or any(a != "stale" for _, a in again):
-        raise CheckFailed("Applying the same events a second time changed products (or reported "
-                          "something other than 'stale'); an upsert must be idempotent.")
-    return (f"guarded upsert, exact ids; {races} forced races and 8 workers × {len(events)} "
-            "events reach the sequential state; a replay changes nothing")
+    lo = rng.randint(2, 6)
+    hi = lo + rng.randint(1, 3)
+    prices = {v: _money(rng, 5, 90) for v in (lo, hi)}  # one content per (sku, version)
+    same = lambda v: (lambda sku: _event(sku, v, prices[v]))  # noqa: E731
+    scenarios = [("new, same event twice", lambda n: setup("new-a"), same(lo), None),
+                 ("new, newer second", lambda n: setup("new-b"), same(lo), same(hi)),
+                 ("new, older second", lambda n: setup("new-c"), same(hi), same(lo)),
+                 ("existing, newer second", lambda n: setup("existing-d"), same(lo), same(hi)),
+                 ("existing, older second", lambda n: setup("existing-e"), same(hi), same(lo))]
+    scenarios = [(n, s, f, f if g is None else g) for n, s, f, g in scenarios]
+    with _Watched(lab, upsert_product, "upsert_product") as watched:
+        return _forced_races(lab, scenarios, run, judge, settings=settings, watched=watched)
+
+
+def q1(lab: Any, upsert_product: Callable[[Any, fd.Event], tuple]) -> str:
+    """upsert_product(conn, event) -> (id, action): guarded, exact ids and actions, race-free,
+    nothing left behind."""
+    require(upsert_product)
+    rng = adv.rng()
+    tag = _unique_tag()
+    touched: list[str] = []  # products of the dataset the check sends events for
+    with _products_untouched(lab, lambda: touched):
+        with psycopg.connect(lab.url, autocommit=True) as watch:
+            dataset = [r[0] for r in watch.execute(
+                "SELECT sku FROM products WHERE sku ~ %s ORDER BY id", [fd.DATASET_SKU])]
+        existing = adv.spread(dataset, 2, rand=rng)
+        touched += existing
+        calls = _alone(lab, upsert_product, rng, tag, existing)
+        races = _unrelated_activity(lab, upsert_product, rng, tag)
+        races += _same_sku_races(lab, upsert_product, rng, tag)
+
+        # -- stress: 8 workers, same events, different orders ------------------------------
+        with psycopg.connect(lab.url, autocommit=True) as conn:
+            feeds = fd.make_feeds(conn, feeds=2, existing=16, new=6, seed=rng.randrange(1000, 10**6),
+                                  sku_prefix=f"Q1{tag}", case_variants=1)
+            touched += feeds.skus
+            events = feeds.valid_events()
+            original = fd.read_state(conn, feeds.skus)
+        stats = _stress_events(lab, upsert_product, events)
+        with psycopg.connect(lab.url, autocommit=True) as conn:
+            got_state = fd.read_state(conn, feeds.skus)
+            ids = dict(conn.execute("SELECT sku, id FROM products WHERE sku = ANY(%s)",
+                                    [feeds.skus]).fetchall())
+        _compare_state(got_state, fd.expected_state(original, events), "8 workers upserting")
+        wrong_ids = [(e["sku"], r[0]) for e, r in stats if r[0] != ids.get(e["sku"])]
+        if wrong_ids:
+            raise CheckFailed("Under 8 workers, upsert_product returned ids that are not the "
+                              f"row's id, e.g. {wrong_ids[:3]}.")
+        inserts: dict[str, int] = {}
+        for e, (_, action) in stats:
+            inserts[e["sku"]] = inserts.get(e["sku"], 0) + (action == "inserted")
+        wrong = sorted(s for s in feeds.skus if inserts.get(s, 0) != (s not in original))
+        if wrong:
+            s = wrong[0]
+            raise CheckFailed(
+                f"Under 8 workers, upsert_product reported 'inserted' {inserts.get(s, 0)} time(s) "
+                f"for the sku {s!r}, which {'existed' if s in original else 'was new'}: a new sku "
+                "is inserted exactly once, whoever wins. Take the action from the statement that "
+                "wrote (RETURNING (xmax = 0) AS inserted).", f"{len(wrong)} sku(s) wrong")
+
+        # -- everything again, on a caller's connection: nothing changes --------------------
+        with psycopg.connect(lab.url, autocommit=True) as watch, Caller(lab) as caller:
+            before = table_checksum(watch, "products")
+            again = []
+            for e in events:
+                again.append(_result(_call(upsert_product, caller.conn, e, who="upsert_product"),
+                                     "a replay"))
+                _verify_caller(caller, "upsert_product replaying an event")
+            after = table_checksum(watch, "products")
+        if before != after or any(a != "stale" for _, a in again):
+            raise CheckFailed("Applying the same events a second time changed products (or "
+                              "reported something other than 'stale'); an upsert must be "
+                              "idempotent.")
+    return (f"guarded upsert, exact ids and actions: {calls} calls alone, {races} forced races "
+            f"(also beside unrelated writers), 8 workers × {len(events)} events reach the "
+            "sequential state; a replay changes nothing; nothing left behind")
 
 
 def _stress_events(lab: Any, upsert_product: Callable, events: list[fd.Event]
@@ -278,29 +585,33 @@ def _stress_events(lab: Any, upsert_product: Callable, events: list[fd.Event]
     """8 workers each apply every event once, in their own order; errors fail the check."""
     failures: list[str] = []
     results: list[tuple[fd.Event, tuple]] = []
+    with _Watched(lab, upsert_product, "upsert_product") as watched:
 
-    def op(conn: psycopg.Connection, order: list[int]) -> None:
-        for i in order:
-            try:
-                results.append((events[i], _result(upsert_product(conn, events[i]),
-                                                   "upsert_product")))
-            except NotAttempted:
-                raise
-            except (psycopg.Error, CheckFailed) as exc:
-                failures.append(explain_error(exc, "upsert_product") if isinstance(
-                    exc, psycopg.Error) else exc.message)
-                if not conn.closed:
-                    conn.rollback()
+        def op(conn: psycopg.Connection, order: list[int]) -> None:
+            for i in order:
+                try:
+                    results.append((events[i], _result(watched(conn, events[i]),
+                                                       "upsert_product")))
+                except NotAttempted:
+                    raise
+                except (psycopg.Error, CheckFailed) as exc:
+                    failures.append(explain_error(exc, "upsert_product") if isinstance(
+                        exc, psycopg.Error) else exc.message)
+                    if not conn.closed:
+                        conn.rollback()
 
-    _eight_workers(lab, op, len(events), 7, failures, "Under 8 concurrent workers", "call(s)")
+        _eight_workers(lab, op, len(events), failures, "Under 8 concurrent workers", "call(s)")
+        watched.verify("under 8 concurrent workers")
     return results
 
 
 def _eight_workers(lab: Any, op: Callable[[psycopg.Connection, list[int]], None], items: int,
-                   seed: int, failures: list[str], when: str, what: str) -> None:
-    """8 stress workers, each running ``op`` once on its own shuffled order of ``items``;
-    a worker that died, or a call that ``op`` recorded in ``failures``, fails the check."""
-    res = run_stress(lab, op, workers=8, operations=1, seed=seed, sample_every=None,
+                   failures: list[str], when: str, what: str) -> None:
+    """8 stress workers, each running ``op`` once on its own shuffled order of ``items``
+    (orders drawn from this run's seed), on sessions with a caller's settings; a worker that
+    died, or a call that ``op`` recorded in ``failures``, fails the check."""
+    res = run_stress(lab, op, workers=8, operations=1, seed=adv.rng().randrange(10**6),
+                     sample_every=None, settings=caller_settings(),
                      args=lambda rng: (rng.sample(range(items), items),))
     if res.outcomes.get("ok", 0) != 8:
         raise CheckFailed("A stress worker failed: " + "; ".join(
@@ -309,17 +620,43 @@ def _eight_workers(lab: Any, op: Callable[[psycopg.Connection, list[int]], None]
         raise CheckFailed(f"{when}, {len(failures)} {what} failed; the first: {failures[0]}")
 
 
+def _case_twins(got: dict[str, tuple], want: dict[str, tuple], missing: Sequence[str],
+                diff: Sequence[str]) -> list[tuple[str, str]]:
+    """(sku, its case twin) where case explains the difference: ``sku`` is missing while a
+    sku equal to it when case is ignored is stored, or ``sku`` holds that twin's values."""
+    by_lower: dict[str, list[str]] = {}
+    for s in want:
+        by_lower.setdefault(s.lower(), []).append(s)
+    out = []
+    for s in list(missing) + list(diff):
+        for t in by_lower.get(s.lower(), []):
+            if t == s:
+                continue
+            if (s in missing and t in got) or (s in diff and got[s][1:] == want[t][1:]):
+                out.append((s, t))
+    return out
+
+
 def _compare_state(got: dict[str, tuple], want: dict[str, tuple], what: str) -> None:
     if got == want:
         return
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
+    diff = sorted(s for s in set(want) & set(got) if got[s] != want[s])
+    twins = _case_twins(got, want, missing, diff)
+    if twins:
+        s, t = twins[0]
+        raise CheckFailed(
+            f"After {what}, the product {s!r} is {'missing' if s in missing else 'wrong'}, and "
+            f"{t!r} is there: skus are case sensitive, and these are two different products. "
+            "Deduplicate and match on sku itself (DISTINCT ON (sku), ON CONFLICT (sku)), never "
+            "on lower(sku), upper(sku) or ILIKE.",
+            f"{len(missing)} missing, {len(diff)} differ")
     if missing:
         raise CheckFailed(f"After {what}, {len(missing)} sku(s) are missing, e.g. {missing[:3]}.")
     if extra:
         raise CheckFailed(f"After {what}, products holds sku(s) no valid event created, e.g. "
                           f"{extra[:3]} (malformed rows must be rejected, not stored).")
-    diff = [s for s in sorted(want) if got[s] != want[s]]
     older = [s for s in diff if got[s][-1] < want[s][-1]]
     if older:
         s = older[0]
@@ -328,8 +665,40 @@ def _compare_state(got: dict[str, tuple], want: dict[str, tuple], what: str) -> 
             f"event, e.g. {s}: version {got[s][-1]}, expected {want[s][-1]}. A stale event "
             "overwrote a newer one (guard: WHERE EXCLUDED.version > products.version).")
     s = diff[0]
+    _same_content(got[s], want[s], f"{what} (sku {s})")
     raise CheckFailed(f"After {what}, {len(diff)} sku(s) differ from the expected state, e.g. "
                       f"{s}.", f"got {got[s]}, expected {want[s]}")
+
+
+def _forced_races(lab: Any, scenarios: list[tuple[str, Callable[[str], Any], Any, Any]],
+                  run: Callable[[Any, Any], Any], judge: Callable[..., None], *,
+                  settings: dict[str, str], watched: _Watched) -> int:
+    """Run each scenario with the first call held after statement 1, 2, … (until it no
+    longer reaches the pause point), on sessions with a caller's settings. ``setup(name)``
+    prepares a fresh key; ``watched`` (the learner's function, wrapped) must leave every
+    connection as it found it."""
+    races = 0
+    for name, setup, first_arg, second_arg in scenarios:
+        for k in range(1, MAX_PAUSE + 1):
+            key = setup(name)
+            fa, sa = first_arg(key), second_arg(key)
+            result = interleave(lab, lambda c: run(c, fa), lambda c: run(c, sa), pause_after=k,
+                                settings=settings)
+            for err in result.errors:
+                if isinstance(err, (NotAttempted, CheckFailed)):
+                    raise err
+            where = (f"(race: {name}; the first call was held after its statement {k} while "
+                     "the second ran)")
+            for err, who in ((result.first_error, "the first call"),
+                             (result.second_error, "the second call")):
+                if err is not None:
+                    raise CheckFailed(explain_error(err, who) + " " + where)
+            watched.verify(where)
+            races += 1
+            judge(name, key, k, result, fa, sa)
+            if not result.paused:
+                break
+    return races
 
 
 # --------------------------------------------------------------------------
@@ -348,67 +717,95 @@ def q2(lab: Any, handle_request: Callable[[Any, str, dict], Any]) -> str:
     """handle_request(conn, key, request): same key -> same response, one effect, even racing."""
     require(handle_request)
     lab.execute(IDEMPOTENCY_DDL)
+    rng = adv.rng()
     tag = _unique_tag()
-    with psycopg.connect(lab.url, autocommit=True) as watch, psycopg.connect(lab.url) as conn:
-        sku = watch.execute("SELECT sku FROM products ORDER BY id LIMIT 1 OFFSET 11").fetchone()[0]
-        request = {"sku": sku, "price_change": "1.50"}
-        price0, _ = _price(watch, sku)
-        r1 = _call(handle_request, conn, f"chk2-{tag}-a", dict(request), who="handle_request")
-        if in_transaction(conn):
-            raise CheckFailed("handle_request returned with its transaction still open; commit it.")
-        if r1 is None:
-            raise CheckFailed("handle_request returned None; it should return the response.")
-        r2 = _call(handle_request, conn, f"chk2-{tag}-a", dict(request), who="handle_request")
-        price2, _ = _price(watch, sku)
-        if price2 != price0 + Decimal("1.50"):
-            raise CheckFailed(f"Two calls with the same idempotency key moved the price from "
-                              f"{price0} to {price2}; the change (+1.50) must apply once.")
-        if _norm(r1) != _norm(r2):
-            raise CheckFailed("The replay's response differs from the first response; store the "
-                              "response with the key and return it on a replay.",
-                              f"first {r1!r}, replay {r2!r}")
-        _call(handle_request, conn, f"chk2-{tag}-b", dict(request), who="handle_request")
-        if _price(watch, sku)[0] != price0 + Decimal("3.00"):
-            raise CheckFailed("A request with a *new* key did not apply its change; only a "
-                              "replayed key must be a no-op.")
-
-    def setup(name: str) -> str:
-        return f"chk2-{tag}-{name}-{random.random():.9f}"
-
-    def run(conn: Any, key: str) -> Any:
-        return handle_request(conn, key, dict(request))
-
-    def judge(name: str, key: str, k: int, result: Any, *_: Any) -> None:
-        where = f"(the first call held after its statement {k} while the replay ran)"
-        with psycopg.connect(lab.url, autocommit=True) as watch:
-            price, _ = _price(watch, sku)
-        if price != state["price"] + Decimal("1.50"):
-            raise CheckFailed(f"Two racing requests with one idempotency key changed the price by "
-                              f"{price - state['price']}, not 1.50 {where}: both did the work. "
-                              "Insert the key first (the second request then waits on it) "
-                              "instead of checking for it.")
-        if _norm(result.first_result) != _norm(result.second_result):
-            raise CheckFailed(f"Two racing requests with one key got different responses {where}.",
-                              f"{result.first_result!r} vs {result.second_result!r}")
-        state["price"] = price
-
     with psycopg.connect(lab.url, autocommit=True) as watch:
-        state = {"price": _price(watch, sku)[0]}
-    races = _forced_races(lab, [("replay race", setup, lambda key: key, lambda key: key)],
-                          run, judge)
-    _reused_key(lab, handle_request, f"chk2-{tag}-a", sku, request)
-    return (f"one effect and one response per key, also in {races} forced races; a key reused "
-            "for another request is refused")
+        sku = adv.spread([r[0] for r in watch.execute(
+            "SELECT sku FROM products WHERE sku ~ %s ORDER BY id", [fd.DATASET_SKU])], 1,
+            rand=rng)[0]
+    change = Decimal(_money(rng, 1, 9))
+    request = {"sku": sku, "price_change": str(change)}
+    # keys that differ only in case, or that a LIKE pattern of the first would match:
+    # different keys, each must apply its change
+    spellings = adv.case_variants(f"Key_{tag}-Req", rand=rng)
+    key, twin, like = spellings[2], spellings[0], spellings[2].replace("_", "x", 1)
+    with _products_untouched(lab, lambda: [sku]):
+        with psycopg.connect(lab.url, autocommit=True) as watch, Caller(lab) as caller:
+
+            def call(k: str, what: str) -> Any:
+                response = _call(handle_request, caller.conn, k, dict(request),
+                                 who="handle_request")
+                _verify_caller(caller, f"handle_request {what}")
+                return response
+
+            price0, _ = _price(watch, sku)
+            r1 = call(key, "with a new key")
+            if r1 is None:
+                raise CheckFailed("handle_request returned None; it should return the response.")
+            if _price(watch, sku)[0] != price0 + change:
+                raise CheckFailed(f"A request with a new key (price_change {change}) moved the "
+                                  f"price from {price0} to {_price(watch, sku)[0]}; it must add "
+                                  "the change once, and commit.")
+            r2 = call(key, "replaying a key")
+            price2, _ = _price(watch, sku)
+            if price2 != price0 + change:
+                raise CheckFailed(f"Two calls with the same idempotency key moved the price from "
+                                  f"{price0} to {price2}; the change (+{change}) must apply once.")
+            if _norm(r1) != _norm(r2):
+                raise CheckFailed("The replay's response differs from the first response; store "
+                                  "the response with the key and return it on a replay.",
+                                  f"first {r1!r}, replay {r2!r}")
+            for other, how in ((twin, "the same key in another case"),
+                               (like, "a key the first key's LIKE pattern matches")):
+                before, _ = _price(watch, sku)
+                call(other, f"with {how}")
+                if _price(watch, sku)[0] != before + change:
+                    raise CheckFailed(
+                        f"A request with a new key ({other!r}, {how}: {key!r} was used before) "
+                        "did not apply its change. Keys are compared exactly (case sensitive, "
+                        "= not LIKE/ILIKE): only a replayed key must be a no-op.")
+
+        def setup(name: str) -> str:
+            return f"chk2-{tag}-{name}-{uuid.uuid4().hex[:8]}"
+
+        def run(conn: Any, k: str) -> Any:
+            return watched(conn, k, dict(request))
+
+        def judge(name: str, k: str, n: int, result: Any, *_: Any) -> None:
+            where = f"(the first call held after its statement {n} while the replay ran)"
+            with psycopg.connect(lab.url, autocommit=True) as watch:
+                price, _ = _price(watch, sku)
+            if price != state["price"] + change:
+                raise CheckFailed(f"Two racing requests with one idempotency key changed the "
+                                  f"price by {price - state['price']}, not {change} {where}: both "
+                                  "did the work. Insert the key first (the second request then "
+                                  "waits on it) instead of checking for it.")
+            if _norm(result.first_result) != _norm(result.second_result):
+                raise CheckFailed(f"Two racing requests with one key got different responses "
+                                  f"{where}.", f"{result.first_result!r} vs "
+                                  f"{result.second_result!r}")
+            state["price"] = price
+
+        with psycopg.connect(lab.url, autocommit=True) as watch:
+            state = {"price": _price(watch, sku)[0]}
+        with _Watched(lab, handle_request, "handle_request") as watched:
+            races = _forced_races(lab, [("replay race", setup, lambda k: k, lambda k: k)],
+                                  run, judge, settings=caller_settings(), watched=watched)
+        _reused_key(lab, handle_request, key, sku, request, rng)
+    return (f"one effect and one response per key, also in {races} forced races; keys compared "
+            "exactly; a key reused for another request is refused; nothing left behind")
 
 
 def _reused_key(lab: Any, handle_request: Callable[..., Any], key: str, sku: str,
-                request: dict) -> None:
+                request: dict, rng: Any) -> None:
     """The key of an applied request, sent again with another request: refused, no effect."""
-    other = dict(request, price_change="2.00")
-    with psycopg.connect(lab.url, autocommit=True) as watch, psycopg.connect(lab.url) as conn:
+    other = dict(request, price_change=_money(rng, 1, 9))
+    if other["price_change"] == request["price_change"]:
+        other["price_change"] = str(Decimal(other["price_change"]) + Decimal("0.01"))
+    with psycopg.connect(lab.url, autocommit=True) as watch, Caller(lab) as caller:
         price0, _ = _price(watch, sku)
         try:
-            response = handle_request(conn, key, other)
+            response = handle_request(caller.conn, key, other)
         except NotAttempted:
             raise
         except ValueError:
@@ -422,15 +819,17 @@ def _reused_key(lab: Any, handle_request: Callable[..., Any], key: str, sku: str
                 f"and handle_request returned {response!r}. A reused key with another request "
                 "is a client bug, and answering with the first request's response hides it: "
                 "compare the stored request and raise ValueError (an API answers 422).")
-        finally:
-            left_open = in_transaction(conn)
-            conn.rollback()
+        problems = caller.problems()
+        caller.clean()
         if _price(watch, sku)[0] != price0:
             raise CheckFailed("handle_request refused the reused key but changed the price "
                               "anyway; refuse before doing the work.")
-        if left_open:
+        if any("transaction" in p for p in problems):
             raise CheckFailed("handle_request raised for the reused key but left its transaction "
-                              "open; roll it back before raising.")
+                              "open; roll it back before raising.", "; ".join(problems))
+        if problems:
+            raise CheckFailed("After handle_request refused the reused key, the connection was "
+                              "not left as it was found: " + "; ".join(problems) + ".")
 
 
 # --------------------------------------------------------------------------
@@ -461,10 +860,11 @@ def q3(lab: Any, load_feed: Callable[[Any, list], Any]) -> str:
     """load_feed(conn, events): bulk, deduped, guarded, reports every malformed row;
     8 concurrent workers in different orders reach the sequential state; twice = once."""
     require(load_feed)
+    rng = adv.rng()
     tag = _unique_tag()
     with psycopg.connect(lab.url, autocommit=True) as admin:
-        feeds = fd.make_feeds(admin, feeds=4, existing=60, new=20, seed=23,
-                              sku_prefix=f"Q3{tag}")
+        feeds = fd.make_feeds(admin, feeds=4, existing=60, new=20, seed=rng.randrange(1000, 10**6),
+                              sku_prefix=f"Q3{tag}", case_variants=2)
         skus = feeds.skus
         start = fd.read_state(admin, skus)
         admin.execute(_VIEW_DDL)
@@ -472,83 +872,94 @@ def q3(lab: Any, load_feed: Callable[[Any, list], Any]) -> str:
         admin.execute("CREATE TABLE upserts_check_backup AS SELECT * FROM products "
                       "WHERE sku = ANY(%s)", [skus])
     try:
-        # 1. sequentially, feed by feed: counts, rejections, state, statement count
-        state = dict(start)
-        with psycopg.connect(lab.url) as raw:
-            conn = HookedConnection(raw)
-            for n, feed in enumerate(feeds.feeds):
-                before = conn.statements
-                report = _report(_call(load_feed, conn, [dict(e) for e in feed],
-                                       who="load_feed"))
-                if in_transaction(raw):
-                    raise CheckFailed("load_feed returned with its transaction still open; "
-                                      "commit it.")
-                want = fd.expected_report(state, feed)
-                if report[2] != want["rejected"]:
-                    lost = sorted(set(want["rejected"]) - set(report[2]))
-                    raise CheckFailed(
-                        f"Feed {n} has malformed rows at positions {want['rejected']}; your report "
-                        f"rejects {report[2]}. Report every malformed row (position and reason); "
-                        "never drop one silently." + (f" Missing: {lost}." if lost else ""))
-                if report[:2] != (want["applied"], want["stale"]):
-                    raise CheckFailed(
-                        f"Feed {n}: your report says applied={report[0]}, stale={report[1]}; "
-                        f"expected applied={want['applied']}, stale={want['stale']} (applied: rows "
-                        "inserted or updated; stale: valid events that changed nothing).")
-                state = fd.expected_state(state, feed)
-                with psycopg.connect(lab.url, autocommit=True) as watch:
-                    _compare_state(fd.read_state(watch, skus), state, f"loading feeds 0..{n}")
-                used = conn.statements - before
-                if used > STATEMENTS_PER_BATCH:
-                    raise CheckFailed(
-                        f"load_feed sent {used} statements for a feed of {len(feed)} events: that "
-                        "is row by row. COPY the batch into a temporary table, then apply it "
-                        "with one INSERT … SELECT … ON CONFLICT.")
-        with psycopg.connect(lab.url, autocommit=True) as admin:
-            sequential = table_checksum(admin, CONTENT_VIEW)
-            # 2. back to the start, then 8 workers, every feed, each in its own order
-            admin.execute(
-                "UPDATE products p SET (name, category, vendor, price, attributes, version, "
-                "updated_at, deleted_at) = (b.name, b.category, b.vendor, b.price, b.attributes, "
-                "b.version, b.updated_at, b.deleted_at) FROM upserts_check_backup b "
-                "WHERE p.id = b.id")
-            admin.execute("DELETE FROM products WHERE sku = ANY(%s) AND id NOT IN "
-                          "(SELECT id FROM upserts_check_backup)", [skus])
-        failures: list[str] = []
-
-        def op(conn: psycopg.Connection, order: list[int]) -> None:
-            for i in order:
-                try:
-                    load_feed(conn, [dict(e) for e in feeds.feeds[i]])
-                except psycopg.Error as exc:
-                    failures.append(explain_error(exc, "load_feed"))
-                    conn.rollback()
-
-        _eight_workers(lab, op, len(feeds.feeds), 3, failures,
-                       "With 8 workers loading the same feeds in different orders", "load(s)")
-        with psycopg.connect(lab.url, autocommit=True) as admin:
-            concurrent = table_checksum(admin, CONTENT_VIEW)
-            if concurrent != sequential:
-                _compare_state(fd.read_state(admin, skus), state,
-                               "8 workers loading the feeds in different orders")
-                raise CheckFailed("After 8 concurrent workers, table_checksum differs from the "
-                                  "sequential run's.")
-        # 3. everything again: nothing changes
-        with psycopg.connect(lab.url) as conn:
-            agains = [_report(_call(load_feed, conn, [dict(e) for e in f], who="load_feed"))
-                      for f in feeds.feeds]
-        with psycopg.connect(lab.url, autocommit=True) as admin:
-            again = table_checksum(admin, CONTENT_VIEW)
-        if again != sequential or any(r[0] for r in agains):
-            raise CheckFailed("Loading the same feeds a second time changed products (or reported "
-                              f"applied rows: {[r[0] for r in agains]}); a load must be idempotent.")
+        with _products_untouched(lab, lambda: skus):
+            concurrent_ok = _load_feeds(lab, load_feed, feeds, start)
     finally:
         with psycopg.connect(lab.url, autocommit=True) as admin:
             admin.execute("DROP TABLE IF EXISTS upserts_check_backup")
     events = sum(len(f) for f in feeds.feeds)
-    return (f"{events} events in 4 feeds: right counts and rejections, at most "
-            f"{STATEMENTS_PER_BATCH} statements a batch; 8 workers in different orders reach the "
-            "sequential checksum; a second load changes nothing")
+    return (f"{events} events in 4 feeds: right counts and rejections, case-sensitive skus, "
+            f"vendor instants kept, at most {STATEMENTS_PER_BATCH} statements a batch; "
+            f"{concurrent_ok}; a second load changes nothing; nothing left behind")
+
+
+def _load_feeds(lab: Any, load_feed: Callable, feeds: fd.Feeds, start: dict) -> str:
+    """Sequentially on a caller's connection, then 8 workers, then everything again."""
+    skus = feeds.skus
+    # 1. sequentially, feed by feed: rejections, state, counts, statement count
+    state = dict(start)
+    with Caller(lab) as caller:
+        conn = HookedConnection(caller.conn)
+        for n, feed in enumerate(feeds.feeds):
+            before = conn.statements
+            report = _report(_call(load_feed, conn, [dict(e) for e in feed],
+                                   who="load_feed"))
+            _verify_caller(caller, f"load_feed (feed {n})")
+            want = fd.expected_report(state, feed)
+            if report[2] != want["rejected"]:
+                lost = sorted(set(want["rejected"]) - set(report[2]))
+                raise CheckFailed(
+                    f"Feed {n} has malformed rows at positions {want['rejected']}; your report "
+                    f"rejects {report[2]}. Report every malformed row (position and reason); "
+                    "never drop one silently." + (f" Missing: {lost}." if lost else ""))
+            state = fd.expected_state(state, feed)
+            with psycopg.connect(lab.url, autocommit=True) as watch:
+                _compare_state(fd.read_state(watch, skus), state, f"loading feeds 0..{n}")
+            if report[:2] != (want["applied"], want["stale"]):
+                raise CheckFailed(
+                    f"Feed {n}: your report says applied={report[0]}, stale={report[1]}; "
+                    f"expected applied={want['applied']}, stale={want['stale']} (applied: rows "
+                    "inserted or updated; stale: valid events that changed nothing).")
+            used = conn.statements - before
+            if used > STATEMENTS_PER_BATCH:
+                raise CheckFailed(
+                    f"load_feed sent {used} statements for a feed of {len(feed)} events: that "
+                    "is row by row. COPY the batch into a temporary table, then apply it "
+                    "with one INSERT … SELECT … ON CONFLICT.")
+    with psycopg.connect(lab.url, autocommit=True) as admin:
+        sequential = table_checksum(admin, CONTENT_VIEW)
+        # 2. back to the start, then 8 workers, every feed, each in its own order
+        admin.execute(
+            "UPDATE products p SET (name, category, vendor, price, attributes, version, "
+            "updated_at, deleted_at) = (b.name, b.category, b.vendor, b.price, b.attributes, "
+            "b.version, b.updated_at, b.deleted_at) FROM upserts_check_backup b "
+            "WHERE p.id = b.id")
+        admin.execute("DELETE FROM products WHERE sku = ANY(%s) AND id NOT IN "
+                      "(SELECT id FROM upserts_check_backup)", [skus])
+    failures: list[str] = []
+    with _Watched(lab, load_feed, "load_feed") as watched:
+
+        def op(conn: psycopg.Connection, order: list[int]) -> None:
+            for i in order:
+                try:
+                    watched(conn, [dict(e) for e in feeds.feeds[i]])
+                except psycopg.Error as exc:
+                    failures.append(explain_error(exc, "load_feed"))
+                    conn.rollback()
+
+        _eight_workers(lab, op, len(feeds.feeds), failures,
+                       "With 8 workers loading the same feeds in different orders", "load(s)")
+        watched.verify("with 8 workers loading the same feeds in different orders")
+    with psycopg.connect(lab.url, autocommit=True) as admin:
+        concurrent = table_checksum(admin, CONTENT_VIEW)
+        if concurrent != sequential:
+            _compare_state(fd.read_state(admin, skus), state,
+                           "8 workers loading the feeds in different orders")
+            raise CheckFailed("After 8 concurrent workers, table_checksum differs from the "
+                              "sequential run's.")
+    # 3. everything again, on a caller's connection: nothing changes
+    agains = []
+    with Caller(lab) as caller:
+        for n, f in enumerate(feeds.feeds):
+            agains.append(_report(_call(load_feed, caller.conn, [dict(e) for e in f],
+                                        who="load_feed")))
+            _verify_caller(caller, f"load_feed (feed {n}, loaded again)")
+    with psycopg.connect(lab.url, autocommit=True) as admin:
+        again = table_checksum(admin, CONTENT_VIEW)
+    if again != sequential or any(r[0] for r in agains):
+        raise CheckFailed("Loading the same feeds a second time changed products (or reported "
+                          f"applied rows: {[r[0] for r in agains]}); a load must be idempotent.")
+    return "8 workers in different orders reach the sequential checksum"
 
 
 HINTS = {
@@ -558,7 +969,10 @@ HINTS = {
         "When the WHERE rejects the update (a stale event), RETURNING gives no row. Then "
         "SELECT the id of the existing row: it is committed by now, because ON CONFLICT waited "
         "for any concurrent inserter.",
-        "Commit before returning; return (id, 'inserted' | 'updated' | 'stale').",
+        "Commit before returning; return (id, 'inserted' | 'updated' | 'stale'). The action is "
+        "what the statement did: a new sku's first event need not be version 1.",
+        "Pass updated_at as the ISO text it is (with its offset) or an aware datetime; compare "
+        "skus with =, never lower(), ILIKE or LIKE.",
     ],
     "q2": [
         "Make the key the first thing the transaction writes: INSERT INTO idempotency_keys "
@@ -570,7 +984,8 @@ HINTS = {
     "q3": [
         "Validate each event (labs.feeds.problem says why one is malformed), remember the "
         "rejected positions, COPY the valid ones into a temporary table.",
-        "Keep one row per sku: DISTINCT ON (sku) … ORDER BY sku, version DESC.",
+        "Keep one row per sku: DISTINCT ON (sku) … ORDER BY sku, version DESC (sku itself: "
+        "skus that differ only in case are different products).",
         "INSERT … SELECT … ORDER BY sku ON CONFLICT (sku) DO UPDATE … WHERE EXCLUDED.version > "
         "products.version; its row count is 'applied'. Sorting by sku gives every worker the "
         "same lock order; retry the whole batch on 40P01/40001 anyway.",

@@ -1,44 +1,204 @@
 """Checks for 08_versioned_data: a history table kept by a trigger, and time travel.
 
-The checks work on products of their own (SKU ``CHECK-…``, never ordered), change them
-in separate committed transactions, and judge the history by its invariants rather than
-by timestamps they cannot know in advance:
+The checks work on products of their own (SKU ``CHECK-…``, never ordered) and judge the
+history by its invariants and by the time each change really happened, never by
+timestamps fixed in advance:
 
-* q1: one history row per replaced version, holding the *old* values; the periods of a
-  product (history plus the current row) are contiguous, non-empty and never overlap;
-  a multi-row UPDATE versions every row; a DELETE closes the last period;
-* q2: the learner's AS OF query answers at every period's first instant, at its last
-  microsecond, before the product existed and after it was deleted;
+* q1: on a caller's connection whose ``TimeZone`` is not UTC (``left_behind.Caller``), the
+  check changes each column the history keeps (price, name, sku, attributes, deleted_at,
+  in a seeded order), then two products in one UPDATE, then DELETEs one, each in its own
+  committed transaction. After every change: exactly one more history row, holding the
+  *old* values; every period non-empty, bounded and half-open ``[from, to)``; the periods
+  of the product (history, then the current row from its ``updated_at``) contiguous; the
+  new boundary between that transaction's ``now()`` and its ``clock_timestamp()`` after the
+  change; the caller's connection and settings as found; other products and their history
+  unchanged. The answer's DDL must change no product.
+* q2: a history planted by the check (in a transaction it rolls back, so the learner's
+  trigger plays no part) with a version valid for one microsecond, boundaries at a local
+  midnight and at a whole second, a deleted product, a live one and a sibling with the same
+  periods; the learner's AS OF query is asked at every boundary, a microsecond either
+  side, before creation and after deletion, on a session whose ``TimeZone`` is not UTC,
+  with the instant given in that zone or in UTC.
 * q3: two sessions, the later-starting one committing first (``labs.tools.sessions``): the
-  earlier one's update must neither fail nor write a backwards or overlapping period.
+  earlier one's update must neither fail nor write a backwards, empty or overlapping
+  period.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg.types.json import Jsonb
 
+from ..course import adversarial as adv
 from ..course.checking import CheckFailed, require
+from ..course.left_behind import Caller, untouched
+from ..data.dataset import query_checksum
 from ..tools.sessions import Sessions
 from .indexing import apply
 
 MICRO = dt.timedelta(microseconds=1)
+HISTORY_COLUMNS = ("product_id", "sku", "name", "price", "attributes", "deleted_at", "valid")
+KEPT = ("sku", "name", "price", "attributes", "deleted_at")  # what a version holds
 
 
-def _new_product(conn: psycopg.Connection, price: str) -> tuple[int, str]:
-    sku = f"CHECK-{uuid.uuid4().hex[:12]}"
-    (pid,) = conn.execute(
-        "INSERT INTO products (sku, name, category, vendor, price, updated_at) "
-        "VALUES (%s, 'Versioned check item', 'home', 'Check Vendor', %s, now()) RETURNING id",
-        [sku, Decimal(price)]).fetchone()
+# --------------------------------------------------------------------------
+# versions as the database holds them
+
+
+@dataclass
+class Version:
+    """One version of a product: a history row, or the current row (open-ended)."""
+
+    values: tuple  # sku, name, price, attributes, deleted_at (price as Decimal)
+    lo: dt.datetime | None  # None: unbounded, infinite, or empty
+    hi: dt.datetime | None
+    source: str  # "history" | "current"
+    empty: bool = False
+    lo_inc: bool = True
+    hi_inc: bool = False
+
+    @property
+    def price(self) -> Decimal:
+        return self.values[2]
+
+    def period(self) -> str:
+        if self.empty:
+            return "empty"
+        left = "[" if self.lo_inc else "("
+        right = "]" if self.hi_inc else ")"
+        return f"{left}{_show(self.lo)}, {_show(self.hi)}{right}"
+
+
+def _show(t: dt.datetime | None) -> str:
+    return "unbounded" if t is None else t.isoformat(sep=" ")
+
+
+def _price(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _utc(t: Any) -> Any:
+    """An instant in UTC. Datetimes read in a session zone must not be compared as they come:
+    Python compares two of the same tzinfo by wall clock, and says != between zones for a
+    wall time the zone repeats when its clocks go back (fold=1)."""
+    return t.astimezone(dt.timezone.utc) if isinstance(t, dt.datetime) else t
+
+
+def _state(row: tuple) -> tuple:
+    sku, name, price, attributes, deleted_at = row
+    return (sku, name, _price(price), attributes, _utc(deleted_at))
+
+
+def _versions(conn: psycopg.Connection, pid: int) -> list[Version]:
+    """Every version of a product: history rows by period, then the current row."""
+    out = []
+    for row in conn.execute("""
+            SELECT sku, name, price, attributes, deleted_at,
+                   CASE WHEN isfinite(lower(valid)) THEN lower(valid) END,
+                   CASE WHEN isfinite(upper(valid)) THEN upper(valid) END,
+                   isempty(valid), coalesce(lower_inc(valid), true),
+                   coalesce(upper_inc(valid), false)
+            FROM products_history WHERE product_id = %s
+            ORDER BY lower(valid) NULLS LAST, upper(valid)""", [pid]).fetchall():
+        out.append(Version(_state(row[:5]), _utc(row[5]), _utc(row[6]), "history",
+                           bool(row[7]), bool(row[8]), bool(row[9])))
+    current = conn.execute("""
+        SELECT sku, name, price, attributes, deleted_at,
+               CASE WHEN isfinite(updated_at) THEN updated_at END
+        FROM products WHERE id = %s""", [pid]).fetchone()
+    if current:
+        out.append(Version(_state(current[:5]), _utc(current[5]), None, "current"))
+    return out
+
+
+def _check_periods(versions: list[Version], what: str, empty_hint: str = "") -> None:
+    """Non-empty, bounded, half-open, contiguous periods; the check names what it finds.
+
+    Empty and unbounded periods are looked for first: they have no bounds to compare,
+    and a check that compared them anyway would trip over its own None.
+    """
+    for v in versions:
+        if v.source == "history" and v.empty:
+            raise CheckFailed(
+                f"{what}: the version with price {v.price} has an empty period (isempty: its "
+                "lower bound equals its upper bound), so it was valid at no instant and no AS "
+                "OF query can ever find it. A version is valid from the moment it was written "
+                "until the moment it was replaced, and that moment must come strictly later."
+                + (" " + empty_hint if empty_hint else ""))
+        if v.lo is None:
+            where = ("its updated_at is NULL or infinite" if v.source == "current"
+                     else "its period has no finite lower bound")
+            raise CheckFailed(f"{what}: the {v.source} version with price {v.price}: {where}. "
+                              "Each version starts at the finite instant it was written "
+                              "(OLD.updated_at).")
+        if v.source == "history" and v.hi is None:
+            raise CheckFailed(f"{what}: the history version with price {v.price} has no finite "
+                              "upper bound: a replaced version ends when it was replaced, "
+                              "tstzrange(OLD.updated_at, t).")
+        if v.source == "history" and (not v.lo_inc or v.hi_inc):
+            raise CheckFailed(
+                f"{what}: the version with price {v.price} has the period {v.period()}. A "
+                "period is half-open, [from, to): it includes the instant it began and not "
+                "the instant it was replaced, which belongs to the next version. Use "
+                "tstzrange(OLD.updated_at, t), whose default bounds are '[)'.")
+        if v.hi is not None and not v.lo < v.hi:
+            raise CheckFailed(f"{what}: the version with price {v.price} has the period "
+                              f"{v.period()}, which runs backwards.")
+    for v, nxt in zip(versions, versions[1:]):
+        if v.hi != nxt.lo:
+            kind = "overlap" if v.hi is None or v.hi > nxt.lo else "gap"
+            raise CheckFailed(
+                f"{what}: the periods have a{'n' if kind == 'overlap' else ''} {kind}: price "
+                f"{v.price} is valid until {_show(v.hi)}, but the next version (price "
+                f"{nxt.price}, {nxt.source}) starts at {_show(nxt.lo)}. Close the old version "
+                "exactly when the new one starts: the history row's upper bound and the new "
+                "row's updated_at must be the same timestamp.")
+
+
+def _within(t: dt.datetime, start: dt.datetime, end: dt.datetime, what: str, zone: str) -> None:
+    """The boundary a change wrote lies within the transaction that made the change."""
+    t, start, end = _utc(t), _utc(start), _utc(end)
+    if start <= t <= end:
+        return
+    off = t - (start if t < start else end)
+    raise CheckFailed(
+        f"{what}, the replaced version ends at {_show(t)}, but the change ran between "
+        f"{_show(start)} (its transaction's now()) and {_show(end)}: {abs(off)} "
+        f"{'before' if off < dt.timedelta(0) else 'after'} it, on a session whose TimeZone is "
+        f"{zone}. A version ends when its transaction changed it: use now() (or "
+        "clock_timestamp()), a timestamptz. `now() AT TIME ZONE 'UTC'`, localtimestamp or a "
+        "timestamp without time zone is read back in the session's TimeZone and moves the "
+        "boundary by the zone's offset.")
+
+
+# --------------------------------------------------------------------------
+# the check's own products and changes
+
+
+def _new_product(conn: psycopg.Connection, price: str, *, sku: str | None = None,
+                 name: str = "Versioned check item", attributes: dict | None = None,
+                 updated_at: dt.datetime | None = None) -> tuple[int, str]:
+    sku = sku or f"CHECK-{uuid.uuid4().hex[:12]}"
+    try:
+        (pid,) = conn.execute(
+            "INSERT INTO products (sku, name, category, vendor, price, attributes, updated_at) "
+            "VALUES (%s, %s, 'home', 'Check Vendor', %s, %s, coalesce(%s, now())) RETURNING id",
+            [sku, name, Decimal(price), Jsonb(attributes or {}), updated_at]).fetchone()
+    except psycopg.Error as exc:
+        raise CheckFailed(f"When the check inserted a product of its own, PostgreSQL refused: "
+                          f"SQLSTATE {exc.sqlstate}: {exc.diag.message_primary or exc}. The "
+                          "history trigger fires on UPDATE OR DELETE, not on INSERT.") from None
     return pid, sku
 
 
-def _change(conn: psycopg.Connection, sql: str, params: Any, what: str) -> None:
+def _change(conn: Any, sql: str, params: Any, what: str) -> None:
     """Run one of the check's own UPDATEs/DELETEs; the learner's trigger fires inside it."""
     try:
         conn.execute(sql, params)
@@ -58,25 +218,41 @@ def _change(conn: psycopg.Connection, sql: str, params: Any, what: str) -> None:
                           f"SQLSTATE {exc.sqlstate}: {msg}") from None
 
 
+def _timed_change(conn: psycopg.Connection, sql: str, params: Any,
+                  what: str) -> tuple[dt.datetime, dt.datetime]:
+    """One committed change; returns (its transaction's now(), clock_timestamp() after it)."""
+    with conn.transaction():
+        start = conn.execute("SELECT now()").fetchone()[0]
+        _change(conn, sql, params, what)
+        end = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    return start, end
+
+
 def _has_history(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT to_regclass('products_history') IS NOT NULL").fetchone()[0]
 
 
-def _periods(conn: psycopg.Connection, pid: int) -> list[tuple]:
-    """(price, lower, upper, source) of every version: history rows, then the current row."""
-    rows = conn.execute("""
-        SELECT price, lower(valid), upper(valid), 'history' FROM products_history
-        WHERE product_id = %s ORDER BY lower(valid), upper(valid)""", [pid]).fetchall()
-    current = conn.execute("SELECT price, updated_at FROM products WHERE id = %s",
-                           [pid]).fetchone()
-    if current:
-        rows.append((current[0], current[1], None, "current"))
-    return rows
+def _require_history(conn: psycopg.Connection) -> None:
+    if not _has_history(conn):
+        raise CheckFailed("There is no table products_history: run exercise 1 (and its check) "
+                          "first.")
+    have = {r[0]: r[1] for r in conn.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'products_history'::regclass AND attnum > 0 AND NOT attisdropped")}
+    missing = [c for c in HISTORY_COLUMNS if c not in have]
+    if missing:
+        raise CheckFailed(f"products_history has no column {', '.join(missing)}: it needs "
+                          f"{', '.join(HISTORY_COLUMNS)} (exercise 1).")
+    if have["valid"] != "tstzrange":
+        raise CheckFailed(f"products_history.valid is {have['valid']}; it should be a tstzrange "
+                          "(a period of timestamptz).")
 
 
 def _cleanup(conn: psycopg.Connection, ids: list[int]) -> None:
     """Remove the check's products and their history, without firing the learner's trigger."""
     try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
         with conn.transaction():
             # replica role: user triggers do not fire, so a broken trigger cannot get in the
             # way of removing the check's own rows (needs superuser, as the lab's server has)
@@ -88,78 +264,100 @@ def _cleanup(conn: psycopg.Connection, ids: list[int]) -> None:
         pass  # leftovers are CHECK-… products nobody orders: harmless
 
 
-def _contiguous(periods: list[tuple], what: str) -> None:
-    for i, (price, lo, hi, source) in enumerate(periods):
-        if lo is None or (hi is not None and not lo < hi):
-            raise CheckFailed(
-                f"{what}: the version with price {price} has the period [{lo}, {hi}), which is "
-                "empty or runs backwards. A version is valid from the moment it was written "
-                "until the moment it was replaced.")
-        if i + 1 < len(periods) and hi != periods[i + 1][1]:
-            nxt = periods[i + 1]
-            kind = "overlap" if hi is None or hi > nxt[1] else "gap"
-            raise CheckFailed(
-                f"{what}: the periods have a {kind}: price {price} is valid until {hi}, but the "
-                f"next version (price {nxt[0]}, {nxt[3]}) starts at {nxt[1]}. Close the old "
-                "version exactly when the new one starts: the history row's upper bound and "
-                "the new row's updated_at must be the same timestamp.")
-
-
-def _require_history(conn: psycopg.Connection) -> None:
-    if not _has_history(conn):
-        raise CheckFailed("There is no table products_history: run exercise 1 (and its check) "
-                          "first.")
+def _others(conn: psycopg.Connection, ids: list[int]) -> tuple:
+    """Checksums of every other product and of their history."""
+    return (query_checksum(conn, "SELECT * FROM products WHERE id <> ALL(%s)", [ids]),
+            query_checksum(conn, "SELECT * FROM products_history WHERE product_id <> ALL(%s)",
+                           [ids]))
 
 
 # --------------------------------------------------------------------------
 # q1: the history trigger
 
 
+def _steps(r: Any, pid: int, state: dict[str, Any]) -> list[tuple[str, str, list, dict]]:
+    """One change per kept column, in a seeded order: (what, sql, params, new values)."""
+    name = adv.case_variants(state["name"], rand=r)[2]
+    sku = state["sku"].lower() if state["sku"] != state["sku"].lower() else state["sku"].upper()
+    price = Decimal(r.randint(1_001, 9_999)) / 100
+    attributes = {**state["attributes"], "finish": r.choice(["matte", "gloss", "satin"])}
+    deleted = dt.datetime.now(dt.timezone.utc) - dt.timedelta(
+        days=r.randint(1, 30), microseconds=r.randint(1, 999_999))
+    steps = [
+        (f"renamed the product to {name!r}", "UPDATE products SET name = %s WHERE id = %s",
+         [name, pid], {"name": name}),
+        (f"set the price to {price}", "UPDATE products SET price = %s WHERE id = %s",
+         [price, pid], {"price": price}),
+        (f"changed the SKU to {sku!r}", "UPDATE products SET sku = %s WHERE id = %s",
+         [sku, pid], {"sku": sku}),
+        ("changed the attributes", "UPDATE products SET attributes = %s WHERE id = %s",
+         [Jsonb(attributes), pid], {"attributes": attributes}),
+    ]
+    r.shuffle(steps)
+    # a soft delete, then its undoing, somewhere in the sequence
+    at = r.randint(0, len(steps))
+    steps[at:at] = [
+        ("soft-deleted the product (deleted_at)", "UPDATE products SET deleted_at = %s WHERE id = %s",
+         [deleted, pid], {"deleted_at": deleted}),
+        ("restored it (deleted_at = NULL)", "UPDATE products SET deleted_at = NULL WHERE id = %s",
+         [pid], {"deleted_at": None}),
+    ]
+    return steps
+
+
 def q1(lab: Any, history_sql: str) -> str:
-    """Every UPDATE and DELETE of products leaves the old version, with a contiguous period."""
+    """Every change of products leaves the old version, with a contiguous period, in time."""
     require(history_sql)
-    apply(lab, history_sql, "your statements")
-    with psycopg.connect(lab.url, autocommit=True) as conn:
+    with untouched(lab, ["products"], why="exercise 1 creates a table, a function and a "
+                   "trigger: it changes no product"):
+        apply(lab, history_sql, "your statements")
+    r = adv.rng()
+    with Caller(lab, autocommit=True) as caller:
+        conn = caller.conn
         _require_history(conn)
-        pid, _ = _new_product(conn, "10.00")
-        others = [_new_product(conn, "5.00")[0] for _ in range(2)]
+        state = {"sku": f"CHECK-{uuid.uuid4().hex[:8]}_Lamp", "name": "Desk lamp 50%_off",
+                 "price": Decimal(r.randint(1_001, 9_999)) / 100,
+                 "attributes": {"colour": r.choice(["Tan", "tan", "TAN"])}, "deleted_at": None}
+        born = (dt.datetime.now(dt.timezone.utc)
+                - dt.timedelta(days=r.randint(2, 400), microseconds=r.randint(1, 999_999)))
+        pid, _ = _new_product(conn, str(state["price"]), sku=state["sku"], name=state["name"],
+                              attributes=state["attributes"], updated_at=born)
+        others = [_new_product(conn, str(Decimal(r.randint(101, 999)) / 100))[0]
+                  for _ in range(2)]
         ids = [pid] + others
         try:
-            for price in ("11.00", "12.00", "13.00"):
-                _change(conn, "UPDATE products SET price = %s WHERE id = %s",
-                        [Decimal(price), pid], f"When the check set the price to {price}")
-            periods = _periods(conn, pid)
-            prices = [str(p[0]) for p in periods]
-            if len(periods) != 4:
-                raise CheckFailed(
-                    f"After three committed UPDATEs of one product, products_history holds "
-                    f"{len(periods) - 1} rows for it; it should hold three, one per replaced "
-                    "version (a trigger FOR EACH ROW on UPDATE).", f"versions: {periods}")
-            if prices != ["10.00", "11.00", "12.00", "13.00"]:
-                raise CheckFailed(
-                    f"The prices over time read {prices} (history by period, then the current "
-                    "row); they should read 10.00, 11.00, 12.00, 13.00. The history must hold "
-                    "the replaced versions: the OLD row, not the NEW one.")
-            _contiguous(periods, "After three UPDATEs")
+            watched = _others(conn, ids)
+            states = [tuple(state[k] for k in KEPT)]
+            steps = _steps(r, pid, state)
+            steps.append(("deleted the product (DELETE)", "DELETE FROM products WHERE id = %s",
+                          [pid], {}))
+            for what, sql, params, new in steps:
+                start, end = _timed_change(conn, sql, params, f"When the check {what}")
+                caller.verify(f"the check {what} (your trigger ran in that transaction)")
+                versions = _versions(conn, pid)
+                history = [v for v in versions if v.source == "history"]
+                _judge_step(history, states, new, what)
+                _check_periods(versions, f"After the check {what}")
+                _within(history[-1].hi, start, end, f"When the check {what}", caller.zone)
+                state.update(new)
+                states.append(tuple(state[k] for k in KEPT))
             # one statement, several rows: every row gets its own version
-            _change(conn, "UPDATE products SET price = price + 1 WHERE id = ANY(%s)", [others],
-                    "In a two-row UPDATE")
+            start, end = _timed_change(
+                conn, "UPDATE products SET price = price + 1, name = name || ' (v2)' "
+                "WHERE id = ANY(%s)", [others], "In a two-row UPDATE")
             for other in others:
-                got = _periods(conn, other)
+                got = _versions(conn, other)
                 if len(got) != 2:
                     raise CheckFailed(
                         "One UPDATE of two products must leave one history row for each "
                         f"(product {other} has {len(got) - 1}); use a FOR EACH ROW trigger.")
-                _contiguous(got, "After a two-row UPDATE")
-            _change(conn, "DELETE FROM products WHERE id = %s", [pid], "On DELETE")
-            periods = _periods(conn, pid)
-            if len(periods) != 4 or periods[-1][2] is None or str(periods[-1][0]) != "13.00":
+                _check_periods(got, "After a two-row UPDATE")
+                _within(got[0].hi, start, end, "In a two-row UPDATE", caller.zone)
+            if _others(conn, ids) != watched:
                 raise CheckFailed(
-                    "After the product was DELETEd, its last version (price 13.00) is not in "
-                    "products_history with a closed period: time travel to any moment before "
-                    "the deletion must still find it. Fire the trigger on DELETE too.",
-                    f"versions: {periods}")
-            _contiguous(periods, "After the DELETE")
+                    "While the check changed its own products, rows of OTHER products (or "
+                    "their history) changed too. The trigger must write the history of the "
+                    "row being changed (OLD.id) and nothing else.")
             if not conn.execute("""
                     SELECT bool_or(c.contype = 'x') FROM pg_constraint c
                     WHERE c.conrelid = 'products_history'::regclass""").fetchone()[0]:
@@ -169,9 +367,48 @@ def q1(lab: Any, history_sql: str) -> str:
                     "wrong). EXCLUDE USING gist (product_id WITH =, valid WITH &&), with the "
                     "btree_gist extension.")
         finally:
+            caller.clean()
             _cleanup(conn, ids)
-    return ("one history row per replaced version, old values, contiguous periods; multi-row "
-            "UPDATE and DELETE versioned; overlaps excluded by a constraint")
+    return (f"{len(steps)} changes (every kept column, a soft delete and its undoing, a DELETE) "
+            "and a two-row UPDATE: one history row each, old values, contiguous half-open "
+            f"periods at the time of the change (session TimeZone {caller.zone}); overlaps "
+            "excluded by a constraint")
+
+
+def _judge_step(history: list[Version], states: list[tuple], new: dict[str, Any],
+                what: str) -> None:
+    """After change number len(states), the history holds exactly the replaced states."""
+    want = len(states)
+    if len(history) < want:
+        if what.startswith("deleted"):
+            raise CheckFailed(
+                "After the product was DELETEd, its last version is not in products_history: "
+                "time travel to any moment before the deletion must still find it. Fire the "
+                "trigger on DELETE too (BEFORE UPDATE OR DELETE).",
+                f"history: {[v.values for v in history]}")
+        raise CheckFailed(
+            f"After the check {what}, products_history holds no version for the state that "
+            "change replaced: every change of a product must leave the replaced version, "
+            "whatever column it changes. A trigger on UPDATE OF price (or with a WHEN on some "
+            "columns) misses renames, SKU and attribute changes and soft deletes: fire BEFORE "
+            "UPDATE OR DELETE … FOR EACH ROW.",
+            f"{len(history)} history rows after {want} changes")
+    if len(history) > want:
+        raise CheckFailed(
+            f"After the check {what}, products_history holds {len(history)} versions for "
+            f"{want} changes: one change must write exactly one history row (a FOR EACH ROW "
+            "trigger, fired once: not also AFTER, not also FOR EACH STATEMENT).")
+    for i, (got, expected) in enumerate(zip(history, states)):
+        if got.values != expected:
+            newer = states[i + 1] if i + 1 < len(states) else None
+            is_new = got.values == newer or (newer is None and bool(new) and all(
+                got.values[KEPT.index(k)] == v for k, v in new.items()))
+            raise CheckFailed(
+                f"After the check {what}, history version {i + 1} holds "
+                f"{dict(zip(KEPT, got.values))}; the version it replaced was "
+                f"{dict(zip(KEPT, expected))}."
+                + (" The history must hold the replaced versions: the OLD row, not the NEW one."
+                   if is_new else " Copy every kept column of the OLD row."))
 
 
 # --------------------------------------------------------------------------
@@ -189,81 +426,137 @@ def _as_of(conn: psycopg.Connection, as_of_sql: str, pid: int, at: dt.datetime) 
     return rows
 
 
+Probe = tuple[int, dt.datetime, "Decimal | None", str]
+
+
+def _plant_history(conn: psycopg.Connection, r: Any, tz: ZoneInfo) -> list[Probe]:
+    """Products and history of the check's own (inside the caller's transaction), and the
+    instants to ask about with the price at each (None: the product did not exist)."""
+    day = dt.datetime.now(tz).date() - dt.timedelta(days=r.randint(20, 400))
+    midnight = dt.datetime.combine(day, dt.time(0), tz)  # a local midnight
+    next_midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tz)
+    start = midnight - dt.timedelta(hours=r.randint(2, 30), microseconds=r.randint(1, 999_999))
+    noon = dt.datetime.combine(day, dt.time(12, r.randint(0, 59), r.randint(0, 59)), tz)
+
+    def price() -> Decimal:
+        return Decimal(r.randint(1_001, 9_999)) / 100
+
+    p1, p2 = price(), price()
+    # the deleted product: [start, midnight) p1, [midnight, +1µs) p2, [+1µs, next midnight) p1
+    deleted = [(start, midnight, p1), (midnight, midnight + MICRO, p2),
+               (midnight + MICRO, next_midnight, p1)]
+    sibling = [(lo, hi, price()) for lo, hi, _ in deleted]  # same periods, another product
+    sibling_now = price()
+    live_old, live_now = price(), price()
+    live_from = noon - dt.timedelta(days=r.randint(1, 9), microseconds=r.randint(1, 999_999))
+
+    (gone,) = conn.execute("SELECT nextval(pg_get_serial_sequence('products', 'id'))").fetchone()
+    sib, _ = _new_product(conn, str(sibling_now), updated_at=next_midnight)
+    live, _ = _new_product(conn, str(live_now), updated_at=noon)
+    rows = ([(gone, lo, hi, p) for lo, hi, p in deleted]
+            + [(sib, lo, hi, p) for lo, hi, p in sibling] + [(live, live_from, noon, live_old)])
+    try:
+        for pid, lo, hi, p in rows:
+            conn.execute(
+                "INSERT INTO products_history (product_id, sku, name, price, attributes, "
+                "deleted_at, valid) VALUES (%s, %s, 'Versioned check item', %s, '{}', NULL, "
+                "tstzrange(%s, %s))", [pid, f"CHECK-{pid}", p, lo, hi])
+    except psycopg.Error as exc:
+        raise CheckFailed(f"The check could not write a history of its own into products_history "
+                          f"({exc.diag.message_primary or exc}): keep the table as exercise 1 "
+                          f"describes it ({', '.join(HISTORY_COLUMNS)}).") from None
+
+    first, last = "the first instant of a version", "the last microsecond of a version"
+    probes: list[Probe] = []
+    probes += [(gone, lo, p, first) for lo, _, p in deleted]
+    probes += [(gone, hi - MICRO, p, last) for _, hi, p in deleted]
+    probes += [(gone, start + (midnight - start) / 2, p1, "the middle of a version")]
+    probes += [(gone, start - MICRO, None, "a microsecond before the product existed"),
+               (gone, next_midnight, None, "the moment it was deleted (the next local midnight)"),
+               (gone, next_midnight + MICRO, None, "a microsecond after its deletion"),
+               (gone, next_midnight + dt.timedelta(days=1), None, "a day after deletion")]
+    probes += [(sib, next_midnight, sibling_now, "the first instant of the current version"),
+               (sib, next_midnight - MICRO, sibling[-1][2], last),
+               (sib, midnight, sibling[1][2], "the instant of a version valid for one microsecond"),
+               (live, noon, live_now, "the first instant of the current version (a whole second)"),
+               (live, noon - MICRO, live_old, "just before the current version"),
+               (live, noon + dt.timedelta(days=365), live_now,
+                "a year from now (the current version)"),
+               (live, live_from - MICRO, None, "a microsecond before the product existed")]
+    return probes
+
+
 def q2(lab: Any, as_of_sql: str) -> str:
     """The price at any instant: first and last microsecond of each period, before and after."""
     require(as_of_sql)
-    with psycopg.connect(lab.url, autocommit=True) as conn:
+    r = adv.rng()
+    zone = adv.non_utc_zone()
+    tz = ZoneInfo(zone)
+    with psycopg.connect(lab.url) as conn, conn.transaction(force_rollback=True):
         _require_history(conn)
-        pid, _ = _new_product(conn, "20.00")
-        live, _ = _new_product(conn, "30.00")
-        try:
-            for price in ("21.00", "22.00"):
-                _change(conn, "UPDATE products SET price = %s WHERE id = %s",
-                        [Decimal(price), pid], "Building the history (exercise 1's trigger)")
-            _change(conn, "UPDATE products SET price = 31.00 WHERE id = %s", [live],
-                    "Building the history (exercise 1's trigger)")
-            _change(conn, "DELETE FROM products WHERE id = %s", [pid],
-                    "Building the history (exercise 1's trigger)")
-            periods = _periods(conn, pid)
-            _contiguous(periods, "Before judging your query, exercise 1's history")
-            probes: list[tuple[dt.datetime, str | None, str]] = []
-            for price, lo, hi, _ in periods:
-                probes.append((lo, str(price), "the first instant of a version"))
-                probes.append((hi - MICRO, str(price), "the last microsecond of a version"))
-            probes.append((periods[0][1] - MICRO, None, "a moment before the product existed"))
-            probes.append((periods[-1][2], None, "the moment it was deleted"))
-            probes.append((periods[-1][2] + dt.timedelta(days=1), None, "a day after deletion"))
-            current = _periods(conn, live)
-            probes_live = [(current[-1][1], "31.00", "the first instant of the current version"),
-                           (current[-1][1] - MICRO, "30.00", "just before the current version"),
-                           (current[-1][1] + dt.timedelta(days=365), "31.00",
-                            "a year from now (the current version)")]
-            with conn.transaction(force_rollback=True):
-                for product, tests in ((pid, probes), (live, probes_live)):
-                    for at, want, what in tests:
-                        rows = _as_of(conn, as_of_sql, product, at)
-                        got = [str(r[0]) for r in rows]
-                        if len(got) > 1:
-                            raise CheckFailed(
-                                f"At {what} ({at}) your query returns {len(got)} rows "
-                                f"({got}): two versions claim the same instant. A period is "
-                                "half-open, [lower, upper): use valid @> %(at)s, or "
-                                "lower <= at AND at < upper.")
-                        if (got[0] if got else None) != want:
-                            raise CheckFailed(
-                                f"At {what} ({at}) your query returns "
-                                f"{got[0] if got else 'no row'}; the price then was "
-                                f"{want if want is not None else 'nothing (no such product)'}. "
-                                + ("The current version lives in products, not in the history: "
-                                   "ask both (UNION ALL)." if "current" in what else
-                                   "Periods are half-open: the instant a version was replaced "
-                                   "belongs to the next one."))
-        finally:
-            _cleanup(conn, [pid, live])
-    return (f"right price (or none) at {len(probes) + len(probes_live)} instants: period "
-            "boundaries, before creation, after deletion, the current version")
+        # the check's own history, written directly: the learner's trigger does not fire
+        conn.execute("SET LOCAL session_replication_role = replica")
+        probes = _plant_history(conn, r, tz)
+        conn.execute("SELECT set_config('TimeZone', %s, true)", [zone])
+        for product, at, want, what in probes:
+            at = at.astimezone(tz if r.random() < 0.5 else dt.timezone.utc)
+            rows = _as_of(conn, as_of_sql, product, at)
+            got = [_price(row[0]) for row in rows]
+            shown = f"{what} ({at.isoformat(sep=' ')}, session TimeZone {zone})"
+            if len(got) > 1:
+                raise CheckFailed(
+                    f"At {shown} your query returns {len(got)} rows "
+                    f"({[str(g) for g in got]}): two versions claim the same instant. At most "
+                    "one version of a product contains an instant, because a period is "
+                    "half-open, [lower, upper): keep only this product (product_id = "
+                    "%(product_id)s) and use valid @> %(at)s, or lower <= at AND at < upper.")
+            if (got[0] if got else None) != want:
+                raise CheckFailed(
+                    f"At {shown} your query returns {got[0] if got else 'no row'}; the price "
+                    f"then was {want if want is not None else 'nothing (no such product)'}. "
+                    + ("The current version lives in products, not in the history: ask both "
+                       "(UNION ALL)." if "current" in what else
+                       "Periods are half-open: the instant a version was replaced belongs to "
+                       "the next one; compare timestamptz with timestamptz (a timestamp "
+                       "without time zone is read in the session's TimeZone)."))
+    return (f"right price (or none) at {len(probes)} instants: period boundaries a microsecond "
+            "apart, a local midnight, before creation, after deletion, the current version, "
+            f"on a session in {zone}")
 
 
 # --------------------------------------------------------------------------
 # q3: the transaction that started first and commits last
 
 
+EMPTY_HINT = ("Here T1 started before T2's version began, so greatest(now(), OLD.updated_at) "
+              "gave t = OLD.updated_at and the period [t, t). Make t strictly later: "
+              "greatest(now(), OLD.updated_at + interval '1 microsecond').")
+
+
 def q3(lab: Any, history_sql: str) -> str:
     """An UPDATE whose transaction started before the previous version's must not break time."""
     require(history_sql)
+    zone = adv.non_utc_zone()
     with psycopg.connect(lab.url, autocommit=True) as conn:
         _require_history(conn)
         pid, _ = _new_product(conn, "40.00")
         try:
-            with Sessions(lab, "T1", "T2", application_name="lab check") as s:
+            with Sessions(lab, "T1", "T2", application_name="lab check",
+                          settings={"TimeZone": zone}) as s:
                 s.T1("BEGIN")
-                s.T1("SELECT now()")  # T1's now() is fixed here, before T2 starts
+                start1 = s.T1("SELECT now()").value  # T1's now() is fixed here, before T2 starts
                 s.T2("BEGIN")
-                s.T2(f"UPDATE products SET price = 41.00 WHERE id = {pid}")
-                s.T2("COMMIT")
+                start2 = s.T2("SELECT now()").value
+                early = s.T2(f"UPDATE products SET price = 41.00 WHERE id = {pid}")
+                end2 = s.T2("SELECT clock_timestamp()").value
+                s.T2("COMMIT" if early.ok else "ROLLBACK")
                 late = s.T1(f"UPDATE products SET price = 42.00 WHERE id = {pid}")
+                end1 = s.T1("SELECT clock_timestamp()").value if late.ok else None
                 s.T1("COMMIT" if late.ok else "ROLLBACK")
                 transcript = s.transcript()
+            if early.failed:
+                raise CheckFailed(f"T2's plain UPDATE of a product failed inside your trigger: "
+                                  f"{early.sqlstate} {early.message}.", transcript)
             if late.failed:
                 raise CheckFailed(
                     f"T1 started before T2, T2 updated the product and committed, then T1's "
@@ -272,11 +565,15 @@ def q3(lab: Any, history_sql: str) -> str:
                     "[T2's time, T1's now()) runs backwards. Versions must follow commit order: "
                     "use greatest(now(), OLD.updated_at + interval '1 microsecond') (or "
                     "clock_timestamp()) as the switch-over time.", transcript)
-            periods = _periods(conn, pid)
-            if [str(p[0]) for p in periods] != ["40.00", "41.00", "42.00"]:
+            versions = _versions(conn, pid)
+            if [str(v.price) for v in versions] != ["40.00", "41.00", "42.00"]:
                 raise CheckFailed("After T2's and then T1's update, the versions should read "
-                                  "40.00, 41.00, 42.00.", f"versions: {periods}\n{transcript}")
-            _contiguous(periods, "After T1 (started first) committed last")
+                                  "40.00, 41.00, 42.00.",
+                                  f"versions: {[(str(v.price), v.period()) for v in versions]}"
+                                  f"\n{transcript}")
+            _check_periods(versions, "After T1 (started first) committed last", EMPTY_HINT)
+            _within(versions[0].hi, start2, end2, "When T2 updated the product", zone)
+            _within(versions[1].hi, start1, end1, "When T1 updated it after T2's commit", zone)
         finally:
             _cleanup(conn, [pid])
     return "a transaction that started first and committed last still extends the history in order"

@@ -42,20 +42,32 @@ def new_seed() -> int:
     return int(fixed) if fixed else secrets.randbelow(900_000) + 100_000
 
 
+# The run in progress, for threads a check starts (interleave, run_stress): a new
+# thread does not inherit context variables, and must not invent a seed of its own.
+_RUNNING: tuple[int, random.Random] | None = None
+
+
 def begin(seed: int) -> contextvars.Token:
     """Make ``seed`` the current check run's seed (``labs.check`` calls this)."""
-    _RNG.set(random.Random(seed))
+    global _RUNNING
+    generator = random.Random(seed)
+    _RUNNING = (seed, generator)
+    _RNG.set(generator)
     return _SEED.set(seed)
 
 
 def end(token: contextvars.Token) -> None:
+    global _RUNNING
     _SEED.reset(token)
     _RNG.set(None)
+    _RUNNING = None
 
 
 def current_seed() -> int:
     """The seed of the check being run; outside ``labs.check``, one is chosen now."""
     seed = _SEED.get()
+    if seed is None and _RUNNING is not None:  # a thread of the running check
+        return _RUNNING[0]
     if seed is None:
         seed = new_seed()
         begin(seed)
@@ -65,7 +77,10 @@ def current_seed() -> int:
 def rng() -> random.Random:
     """This check run's random generator (seeded by :func:`current_seed`)."""
     current_seed()
-    return _RNG.get()  # type: ignore[return-value]
+    generator = _RNG.get()
+    if generator is None and _RUNNING is not None:
+        return _RUNNING[1]
+    return generator  # type: ignore[return-value]
 
 
 def replay_note(seed: int) -> str:

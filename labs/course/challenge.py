@@ -137,11 +137,16 @@ def _clone(server: server_mod.Server, dbname: str, template: str) -> None:
             try:
                 admin.execute(f'CREATE DATABASE "{dbname}" TEMPLATE "{template}" '
                               "STRATEGY = FILE_COPY")
-                return
+                break
             except psycopg.errors.ObjectInUse:
                 # another worker is cloning the same template this instant
                 time.sleep(0.25 * (attempt + 1))
-        admin.execute(f'CREATE DATABASE "{dbname}" TEMPLATE "{template}" STRATEGY = FILE_COPY')
+        else:
+            admin.execute(f'CREATE DATABASE "{dbname}" TEMPLATE "{template}" '
+                          "STRATEGY = FILE_COPY")
+        if admin.info.parameter_status("is_superuser") != "on":
+            # a role that is not superuser (a graded learner's) keeps its databases to itself
+            admin.execute(f'REVOKE ALL ON DATABASE "{dbname}" FROM PUBLIC')
 
 
 def _register_sql_magic(lab: Lab) -> None:

@@ -19,6 +19,8 @@ every verdict is also appended there as a JSON line, which is how
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import importlib
 import inspect
 import json
@@ -89,12 +91,37 @@ def _find(check_id: str) -> Callable[..., Any]:
         raise ValueError(f"there is no check {case!r} in labs.checks.{topic}") from None
 
 
+def _read_key() -> bytes | None:
+    """The grader's verdict key: read once, when ``labs`` is imported, and the file deleted.
+
+    The setup cell imports ``labs`` before any answer cell runs, so no answer
+    can read the key from disk; verdict lines without a valid signature are not
+    counted by ``labs.course.grading``.
+    """
+    path = os.environ.get("LAB_RESULTS_KEY_FILE")
+    if not path:
+        return None
+    try:
+        key = Path(path).read_bytes()
+        os.unlink(path)
+    except OSError:
+        return None
+    return key
+
+
+_KEY = _read_key()
+
+
 def _record(verdict: Verdict) -> None:
     RESULTS[verdict.check_id] = verdict
     path = os.environ.get("LAB_RESULTS_FILE")
     if path:
+        line = dict(verdict.__dict__)
+        if _KEY is not None:
+            payload = json.dumps(line, sort_keys=True)
+            line["sig"] = hmac.new(_KEY, payload.encode(), hashlib.sha256).hexdigest()
         with open(path, "a") as fh:
-            fh.write(json.dumps(verdict.__dict__) + "\n")
+            fh.write(json.dumps(line) + "\n")
 
 
 def _blame(exc: BaseException) -> str:

@@ -65,7 +65,7 @@ class Caller:
         self.settings_applied = dict(caller_settings() if settings is None else settings)
         for name, value in self.settings_applied.items():
             self.conn.execute("SELECT set_config(%s, %s, false)", [name, value])
-        self.found = _settings(self.conn)
+        self.found = _settings(self.conn)  # autocommit here: no transaction is left open
         self.conn.autocommit = autocommit
         self.pid = self.conn.info.backend_pid
         self._monitor = psycopg.connect(url, autocommit=True)
@@ -92,6 +92,8 @@ class Caller:
             out.append(f"the connection still holds {len(held)} lock(s): {shown}")
         if status == pq.TransactionStatus.IDLE:
             now = _settings(self.conn)
+            if not self.conn.autocommit:
+                self.conn.rollback()  # end the transaction that reading them opened
             changed = sorted(k for k in self.found if now.get(k) != self.found[k]
                              and k not in ("transaction_isolation",))
             if changed:

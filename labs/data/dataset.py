@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
+import os
 import threading
 import time
 from collections import deque
@@ -37,7 +38,12 @@ SHOP_DIR = DATASETS_DIR / "shop"
 
 
 def template_name(scale: Scale) -> str:
-    return f"lab_tpl_{scale.name}"
+    """The template a scale's challenge databases are cloned from.
+
+    ``LAB_TEMPLATE`` names another one: grading gives each graded notebook its
+    own copy, owned by that notebook's database role.
+    """
+    return os.environ.get("LAB_TEMPLATE") or f"lab_tpl_{scale.name}"
 
 
 def _lock_key(name: str) -> str:

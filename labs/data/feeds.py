@@ -9,6 +9,14 @@ module derives such feeds from the shared dataset's ``products`` table:
   ``name``, ``category``, ``vendor``, ``price``, ``attributes``) plus the
   ``version`` that orders events of one sku and an ``updated_at`` timestamp;
   values are what a vendor sends, so ``price`` is text and may be nonsense;
+* ``updated_at`` is ISO 8601 text with an explicit offset, as vendors send it:
+  ``Z``, ``+00:00``, or a local offset such as ``-03:30`` or ``+05:45``, with
+  fractions of a second; only the instant matters (a loader that drops the offset,
+  or reads the text in the session's ``TimeZone``, stores another instant);
+* skus are case sensitive: with ``case_variants``, :func:`make_feeds` adds
+  products whose skus differ from each other (and from one existing product's)
+  only in case, in every feed, so that matching or deduplicating on
+  ``lower(sku)`` merges distinct products;
 * each ``(sku, version)`` has exactly one content wherever it appears, so the
   final state after applying a set of feeds does not depend on their order:
   the highest valid version of each sku wins, unless the table already holds
@@ -28,6 +36,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -35,14 +44,18 @@ from typing import Any, Iterable, Sequence
 
 import psycopg
 
-# Columns an event sets, in the order they are compared and shown.
-CONTENT = ("sku", "name", "category", "vendor", "price", "attributes", "version")
-EVENT_KEYS = CONTENT + ("updated_at",)
+# Columns an event sets, in the order they are compared and shown (version last:
+# code indexes content tuples with [0] for the sku and [-1] for the version).
+CONTENT = ("sku", "name", "category", "vendor", "price", "attributes", "updated_at", "version")
+EVENT_KEYS = CONTENT
 MALFORMED_KINDS = ("missing sku", "missing name", "bad price", "negative price", "bad version",
                    "bad attributes")
 DATASET_SKU = r"^[A-Z]{3}-[0-9]{7}$"  # how the generator names products (labs.data.fake)
 _PRICE = re.compile(r"^[0-9]{1,8}(\.[0-9]{1,2})?$")
 _EPOCH = datetime(2026, 11, 1, tzinfo=timezone.utc)  # the dataset's "now" (labs.data.fake.DATASET_NOW)
+# Offsets vendors write their timestamps in: UTC two ways, and local times whose
+# offsets are not whole hours (so that an offset dropped anywhere moves the instant).
+_OFFSETS = ("Z", "+00:00", "-03:30", "+05:45", "+12:45", "-09:30", "+01:00")
 
 Event = dict[str, Any]
 
@@ -86,14 +99,45 @@ def problem(event: Event) -> str | None:
     return None
 
 
+def instant(value: Any) -> datetime:
+    """The instant an ``updated_at`` stands for, in UTC: ISO 8601 text with an offset
+    (``Z`` included) or an aware datetime. Text without an offset is not an instant."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = str(value).strip()
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    if moment.tzinfo is None:
+        raise ValueError(f"updated_at {value!r} has no offset: it names no instant")
+    return moment.astimezone(timezone.utc)
+
+
 def content(event: Event) -> tuple:
-    """An event's content in :data:`CONTENT` order, normalised as PostgreSQL would store it."""
+    """An event's content in :data:`CONTENT` order, normalised as PostgreSQL would store it
+    (``updated_at`` as the UTC instant, whatever offset the text was written in)."""
     attributes = event["attributes"]
     if isinstance(attributes, str):
         attributes = json.loads(attributes)
     return (event["sku"], event["name"], event["category"], event["vendor"],
             Decimal(str(event["price"])).quantize(Decimal("0.01")),
-            json.dumps(attributes, sort_keys=True), int(event["version"]))
+            json.dumps(attributes, sort_keys=True), instant(event["updated_at"]),
+            int(event["version"]))
+
+
+def vendor_time(sku: str, version: int) -> str:
+    """The ``updated_at`` text a vendor sends for ``(sku, version)``: one instant per pair
+    (the dataset's "now" plus 7 minutes a version, plus a fraction of a second), written
+    in an offset that varies from pair to pair. No random draw: feeds built from a seed
+    stay the same."""
+    h = zlib.crc32(f"{sku}:{version}".encode())
+    moment = _EPOCH + timedelta(minutes=version * 7, microseconds=h % 1_000_000)
+    offset = _OFFSETS[(h >> 20) % len(_OFFSETS)]
+    if offset in ("Z", "+00:00"):
+        return moment.isoformat().replace("+00:00", offset)
+    sign = -1 if offset[0] == "-" else 1
+    hours, minutes = int(offset[1:3]), int(offset[4:6])
+    zone = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    return moment.astimezone(zone).isoformat()
 
 
 @dataclass
@@ -136,7 +180,7 @@ def _event(sku: str, name: str, category: str, vendor: str, price: Decimal, attr
            version: int) -> Event:
     return {"sku": sku, "name": name, "category": category, "vendor": vendor,
             "price": f"{price:.2f}", "attributes": attributes, "version": version,
-            "updated_at": (_EPOCH + timedelta(minutes=version * 7)).isoformat()}
+            "updated_at": vendor_time(sku, version)}
 
 
 def _break(event: Event, kind: str, rng: random.Random) -> Event:
@@ -158,7 +202,8 @@ def _break(event: Event, kind: str, rng: random.Random) -> Event:
 
 def make_feeds(conn: psycopg.Connection, *, feeds: int = 4, existing: int = 120, new: int = 40,
                versions: int = 3, stale_share: float = 0.3, duplicate_share: float = 0.08,
-               malformed_share: float = 0.04, seed: int = 7, sku_prefix: str = "NEW") -> Feeds:
+               malformed_share: float = 0.04, seed: int = 7, sku_prefix: str = "NEW",
+               case_variants: int = 0) -> Feeds:
     """Vendor feeds over ``existing`` products of the dataset and ``new`` skus it lacks.
 
     Each chosen product gets up to ``versions`` newer versions (price and
@@ -166,6 +211,11 @@ def make_feeds(conn: psycopg.Connection, *, feeds: int = 4, existing: int = 120,
     the stored version, with different content (it must never win). Events are
     spread over ``feeds`` feeds (each in one to three), shuffled, with exact
     duplicates and malformed rows added. Deterministic for a seed and a dataset.
+
+    ``case_variants`` (default 0: none, and the feeds are exactly those without
+    the option) adds that many groups of new products whose skus differ only in
+    case (lower, upper, mixed), plus new products spelled like one chosen
+    existing sku in other cases; every feed carries every version of them.
     """
     rng = random.Random(seed)
     # The dataset's own products only (skus like CLO-0000359): rows that feeds or
@@ -174,11 +224,11 @@ def make_feeds(conn: psycopg.Connection, *, feeds: int = 4, existing: int = 120,
                          [DATASET_SKU]).fetchone()[0]
     chosen = sorted(rng.sample(range(1, total + 1), min(existing, total)))
     rows = conn.execute(
-        "SELECT sku, name, category, vendor, price, attributes, version FROM products "
-        "WHERE id = ANY(%s) ORDER BY id", [chosen]).fetchall()
+        f"SELECT {', '.join(CONTENT)} FROM products WHERE id = ANY(%s) ORDER BY id",
+        [chosen]).fetchall()
     original = {r[0]: content(dict(zip(CONTENT, r))) for r in rows}
     canonical: list[Event] = []
-    for sku, name, category, vendor, price, attributes, version in rows:
+    for sku, name, category, vendor, price, attributes, _, version in rows:
         for v in range(version + 1, version + 1 + rng.randint(1, versions)):
             price = (price * Decimal(rng.choice(["0.9", "0.95", "1.05", "1.1", "1.2"]))
                      ).quantize(Decimal("0.01"))
@@ -202,6 +252,9 @@ def make_feeds(conn: psycopg.Connection, *, feeds: int = 4, existing: int = 120,
     for event in canonical:
         for f in rng.sample(range(feeds), min(feeds, rng.choice([1, 1, 2, 3]))):
             out[f].append(dict(event))
+    for event in _case_variant_events(rows, case_variants, seed, sku_prefix):
+        for feed in out:  # in every feed: a batch always holds the whole group
+            feed.append(dict(event))
     malformed: list[set[int]] = []
     broken = 0  # kinds in turn, so that every kind shows up once there are enough rows
     for feed in out:
@@ -214,6 +267,34 @@ def make_feeds(conn: psycopg.Connection, *, feeds: int = 4, existing: int = 120,
         rng.shuffle(feed)
         malformed.append({i for i, e in enumerate(feed) if problem(e) is not None})
     return Feeds(out, original, malformed)
+
+
+def _spellings(text: str, rng: random.Random) -> list[str]:
+    """Three spellings of ``text`` equal only when case is ignored (lower, upper, mixed)."""
+    mixed = "".join(c.upper() if rng.random() < 0.5 else c.lower() for c in text)
+    if mixed in (text.lower(), text.upper()):
+        mixed = text[:1].upper() + text[1:].lower()
+    return [text.lower(), text.upper(), mixed]
+
+
+def _case_variant_events(rows: Sequence[tuple], groups: int, seed: int,
+                         sku_prefix: str) -> list[Event]:
+    """Versions 1..3 of new products whose skus differ only in case: ``groups`` groups of
+    three new spellings, and two spellings of an existing sku other than its own."""
+    if groups <= 0:
+        return []
+    rng = random.Random(f"{seed}:case variants")
+    skus = [s for i in range(groups) for s in _spellings(f"{sku_prefix}-Case-{seed}-{i}", rng)]
+    if rows:
+        stored = rng.choice(list(rows))[0]
+        skus += [s for s in _spellings(stored, rng) if s != stored][:2]
+    events = []
+    for n, sku in enumerate(skus):
+        price = Decimal(rng.randint(199, 49_999)) / 100
+        for v in range(1, 1 + rng.randint(1, 3)):
+            events.append(_event(sku, f"Case item {n} v{v}", "home", "Case Vendor", price + v,
+                                 {"source": "case variant", "spelling": sku, "v": v}, v))
+    return events
 
 
 def bulk_feed(conn: psycopg.Connection, rows: int, *, seed: int = 11,
@@ -269,6 +350,6 @@ def expected_report(original: dict[str, tuple], events: Sequence[Event]) -> dict
 def read_state(conn: psycopg.Connection, skus: Sequence[str]) -> dict[str, tuple]:
     """sku -> stored content, for the given skus (absent skus are absent)."""
     rows = conn.execute(
-        "SELECT sku, name, category, vendor, price, attributes, version FROM products "
-        "WHERE sku = ANY(%s)", [list(skus)]).fetchall()
+        f"SELECT {', '.join(CONTENT)} FROM products WHERE sku = ANY(%s)",
+        [list(skus)]).fetchall()
     return {r[0]: content(dict(zip(CONTENT, r))) for r in rows}

@@ -47,9 +47,14 @@ Row = tuple[int, int, str, datetime, "Decimal | None", "str | None"]
 
 
 def events_ddl(table: str = "events", *, unlogged: bool = False,
-               autovacuum: bool = True) -> sql.Composed:
-    """CREATE TABLE for the events stream (no keys, no indexes: those come after a load)."""
-    options = sql.SQL("" if autovacuum else " WITH (autovacuum_enabled = off)")
+               autovacuum: bool = True, temporary: bool = False) -> sql.Composed:
+    """CREATE TABLE for the events stream (no keys, no indexes: those come after a load).
+
+    ``temporary`` makes a session-private table (other sessions cannot read it):
+    where a check keeps the rows it expects.
+    """
+    options = sql.SQL("" if autovacuum or temporary else " WITH (autovacuum_enabled = off)")
+    kind = "TEMPORARY " if temporary else "UNLOGGED " if unlogged else ""
     return sql.SQL(
         "CREATE {}TABLE {} (\n"
         "    id          bigint        NOT NULL,\n"
@@ -58,14 +63,16 @@ def events_ddl(table: str = "events", *, unlogged: bool = False,
         "    occurred_at timestamptz   NOT NULL,\n"
         "    amount      numeric(10,2),\n"
         "    detail      text\n"
-        "){}").format(sql.SQL("UNLOGGED " if unlogged else ""), sql.Identifier(table), options)
+        "){}").format(sql.SQL(kind), sql.Identifier(table), options)
 
 
 def create_events_table(conn: psycopg.Connection, table: str = "events", *,
-                        unlogged: bool = False, autovacuum: bool = True) -> None:
+                        unlogged: bool = False, autovacuum: bool = True,
+                        temporary: bool = False) -> None:
     """Drop and create ``table`` (committed when ``conn`` is in autocommit)."""
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
-    conn.execute(events_ddl(table, unlogged=unlogged, autovacuum=autovacuum))
+    conn.execute(events_ddl(table, unlogged=unlogged, autovacuum=autovacuum,
+                            temporary=temporary))
 
 
 # --------------------------------------------------------------------------

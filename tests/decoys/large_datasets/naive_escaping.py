@@ -1,8 +1,9 @@
-"""Hand-made COPY text that writes NULL as \\N but never escapes: a value that is the text
-'\\N' comes back as NULL, and 'C:\\new' gains a newline. The row count is right; the
-contents are not."""
+"""Hand-made COPY text that writes NULL as \\N and turns tabs and newlines into spaces, but
+never escapes a backslash: 'C:\\new' would gain a newline and the text '\\N' become NULL,
+and a value ending in a backslash (which then escapes the tab after it) or holding '\\x00'
+(a NUL byte to COPY) makes PostgreSQL reject the load."""
 CHECK = "large_datasets.q1"
-EXPECT = 'invalid byte sequence'  # the verdict must give this reason
+EXPECT = 'rejected the data your loader sent'  # the verdict must give this reason
 REPLACE = {"load_events": '''def load_events(conn, rows):
     with conn.cursor() as cur, cur.copy("COPY events FROM STDIN") as copy:
         for row in rows:
