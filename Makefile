@@ -63,7 +63,8 @@ test-fast: $(STAMP)
 
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "Usage: make grade SUBMISSIONS=path/to/submissions/"; exit 2; }
-	@$(PY) -m labs grade $(SUBMISSIONS) --out grading-report
+	@$(PY) -m labs db >/dev/null
+	@$(PY) -m labs grade $(SUBMISSIONS) --out grading-report $(GRADE_ARGS)
 
 bench: $(STAMP)
 	@$(PY) -m labs db

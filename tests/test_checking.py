@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 from decimal import Decimal
 
 import pytest
@@ -159,3 +160,29 @@ def test_a_failed_check_names_the_way_forward(monkeypatch, capsys):
     checking.solution("start_here.q1")
     out = capsys.readouterr().out
     assert "turned off" in out and "SELECT" not in out
+
+
+def test_a_failing_statement_of_the_checker_is_not_blamed_on_the_answer(monkeypatch):
+    """SQL the check sends for itself failing says 'could not judge'; the answer's SQL failing
+    says PostgreSQL rejected it."""
+    import psycopg
+
+    from labs.runtime.server import ensure_server
+
+    import labs
+
+    # two checks, compiled as if they lived in labs/checks/: the checker's own frames
+    namespace: dict = {}
+    exec(compile("def own_sql(conn, answer):\n    conn.execute('SELECT 1/0')\n"
+                 "def answer_sql(conn, answer):\n    conn.execute(answer)\n",
+                 str(Path(labs.__file__).parent / "checks" / "demo.py"), "exec"), namespace)
+    monkeypatch.setattr(checking, "RESULTS", {})
+    with psycopg.connect(ensure_server(verbose=False).url, autocommit=True) as conn:
+        monkeypatch.setattr(checking, "_find", lambda cid: namespace["own_sql"])
+        with pytest.raises(CheckFailed) as own:
+            checking.check("demo.q1", conn, "SELECT count(*) FROM customers")
+        monkeypatch.setattr(checking, "_find", lambda cid: namespace["answer_sql"])
+        with pytest.raises(CheckFailed) as theirs:
+            checking.check("demo.q1", conn, "SELEC 1")
+    assert "could not judge" in own.value.message
+    assert "PostgreSQL rejected" in theirs.value.message

@@ -15,14 +15,20 @@ an index that can serve the query wins and one that cannot still loses.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 import time
 from typing import Any, Sequence
+from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg import pq
 
 from ..tools import explain as ex
+from ..course import adversarial as adv
 from ..course.checking import CheckFailed, require
+from ..course.left_behind import untouched
 
 NO_SEQSCAN = {"enable_seqscan": "off"}
 
@@ -179,39 +185,151 @@ def _missing_index(table: str, what: str) -> CheckFailed:
     return CheckFailed(f"No new index on {table} after your statement. {what}")
 
 
+# -- judging an index by its plans on several parameter values, against the reference ----
+
+# An index that needs more than this many times the reference's buffers (and a few pages
+# more: a wider row, one more tree level) does not serve the query.
+BUFFER_FACTOR = 3
+BUFFER_SLACK = 4
+BITMAP_ONLY = {"enable_indexscan": "off", "enable_indexonlyscan": "off"}
+REFERENCE_PREFIX = "lab_check_reference_"
+
+
+def _droppable(conn: psycopg.Connection, table: str) -> list[str]:
+    """The indexes on ``table`` that no constraint owns (primary keys and UNIQUE stay)."""
+    return [r[0] for r in conn.execute(
+        """SELECT i.indexrelid::regclass::text FROM pg_index i
+           WHERE i.indrelid = to_regclass(%s) AND NOT EXISTS (
+               SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid
+               AND k.conrelid = i.indrelid)""", (table,))]
+
+
+def plans_with(lab, sqls: Sequence[str], table: str, *, reference: str | None = None,
+               settings: dict[str, str] | None = None) -> list[ex.Plan]:
+    """EXPLAIN (ANALYZE, BUFFERS) of each query with only some indexes on ``table``.
+
+    Without ``reference``: only the learner's own indexes (and constraint indexes).
+    With ``reference`` (the body of a CREATE INDEX after ``ON table``): only that index,
+    built in the same database. Everything happens in one transaction that is rolled
+    back, so the dataset's and the learner's indexes are back afterwards.
+    """
+    own = set(_new_indexes(lab, table))
+    with psycopg.connect(lab.url) as conn:
+        with conn.transaction(force_rollback=True):
+            drop = [n for n in _droppable(conn, table) if reference or n not in own]
+            if drop:
+                conn.execute("DROP INDEX " + ", ".join(drop))
+            if reference:
+                conn.execute(f"CREATE INDEX {REFERENCE_PREFIX}{table} ON {table} {reference}")
+            return [ex.explain(conn, sql, settings={**NO_SEQSCAN, **(settings or {})})
+                    for sql in sqls]
+
+
+def index_buffers(plan: ex.Plan) -> int:
+    """Buffers the index itself cost: its Bitmap Index Scan nodes' pages (measured with
+    plain index scans off, so the heap pages every index must visit are left out)."""
+    return sum(n.shared_hit + n.shared_read for n in plan.find("Bitmap Index Scan"))
+
+
+def _compare_buffers(got: ex.Plan, ref: ex.Plan, what: str, reference: str, *,
+                     measure=lambda plan: plan.buffers, shown: ex.Plan | None = None) -> None:
+    """Fail when the learner's plan touches far more buffers than the reference index's."""
+    mine, theirs = measure(got), measure(ref)
+    if mine > BUFFER_FACTOR * theirs and mine - theirs > BUFFER_SLACK:
+        raise ex._fail(
+            f"For {what} your index makes PostgreSQL touch {mine:,} buffers (8 kB pages); an "
+            f"index on {reference} needs {theirs:,} on the same data. An index that serves "
+            "the query reads only the entries the query returns: put the equality columns "
+            "first, then the range or ORDER BY column, and nothing the query leaves "
+            "unconstrained in between.", shown or got, f"reference plan:\n{ref.text()}")
+
+
+def _literal(value: Any) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 # -- q1: composite index, equality before range -----------------------------------
 
 
+def country_since(country: str, since: str) -> str:
+    """COUNTRY_SINCE for another country and date."""
+    return COUNTRY_SINCE.replace("'FR'", _literal(country)).replace("'2026-09-01'",
+                                                                     _literal(since))
+
+
+def _country_cases(lab) -> list[tuple[str, str]]:
+    """The notebook's ('FR', '2026-09-01'), the busiest country, a rare one, a seeded one,
+    each with a seeded date (some with a time of day and a fraction of a second)."""
+    rand = adv.rng()
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        counts = conn.execute("SELECT shipping_country, count(*) FROM orders GROUP BY 1 "
+                              "ORDER BY 2 DESC, 1").fetchall()
+        low, high = conn.execute("SELECT min(created_at)::date, max(created_at)::date "
+                                 "FROM orders").fetchone()
+    countries = [c for c, _ in counts]
+    picks = ["FR", countries[0], countries[-1], rand.choice(countries)]
+    cases = [("FR", "2026-09-01")]
+    for country in picks[1:]:  # recent dates: few rows, so the index's own work shows
+        day = high - dt.timedelta(days=rand.randint(0, min(90, max((high - low).days, 1))))
+        stamp = (f"{day} {rand.randint(0, 23):02d}:{rand.randint(0, 59):02d}:"
+                 f"{rand.randint(0, 59):02d}.{rand.randint(0, 999_999):06d}"
+                 if rand.random() < 0.5 else str(day))
+        cases.append((country, stamp))
+    return cases
+
+
 def q1(lab, composite_sql: str) -> str:
-    """An index that serves shipping_country = 'FR' AND created_at >= ... with both in its Index Cond."""
+    """An index that serves shipping_country = c AND created_at >= d, for any c and d, with
+    both in its Index Cond, equality column first, and buffers close to the reference's."""
     require(composite_sql)
-    apply(lab, composite_sql)
+    with untouched(lab, ["orders"], why="an index changes no rows"):
+        apply(lab, composite_sql)
     if not _new_indexes(lab, "orders"):
         raise _missing_index("orders", "Create an index on orders for the country-and-date query.")
-    plan = explain_own(lab, COUNTRY_SINCE)
-    scans = plan.index_scans("orders")
-    if not scans:
-        raise ex._fail("Even with enable_seqscan off, the planner does not use your index for "
-                       "this query. Index the columns the WHERE clause narrows on.", plan)
-    node = scans[0]
-    info = index_info(lab, node.index)
-    cond = node.index_cond or ""
-    if "shipping_country" not in cond or "created_at" not in cond:
-        missing = "shipping_country" if "shipping_country" not in cond else "created_at"
-        raise ex._fail(f"{node.index} serves only part of the WHERE clause: {missing} is not in "
-                       "its Index Cond, so every row matching the other condition is fetched "
-                       f"and filtered ({plan.rows_removed('orders'):,.0f} rows removed). Index "
-                       "both columns.", plan, f"index: {info['definition']}")
-    if info["key"][0] != "shipping_country":
-        raise ex._fail(f"{node.index} starts with {info['key'][0]}, the range column: "
-                       "PostgreSQL walks every entry in the date range, for all countries, and "
-                       f"checks the country on each ({node.shared_hit + node.shared_read} "
-                       "buffers). Put the equality column first, (shipping_country, "
-                       "created_at): then the matching entries are contiguous.", plan,
-                       f"index: {info['definition']}")
-    sorted_by_index = "" if plan.sorts else ", rows already in created_at order"
-    return (f"{node.index} {tuple(info['key'])}: Index Cond on both columns, equality column "
-            f"first{sorted_by_index}")
+    cases = _country_cases(lab)
+    sqls = [country_since(c, d) for c, d in cases]
+    plans = plans_with(lab, sqls, "orders")
+    # The index's own pages, without the heap pages any index must visit for these rows.
+    reference = "(shipping_country, created_at)"
+    bitmaps = plans_with(lab, sqls, "orders", settings=BITMAP_ONLY)
+    refs = plans_with(lab, sqls, "orders", reference=reference, settings=BITMAP_ONLY)
+    names = set()
+    partial = [i for i in (index_info(lab, n) for n in _new_indexes(lab, "orders"))
+               if i["predicate"]]
+    for (country, since), plan, bitmap, ref in zip(cases, plans, bitmaps, refs):
+        what = f"shipping_country = '{country}' AND created_at >= '{since}'"
+        scans = [n for n in plan.index_scans("orders") if n.index != "orders_pkey"]
+        node = scans[0] if scans else None
+        info = index_info(lab, node.index) if node else None
+        cond = (node.index_cond or "") if node else ""
+        if (info and info["predicate"]) or (not node and partial):
+            shown = info if info and info["predicate"] else partial[0]
+            raise ex._fail(f"{shown['name']} is a partial index (WHERE {shown['predicate']}): "
+                           "it serves only the rows it names, and the screen asks for every "
+                           f"country and date (here {what}). Index (shipping_country, "
+                           "created_at) over all rows.", plan, f"index: {shown['definition']}")
+        if not node:
+            raise ex._fail(f"Even with enable_seqscan off, the planner does not use your index "
+                           f"for {what}. Index the columns the WHERE clause narrows on, for "
+                           "every country and date.", plan)
+        if "shipping_country" not in cond or "created_at" not in cond:
+            missing = "shipping_country" if "shipping_country" not in cond else "created_at"
+            raise ex._fail(f"{node.index} serves only part of the WHERE clause ({what}): "
+                           f"{missing} is not in its Index Cond, so every row matching the "
+                           f"other condition is fetched and filtered "
+                           f"({plan.rows_removed('orders'):,.0f} rows removed). Index both "
+                           "columns.", plan, f"index: {info['definition']}")
+        if info["key"][0] != "shipping_country":
+            raise ex._fail(f"{node.index} starts with {info['key'][0]}, not the equality "
+                           "column: PostgreSQL walks every entry in the range, for all "
+                           f"countries, and checks the country on each ({plan.buffers:,} "
+                           "buffers). Put the equality column first, (shipping_country, "
+                           "created_at): then the matching entries are contiguous.", plan,
+                           f"index: {info['definition']}")
+        _compare_buffers(bitmap, ref, what, reference, measure=index_buffers)
+        names.add(node.index)
+    return (f"{', '.join(sorted(names))}: Index Cond on both columns, equality column first, "
+            f"for {len(cases)} countries and dates, buffers close to the reference's")
 
 
 # -- q2: leftmost prefix -------------------------------------------------------------
@@ -253,6 +371,10 @@ def q2(lab, usable: Any) -> str:
     if isinstance(usable, str):
         usable = set(re.findall(r"[A-F]", usable.upper()))
     usable = {str(u).strip().upper() for u in usable}
+    if lab.scalar("SELECT to_regclass(%s) IS NULL", [LEFTMOST_INDEX]):
+        raise CheckFailed(f"The index {LEFTMOST_INDEX} is not there (a reset since, or dropped), "
+                          "so there is nothing to measure your letters against. Run the "
+                          "notebook's cell that creates it, then this check.")
     truth = leftmost_truth(lab)
     want = {k for k, v in truth.items() if v.startswith("uses it")}
     if usable != want:
@@ -281,37 +403,68 @@ def busy_customer(lab) -> int:
                          GROUP BY o.customer_id ORDER BY count(*) DESC, o.customer_id LIMIT 1""")
 
 
+def _history_customers(lab) -> list[int]:
+    """The notebook's busy customer, the most skewed one (load tests included), one of the
+    customers the day of traffic added orders for, and two ordinary ones (seeded)."""
+    rand = adv.rng()
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        counts = conn.execute("SELECT customer_id, count(*) FROM orders GROUP BY 1 "
+                              "ORDER BY 2 DESC, 1").fetchall()
+        traffic = [r[0] for r in conn.execute(
+            "SELECT DISTINCT customer_id FROM orders WHERE created_at >= '2026-11-01' "
+            "ORDER BY 1")]
+    chosen = [busy_customer(lab), counts[0][0]]
+    if traffic:
+        chosen.append(rand.choice(traffic))
+    ordinary = [c for c, n in counts if 2 <= n <= 20] or [c for c, _ in counts]
+    chosen += rand.sample(ordinary, min(2, len(ordinary)))
+    return list(dict.fromkeys(c for c in chosen if c is not None))
+
+
 def q3(lab, covering_sql: str | Sequence[str]) -> str:
-    """The history page runs as an Index Only Scan with Heap Fetches: 0 and no Sort."""
+    """The history page, for several customers (busy, skewed, ordinary), runs as an Index
+    Only Scan with Heap Fetches: 0, no Sort, and buffers close to the reference index's."""
     require(covering_sql)
-    apply(lab, covering_sql)
-    sql = HISTORY_PAGE.format(customer=busy_customer(lab))
-    plan = explain_own(lab, sql)
-    only = plan.find("Index Only Scan", "orders")
-    if not only:
-        used = plan.index_scans("orders")
-        name = used[0].index if used else None
-        extra = ""
-        if name:
-            info = index_info(lab, name)
-            missing = [c for c in ("customer_id", "created_at", "status", "total")
-                       if c not in info["key"] + info["include"]]
-            extra = (f" {name} lacks {', '.join(missing)}, so each row is fetched from the "
-                     "table." if missing else "")
-        raise ex._fail("The history page is not an Index Only Scan." + extra + " A covering "
-                       "index keys on (customer_id, created_at) and carries status and total "
-                       "in INCLUDE (...).", plan)
-    node = only[0]
-    if node.heap_fetches:
-        raise ex._fail(f"Index Only Scan, but Heap Fetches: {node.heap_fetches}. The pages "
-                       "changed since the last VACUUM are not marked all-visible in the "
-                       "visibility map, so PostgreSQL must visit the table to check each row. "
-                       "Run VACUUM orders after creating the index.", plan)
-    if plan.sorts:
-        raise ex._fail("The scan is index-only but the plan still sorts: key the index on "
-                       "(customer_id, created_at) so rows come out newest first (a B-tree "
-                       "reads backwards as easily as forwards).", plan)
-    return f"Index Only Scan using {node.index}, Heap Fetches: 0, no Sort"
+    with untouched(lab, ["orders"], why="an index and VACUUM change no rows"):
+        apply(lab, covering_sql)
+    customers = _history_customers(lab)
+    sqls = [HISTORY_PAGE.format(customer=c) for c in customers]
+    plans = plans_with(lab, sqls, "orders")
+    reference = "(customer_id, created_at) INCLUDE (status, total)"
+    refs = plans_with(lab, sqls, "orders", reference=reference)
+    for customer, plan, ref in zip(customers, plans, refs):
+        what = f"customer {customer}"
+        only = plan.find("Index Only Scan", "orders")
+        if not only:
+            used = plan.index_scans("orders")
+            name = used[0].index if used else None
+            extra = ""
+            if name:
+                info = index_info(lab, name)
+                missing = [c for c in ("customer_id", "created_at", "status", "total")
+                           if c not in info["key"] + info["include"]]
+                extra = (f" {name} lacks {', '.join(missing)}, so each row is fetched from "
+                         "the table." if missing else "")
+            raise ex._fail(f"For {what} the history page is not an Index Only Scan." + extra
+                           + " A covering index keys on (customer_id, created_at) and carries "
+                           "status and total in INCLUDE (...), for every customer (a partial "
+                           "index on one customer serves no other).", plan)
+        node = only[0]
+        if node.heap_fetches:
+            raise ex._fail(f"Index Only Scan, but Heap Fetches: {node.heap_fetches} (for "
+                           f"{what}). The pages changed since the last VACUUM are not marked "
+                           "all-visible in the visibility map, so PostgreSQL must visit the "
+                           "table to check each row. Run VACUUM orders after creating the "
+                           "index.", plan)
+        if plan.sorts:
+            raise ex._fail(f"The scan is index-only but the plan still sorts (for {what}): key "
+                           "the index on (customer_id, created_at) so rows come out newest "
+                           "first (a B-tree reads backwards as easily as forwards).", plan)
+        if not ref.find("Index Only Scan", "orders") or ref.find("Index Only Scan", "orders")[0].heap_fetches:
+            raise RuntimeError("the reference covering index gave no clean Index Only Scan")
+        _compare_buffers(plan, ref, f"the history page of {what}", reference)
+    return (f"Index Only Scan using {node.index}, Heap Fetches: 0, no Sort, for "
+            f"{len(customers)} customers (busy, skewed and ordinary)")
 
 
 # -- q4: partial index for the pending queue ----------------------------------------
@@ -320,8 +473,9 @@ def q3(lab, covering_sql: str | Sequence[str]) -> str:
 def q4(lab, partial_sql: str) -> str:
     """A partial index WHERE status = 'pending' serves the fulfilment queue."""
     require(partial_sql)
-    apply(lab, partial_sql)
-    plan = explain_own(lab, PENDING_QUEUE)
+    with untouched(lab, ["orders"], why="an index changes no rows"):
+        apply(lab, partial_sql)
+    plan, = plans_with(lab, [PENDING_QUEUE], "orders")
     used = [n for n in plan.index_scans("orders") if n.index != "orders_pkey"]
     if not used:
         raise ex._fail("The pending queue does not use a new index on orders.", plan)
@@ -332,10 +486,21 @@ def q4(lab, partial_sql: str) -> str:
                        "are ever looked up: status has six values, and the index's size and "
                        "write cost are paid for every row. Add WHERE status = 'pending' to make "
                        "it a partial index.", plan, f"index: {info['definition']}")
-    if "pending" not in info["predicate"]:
-        raise ex._fail(f"{info['name']} is partial, but on {info['predicate']}.", plan)
+    # What the predicate admits, measured: a partial index must hold the pending orders
+    # and (nearly) nothing else.
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        admitted, others = conn.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE status <> 'pending') FROM orders "
+            f"WHERE {info['predicate']}").fetchone()
+    if others:
+        raise ex._fail(f"{info['name']} is partial, but WHERE {info['predicate']} also admits "
+                       f"{others:,} orders that are not pending: the queue never looks them "
+                       "up. Make the predicate exactly status = 'pending'.", plan)
     if plan.sorts:
         raise ex._fail("The queue still sorts: key the partial index on created_at.", plan)
+    ref, = plans_with(lab, [PENDING_QUEUE], "orders",
+                      reference="(created_at) WHERE status = 'pending'")
+    _compare_buffers(plan, ref, "the pending queue", "(created_at) WHERE status = 'pending'")
     return (f"{info['name']} WHERE {info['predicate']}: {info['bytes'] // 1024:,} kB, serves the "
             "queue in created_at order")
 
@@ -348,75 +513,198 @@ def some_email(lab) -> str:
                       "LIMIT 1 OFFSET 100")
 
 
+def _login_emails(lab) -> list[str]:
+    """The notebook's address, seeded active ones in case variants (some with `_`), and a
+    soft-deleted customer's address (the lookup must find nothing, through the index)."""
+    rand = adv.rng()
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        active = [r[0] for r in conn.execute(
+            "SELECT email FROM customers WHERE deleted_at IS NULL "
+            "ORDER BY hashint8(id + %s) LIMIT 20", [rand.randint(0, 2**31)])]
+        gone = [r[0] for r in conn.execute(
+            "SELECT email FROM customers WHERE deleted_at IS NOT NULL ORDER BY id LIMIT 20")]
+    emails = [some_email(lab)]
+    for email in rand.sample(active, min(2, len(active))):
+        emails.append(rand.choice(adv.case_variants(email, rand=rand)[1:]))
+    if gone:
+        emails.append(rand.choice(gone))
+    return [e for e in emails if e]
+
+
 def q5(lab, login_sql: str) -> str:
-    """lower(email) = lower(...) AND deleted_at IS NULL is an Index Cond on lower(email)."""
+    """lower(email) = lower(...) AND deleted_at IS NULL is an Index Cond on lower(email), with
+    no deleted_at Filter, for several addresses, with buffers close to the reference's."""
     require(login_sql)
-    apply(lab, login_sql)
-    plan = explain_own(lab, LOGIN_LOOKUP.format(email=some_email(lab)), "customers")
-    used = [n for n in plan.index_scans("customers") if "lower(email)" in (n.index_cond or "")]
-    if not used:
-        raise ex._fail("No index on customers has lower(email) in its Index Cond: an index "
-                       "on email stores the address as typed, and lower(email) is a "
-                       "different value. Index the expression: (lower(email)).", plan)
-    info = index_info(lab, used[0].index)
-    if used[0].filter and "deleted_at" in used[0].filter:
-        raise ex._fail(f"{info['name']} finds the address, then filters deleted_at row by row "
-                       "after visiting the table. Make it partial: WHERE deleted_at IS NULL.",
-                       plan)
-    return f"{info['name']}: Index Cond on lower(email), only active customers indexed"
+    with untouched(lab, ["customers"], why="an index changes no rows"):
+        apply(lab, login_sql)
+    emails = _login_emails(lab)
+    sqls = [LOGIN_LOOKUP.replace("'{email}'", _literal(e)) for e in emails]
+    plans = plans_with(lab, sqls, "customers")
+    reference = "(lower(email)) WHERE deleted_at IS NULL"
+    refs = plans_with(lab, sqls, "customers", reference=reference)
+    for email, plan, ref in zip(emails, plans, refs):
+        used = [n for n in plan.index_scans("customers") if "lower(email)" in (n.index_cond or "")]
+        if not used:
+            raise ex._fail(f"For the address {email!r}, no index on customers has lower(email) "
+                           "in its Index Cond: an index on email stores the address as typed, "
+                           "and lower(email) is a different value. Index the expression: "
+                           "(lower(email)), for every address.", plan)
+        info = index_info(lab, used[0].index)
+        # A Bitmap Index Scan's rows are filtered by the Bitmap Heap Scan above it: look at
+        # every scan on customers, not only the index node.
+        filtered = [n for n in plan.scans("customers") if "deleted_at" in (n.filter or "")]
+        if filtered:
+            raise ex._fail(f"{info['name']} finds the address, then filters deleted_at row by "
+                           "row after visiting the table. Make it partial: WHERE deleted_at IS "
+                           "NULL.", plan)
+        _compare_buffers(plan, ref, f"the address {email!r}", reference)
+    return (f"{info['name']}: Index Cond on lower(email), only active customers indexed "
+            f"({len(emails)} addresses tried)")
 
 
 # -- q6: GIN on jsonb ------------------------------------------------------------------
 
 
+def _json_filters(lab) -> list[str]:
+    """The notebook's filter and seeded others (another colour, another key, two keys)."""
+    rand = adv.rng()
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        pairs = conn.execute(
+            "SELECT DISTINCT k, v FROM products, jsonb_each(attributes) e(k, v) "
+            "WHERE jsonb_typeof(v) IN ('string', 'number', 'boolean') ORDER BY 1, 2").fetchall()
+    docs = ['{"colour": "Tan"}']
+    if pairs:
+        colours = [v for k, v in pairs if k == "colour"] or [pairs[0][1]]
+        docs.append(json.dumps({"colour": rand.choice(colours)}))
+        k, v = rand.choice(pairs)
+        docs.append(json.dumps({k: v}))
+        (k1, v1), (k2, v2) = rand.sample(pairs, 2) if len(pairs) > 1 else (pairs[0], pairs[0])
+        docs.append(json.dumps({k1: v1, k2: v2}))
+    return list(dict.fromkeys(docs))
+
+
 def q6(lab, gin_sql: str) -> str:
-    """attributes @> '{"colour": "Tan"}' is answered by a GIN index (Bitmap Index Scan)."""
+    """attributes @> '...' is answered by a GIN index, for several documents."""
     require(gin_sql)
-    apply(lab, gin_sql)
-    plan = ex.explain(lab, JSON_FILTER, settings=NO_SEQSCAN)
-    used = [n for n in plan.index_scans("products") if "@>" in (n.index_cond or "")]
-    if not used:
-        raise ex._fail("No index answers attributes @> '...' (it is not in any Index Cond). A "
-                       "B-tree on a jsonb column only knows equality and ordering of whole "
-                       "documents; containment needs GIN: USING gin (attributes).", plan)
+    with untouched(lab, ["products"], why="an index changes no rows"):
+        apply(lab, gin_sql)
+    docs = _json_filters(lab)
+    sqls = [JSON_FILTER.replace("""'{"colour": "Tan"}'""", _literal(d)) for d in docs]
+    plans = [ex.explain(lab, sql, settings=NO_SEQSCAN) for sql in sqls]
+    reference = "USING gin (attributes jsonb_path_ops)"
+    refs = plans_with(lab, sqls, "products", reference=reference)
+    for doc, plan, ref in zip(docs, plans, refs):
+        used = [n for n in plan.index_scans("products") if "@>" in (n.index_cond or "")]
+        if not used:
+            raise ex._fail(f"No index answers attributes @> '{doc}' (it is not in any Index "
+                           "Cond). A B-tree on a jsonb column only knows equality and ordering "
+                           "of whole documents; containment needs GIN: USING gin (attributes), "
+                           "for every document (not a partial index on one).", plan)
+        _compare_buffers(plan, ref, f"attributes @> '{doc}'", reference)
     info = index_info(lab, used[0].index)
-    return f"{info['name']} ({info['method']}) answers @> with a {used[0].node_type}"
+    return (f"{info['name']} ({info['method']}) answers @> with a {used[0].node_type} "
+            f"({len(docs)} documents tried)")
 
 
 # -- q7: sargable rewrites --------------------------------------------------------------
 
+BY_DAY = dt.date(2026, 3, 2)
 BY_DAY_SLOW = "SELECT id, total FROM orders WHERE date(created_at) = '2026-03-02'"
+BY_CUSTOMER = 42
 BY_CUSTOMER_SLOW = "SELECT id, total FROM orders WHERE customer_id = 42.0"
 
 
-def _rows(lab, sql: str, what: str) -> tuple[list[str], list[tuple]]:
-    with psycopg.connect(lab.url, autocommit=True) as conn, conn.cursor() as cur:
+def _day_instants(zone: str) -> list[dt.datetime]:
+    """Every instant that separates one day from the next, for the day of BY_DAY_SLOW: in
+    the session's zone (where date() draws the line) and in UTC (where a hard-coded
+    '+00' draws it): the first instant, the last whole second, 23:59:59.5, the last
+    microsecond, the next midnight, and those around each midnight."""
+    out: list[dt.datetime] = []
+    for tz in (ZoneInfo(zone), dt.timezone.utc):
+        start = dt.datetime.combine(BY_DAY, dt.time(0), tz)
+        nxt = dt.datetime.combine(BY_DAY + dt.timedelta(days=1), dt.time(0), tz)
+        out += adv.day_edges(BY_DAY, tz) + adv.instants_around(start) + adv.instants_around(nxt)
+    return sorted(set(out))
+
+
+def _rows_on_planted(conn: psycopg.Connection, sql: str, what: str):
+    with conn.cursor() as cur:
         try:
+            cur.execute("SAVEPOINT attempt")
             cur.execute(sql)
         except psycopg.Error as exc:
+            if conn.info.transaction_status == pq.TransactionStatus.INERROR:
+                cur.execute("ROLLBACK TO SAVEPOINT attempt")
             raise CheckFailed(f"PostgreSQL rejected {what}: {exc.diag.message_primary or exc}",
                               f"SQLSTATE {exc.sqlstate}") from None
+        if conn.info.transaction_status != pq.TransactionStatus.INTRANS:
+            raise CheckFailed(f"{what} ended the transaction the check runs it in (a COMMIT or "
+                              "ROLLBACK inside the SQL). Hand in one SELECT, nothing else.")
+        if cur.description is None:
+            raise CheckFailed(f"{what} returned no result set; it should be one SELECT.")
         return [c.name for c in cur.description], cur.fetchall()
 
 
 def q7(lab, by_day_sql: str, by_customer_sql: str) -> str:
-    """Both rewrites return the same rows and put the column, bare, in an Index Cond."""
+    """Both rewrites return the original's rows (on planted rows at every edge of the day,
+    in a non-UTC session and in UTC) and put the column, bare, in an Index Cond."""
     from ..course.checking import compare_results
 
     require(by_day_sql, by_customer_sql)
-    for sql, slow, column, what in ((by_day_sql, BY_DAY_SLOW, "created_at", "your by-day query"),
-                                    (by_customer_sql, BY_CUSTOMER_SLOW, "customer_id",
-                                     "your by-customer query")):
-        got_cols, got = _rows(lab, sql, what)
-        want_cols, want = _rows(lab, slow, "the original query")
-        compare_results(got_cols, got, want_cols, want, what=what)
+    rand = adv.rng()
+    zone = adv.non_utc_zone(rand=rand)
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        others = [r[0] for r in conn.execute(
+            "SELECT id FROM customers ORDER BY hashint8(id + %s) LIMIT 5",
+            [rand.randint(0, 2**31)])]
+    with untouched(lab, ["orders"], why="the rewrites are queries"):
+        for session_zone in (zone, "UTC"):
+            instants = _day_instants(zone)
+            with psycopg.connect(lab.url) as conn:
+                conn.execute("SELECT set_config('TimeZone', %s, false)", [session_zone])
+                conn.commit()
+                try:
+                    for at in instants:
+                        # Each instant twice: for customer 42 and for someone else.
+                        for customer in (BY_CUSTOMER, rand.choice(others)):
+                            conn.execute(
+                                "INSERT INTO orders (customer_id, status, created_at, total, "
+                                "shipping_country) VALUES (%s, 'paid', %s, %s, 'US')",
+                                [customer, at, round(rand.uniform(5, 500), 2)])
+                    conn.execute("SET LOCAL transaction_read_only = on")
+                    for sql, slow, what in (
+                            (by_day_sql, BY_DAY_SLOW, "your by-day query"),
+                            (by_customer_sql, BY_CUSTOMER_SLOW, "your by-customer query")):
+                        got_cols, got = _rows_on_planted(conn, sql, what)
+                        want_cols, want = _rows_on_planted(conn, slow, "the original query")
+                        try:
+                            compare_results(got_cols, got, want_cols, want, what=what)
+                        except CheckFailed as exc:
+                            exc.message = (
+                                f"On a session whose TimeZone is {session_zone}, with orders "
+                                "placed at every edge of the day (the last whole second, "
+                                "23:59:59.5, the last microsecond, the next midnight), "
+                                f"{what} does not return the original's rows: "
+                                + exc.message + " A day is created_at >= the day AND "
+                                "created_at < the next day (half-open: no BETWEEN, no "
+                                "23:59:59), with dates in the session's zone, as date() uses.")
+                            exc.args = (exc.message + (f"\n  Detail: {exc.detail}"
+                                                       if exc.detail else ""),)
+                            raise
+                finally:
+                    if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                        conn.rollback()
+    for sql, column, what in ((by_day_sql, "created_at", "your by-day query"),
+                              (by_customer_sql, "customer_id", "your by-customer query")):
         plan = ex.explain(lab, sql, settings=NO_SEQSCAN)
         conds = [n for n in plan.index_scans("orders") if column in ex.index_cond_columns(n)]
         if not conds:
             raise ex._fail(f"{what} returns the right rows but no index scan has {column} in its "
                            f"Index Cond: the column is still wrapped in a function or cast. "
                            f"Compare the bare column with a value of its own type.", plan)
-    return "both queries compare the bare column: Index Cond on created_at and on customer_id"
+    return ("both queries return the original's rows at every edge of the day (in "
+            f"{zone} and UTC) and compare the bare column: Index Cond on created_at and on "
+            "customer_id")
 
 
 # -- q8: what every index costs on writes ------------------------------------------

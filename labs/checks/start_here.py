@@ -1,17 +1,38 @@
 """Checks for 00_start_here: the tour's two small exercises.
 
-Both checks run the learner's query inside a transaction that first adds a few
-rows designed to tell right from almost-right (a deleted customer newer than
-everyone, a tie on created_at, a three-way email collision), then roll back.
-The dataset alone might not contain such cases at every scale; the property
-must hold whatever the data.
+Both checks run the learner's query and the reference on the same data, in one
+transaction that is rolled back: the dataset plus rows planted from this check
+run's seed (``labs.course.adversarial``) to tell right from almost right.
+
+* q1 plants soft-deleted customers newer than everyone, and two groups of
+  active customers tied on ``created_at`` (with fractions of a second, half a
+  second apart) whose emails, names, countries and physical order each follow
+  a permutation that is neither the ids' order nor its reverse: only
+  ``ORDER BY created_at DESC, id DESC`` sorts them as asked, and the fifth row
+  falls inside a tie, so the tiebreak also decides *which* rows are returned.
+* q2 plants several groups of case variants, of different sizes, and addresses
+  with LIKE metacharacters (``_ % \\``) next to addresses their pattern
+  matches: counting addresses, pairs, or LIKE/ILIKE matches gives a number
+  other than the number of customers.
+
+Both run on a session whose TimeZone is not UTC, with the rest of
+``customers`` watched (``untouched``).
 """
 
 from __future__ import annotations
 
-import psycopg
+import datetime as dt
+import random
+import string
 
+import psycopg
+from psycopg import pq
+
+from ..course import adversarial as adv
 from ..course.checking import CheckFailed, compare_results, require
+from ..course.left_behind import untouched
+
+PLANTED_DOMAIN = "planted.example.org"
 
 
 def _run(cur: psycopg.Cursor, sql: str, what: str, params=None) -> tuple[list[str], list[tuple]]:
@@ -19,79 +40,318 @@ def _run(cur: psycopg.Cursor, sql: str, what: str, params=None) -> tuple[list[st
         cur.execute("SAVEPOINT attempt")
         cur.execute(sql, params)
     except psycopg.Error as exc:
-        cur.execute("ROLLBACK TO SAVEPOINT attempt")
+        if cur.connection.info.transaction_status == pq.TransactionStatus.INERROR:
+            cur.execute("ROLLBACK TO SAVEPOINT attempt")
         raise CheckFailed(f"PostgreSQL rejected {what}: {exc.diag.message_primary or exc}",
                           f"SQLSTATE {exc.sqlstate}") from None
+    if cur.connection.info.transaction_status != pq.TransactionStatus.INTRANS:
+        raise _ended_transaction(what)
     if cur.description is None:
-        raise CheckFailed(f"{what} returned no result set; it should be a SELECT.")
+        raise CheckFailed(f"{what} returned no result set; it should be one SELECT.")
     return [c.name for c in cur.description], cur.fetchall()
 
 
-_TRICKY_CUSTOMERS = """
-    INSERT INTO customers (email, full_name, country, created_at, deleted_at)
-    VALUES ('gone.newest@example.org', 'Gone Newest', 'DE', now() + interval '2 days', now()),
-           ('tie.low@example.org',  'Tie Low',  'FR', now() + interval '1 day', NULL),
-           ('tie.high@example.org', 'Tie High', 'FR', now() + interval '1 day', NULL)
-"""
+class _EndedTransaction(CheckFailed):
+    pass
+
+
+def _ended_transaction(what: str) -> CheckFailed:
+    return _EndedTransaction(
+        f"{what} ended the transaction the check runs it in (a COMMIT or ROLLBACK inside the "
+        "SQL). Hand in one SELECT, nothing else.")
+
+
+def _session(lab, zone: str) -> psycopg.Connection:
+    """A connection (autocommit off) on a non-UTC session, read-only after the planting."""
+    conn = lab.connect()
+    conn.execute("SELECT set_config('TimeZone', %s, false)", [zone])
+    conn.commit()
+    return conn
+
+
+def _read_only(cur: psycopg.Cursor) -> None:
+    # After the planting: the answer is a query, it has no business writing.
+    cur.execute("SET LOCAL transaction_read_only = on")
+
+
+def _cleanup(lab, emails: list[str]) -> None:
+    """Remove planted rows that an answer's COMMIT made permanent."""
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        conn.execute("DELETE FROM customers WHERE email = ANY(%s)", [emails])
+
+
+def _letters(n: int, rand: random.Random) -> list[str]:
+    """n distinct lowercase letters, ascending."""
+    return sorted(rand.sample(string.ascii_lowercase, n))
+
+
+# -- q1: newest active customers, ties by id desc ---------------------------------
+
+
+def _plant_newest(cur: psycopg.Cursor, rand: random.Random) -> list[str]:
+    """Plant deleted-newest rows and two tied groups; return the planted emails."""
+    cur.execute("SELECT max(created_at) FROM customers")
+    base = cur.fetchone()[0] or dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    # T1 has a fraction of a second in [0.6, 1.0); T2 is 0.4 s earlier, in the same second,
+    # so truncating to the second (or the minute, the day) merges the two groups.
+    t1 = (base + dt.timedelta(days=rand.randint(1, 3), seconds=rand.randint(0, 86_000))).replace(
+        microsecond=rand.randint(600_000, 999_999))
+    t2 = t1 - dt.timedelta(milliseconds=400)
+    tag = rand.randint(10_000, 99_999)
+    countries = ["AT", "BE", "CH", "DE", "ES", "FR", "IT", "NL", "PL", "SE"]
+    planted: list[str] = []
+
+    def insert(email: str, name: str, country: str, created: dt.datetime,
+               deleted: dt.datetime | None) -> int:
+        cur.execute("""INSERT INTO customers (email, full_name, country, created_at, deleted_at)
+                       VALUES (%s, %s, %s, %s, %s) RETURNING id""",
+                    [email, name, country, created, deleted])
+        planted.append(email)
+        return cur.fetchone()[0]
+
+    # Soft-deleted customers newer than everyone (one of them tied with group A).
+    for k in range(rand.randint(1, 3)):
+        insert(f"gone{k}.{tag}@{PLANTED_DOMAIN}", f"Gone {k}", rand.choice(countries),
+               t1 + dt.timedelta(hours=k + 1, microseconds=rand.randint(1, 999_999)),
+               base - dt.timedelta(days=rand.randint(0, 30)))
+    sizes = {"a": rand.choice([3, 4]), "b": rand.randint(3, 5)}
+    deleted_at = rand.randint(0, sizes["a"] - 1)
+    for group, created in (("a", t1), ("b", t2)):
+        n = sizes[group]
+        email_rank, name_rank, country_rank, update_order = (
+            adv.tie_order(n, rand=rand) for _ in range(4))
+        letters = _letters(n, rand)
+        names = _letters(n, rand)
+        codes = sorted(rand.sample(countries, n))
+        ids = []
+        for i in range(n):  # ids ascend in insertion order
+            if group == "a" and i == deleted_at:
+                insert(f"gone.tied.{tag}@{PLANTED_DOMAIN}", "Gone Tied", "DE", created,
+                       base - dt.timedelta(days=1))
+            ids.append(insert(f"{letters[email_rank[i]]}.tie{group}{tag}@{PLANTED_DOMAIN}",
+                              f"{names[name_rank[i]].upper()}. Tied", codes[country_rank[i]],
+                              created, None))
+        # Physical order (what a sort without a tiebreak tends to return): a no-op UPDATE
+        # writes a new row version, at the end of the table, in this permutation's order.
+        for i in update_order:
+            cur.execute("UPDATE customers SET city = city WHERE id = %s", [ids[i]])
+    return planted
+
+
+NEWEST_REFERENCE = """SELECT id, email, created_at FROM customers
+                      WHERE deleted_at IS NULL
+                      ORDER BY created_at DESC, id DESC LIMIT 5"""
 
 
 def q1(lab, newest_sql: str) -> str:
     """Five newest customers still active: id, email, created_at; newest first, ties by id desc."""
     require(newest_sql)
-    with lab.connect() as conn, conn.cursor() as cur:
-        cur.execute(_TRICKY_CUSTOMERS)
-        columns, rows = _run(cur, newest_sql, "your query")
-        _, want = _run(cur, """
-            SELECT id, email, created_at FROM customers
-            WHERE deleted_at IS NULL
-            ORDER BY created_at DESC, id DESC LIMIT 5""", "the reference query")
-        lowered = [c.lower() for c in columns]
-        if "id" in lowered and rows:
-            ids = [r[lowered.index("id")] for r in rows]
-            _, found = _run(cur, "SELECT id FROM customers WHERE deleted_at IS NOT NULL "
-                                 "AND id = ANY(%s::bigint[])", "a lookup", [ids])
-            if found:
-                raise CheckFailed(
-                    "Your result includes soft-deleted customers (their deleted_at is set). "
-                    "Add WHERE deleted_at IS NULL.", f"deleted ids: {sorted(r[0] for r in found)}")
-        conn.rollback()
-    compare_results(columns, rows, ["id", "email", "created_at"], want, ordered=True,
-                    what="your query")
-    return "the five newest active customers, in the right order"
+    rand = adv.rng()
+    zone = adv.non_utc_zone(rand=rand)
+    planted: list[str] = []
+    with untouched(lab, ["customers"]), _session(lab, zone) as conn, conn.cursor() as cur:
+        try:
+            planted = _plant_newest(cur, rand)
+            _read_only(cur)
+            columns, rows = _run(cur, newest_sql, "your query")
+            _, want = _run(cur, NEWEST_REFERENCE, "the reference query")
+            lowered = [c.lower() for c in columns]
+            if "id" in lowered and rows:
+                ids = [r[lowered.index("id")] for r in rows]
+                _, found = _run(cur, "SELECT id FROM customers WHERE deleted_at IS NOT NULL "
+                                     "AND id = ANY(%s::bigint[])", "a lookup", [ids])
+                if found:
+                    raise CheckFailed(
+                        "Your result includes soft-deleted customers (their deleted_at is "
+                        "set). Add WHERE deleted_at IS NULL.",
+                        f"deleted ids: {sorted(r[0] for r in found)}")
+        except _EndedTransaction:
+            _cleanup(lab, planted)
+            raise
+        finally:
+            if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                conn.rollback()
+    try:
+        compare_results(columns, rows, ["id", "email", "created_at"], want, ordered=True,
+                        what="your query")
+    except CheckFailed as exc:
+        if [c.lower() for c in columns] == ["id", "email", "created_at"] and len(rows) == 5:
+            got_times = [r[2] for r in rows]
+            if sorted(got_times, reverse=True) != got_times:
+                exc.message = ("Your rows are not newest first: sort by created_at DESC. "
+                               + exc.message)
+            elif got_times == [r[2] for r in want]:
+                exc.message = ("Customers who signed up at the same instant are not broken by "
+                               "id, highest first: add id DESC after created_at DESC (another "
+                               "column, or none, sorts ties differently). " + exc.message)
+            exc.args = (exc.message + (f"\n  Detail: {exc.detail}" if exc.detail else ""),)
+        raise
+    return "the five newest active customers, ties broken by id, in the right order"
 
 
-_TRIPLE_COLLISION = """
-    INSERT INTO customers (email, full_name, country, created_at)
-    VALUES ('Same.Person@Example.org', 'Same Person', 'US', now()),
-           ('same.person@example.org', 'Same Person', 'US', now()),
-           ('SAME.PERSON@EXAMPLE.ORG', 'Same Person', 'US', now())
-"""
+# -- q2: emails that collide once case is ignored -----------------------------------
+
+
+def _spellings(text: str, k: int, rand: random.Random) -> list[str]:
+    """k distinct spellings of text, equal once case is ignored."""
+    found = list(dict.fromkeys(adv.case_variants(text, rand=rand)))
+    while len(found) < k:
+        mixed = "".join(c.upper() if rand.random() < 0.5 else c.lower() for c in text)
+        if mixed not in found:
+            found.append(mixed)
+    return found[:k]
+
+
+def _plant_collisions(cur: psycopg.Cursor, rand: random.Random) -> tuple[list[str], list[int]]:
+    """Case-variant groups of different sizes and LIKE traps; returns (emails, group sizes)."""
+    tag = rand.randint(10_000, 99_999)
+    while True:
+        sizes = [rand.choice([2, 3, 4, 5]) for _ in range(rand.randint(2, 4))]
+        if max(sizes) >= 3 and len(set(sizes)) > 1:
+            break
+    emails: list[str] = []
+    for g, k in enumerate(sizes):
+        # some groups carry a '_' themselves: ann_lee and ANN_LEE are one mailbox
+        sep = rand.choice(["_", ".", "-"])
+        local = f"{rand.choice(['ann', 'bo', 'cy', 'dee'])}{sep}g{g}x{tag}"
+        emails += _spellings(f"{local}@{PLANTED_DOMAIN}", k, rand)
+    # Addresses with LIKE metacharacters, each next to a different address its pattern
+    # matches (and in a random case, so ILIKE matches them too).
+    for trap, other in adv.like_traps(rand=rand, domain=PLANTED_DOMAIN):
+        emails += [trap, other.upper() if rand.random() < 0.5 else other]
+    rand.shuffle(emails)
+    for email in emails:
+        cur.execute("INSERT INTO customers (email, full_name, country, created_at) "
+                    "VALUES (%s, 'Planted Collision', 'US', now())", [email])
+    return emails, sizes
+
+
+def _shadow_customers(cur: psycopg.Cursor, rand: random.Random) -> int:
+    """A temporary ``customers`` (it shadows public.customers for this transaction): every
+    customer whose address collides, a seeded sample of addresses with LIKE metacharacters
+    and of the others. Small, so that an answer comparing with LIKE (a pattern join,
+    quadratic) is judged in seconds rather than minutes, on the same rows as the reference."""
+    salt = rand.randint(0, 2**31)
+    cur.execute("CREATE TEMP TABLE customers (LIKE public.customers INCLUDING ALL) "
+                "ON COMMIT DROP")
+    cur.execute("""
+        INSERT INTO pg_temp.customers
+        SELECT * FROM public.customers WHERE lower(email) IN (
+            SELECT lower(email) FROM public.customers GROUP BY 1 HAVING count(*) > 1)
+        UNION
+        (SELECT * FROM public.customers WHERE email ~ '[_%%]' OR strpos(email, chr(92)) > 0
+         ORDER BY hashint8(id + %(salt)s) LIMIT %(meta)s)
+        UNION
+        (SELECT * FROM public.customers ORDER BY hashint8(id - %(salt)s) LIMIT %(other)s)""",
+                {"salt": salt, "meta": adv.non_round(150, rand=rand),
+                 "other": adv.non_round(250, rand=rand)})
+    copied = cur.rowcount
+    # planted rows take ids after the real table's, as they would there
+    cur.execute("SELECT setval(pg_get_serial_sequence('pg_temp.customers', 'id'), "
+                "(SELECT max(id) FROM public.customers))")
+    return copied
+
+
+def _public_scans(cur: psycopg.Cursor) -> tuple:
+    cur.execute("SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables "
+                "WHERE relid = 'public.customers'::regclass")
+    return tuple(cur.fetchone() or ())
+
+
+# Numbers an almost-right answer returns instead of the customers' count.
+COLLISION_MEASURES = {
+    "right": """SELECT count(*) FROM customers c WHERE EXISTS (
+                    SELECT 1 FROM customers o WHERE lower(o.email) = lower(c.email)
+                    AND o.id <> c.id)""",
+    "addresses": """SELECT count(*) FROM (SELECT 1 FROM customers GROUP BY lower(email)
+                    HAVING count(*) > 1) d""",
+    "pairs": """SELECT count(*) FROM customers c JOIN customers o
+                ON lower(o.email) = lower(c.email) AND o.id < c.id""",
+    "ordered pairs": """SELECT count(*) FROM customers c JOIN customers o
+                        ON lower(o.email) = lower(c.email) AND o.id <> c.id""",
+    "extra in the group": """SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n
+                             FROM customers GROUP BY lower(email) HAVING count(*) > 1) d""",
+    "like": """SELECT count(*) FROM customers c WHERE EXISTS (
+                   SELECT 1 FROM customers o WHERE o.email ILIKE c.email AND o.id <> c.id)""",
+    "active only": """SELECT count(*) FROM customers c WHERE deleted_at IS NULL AND EXISTS (
+                    SELECT 1 FROM customers o WHERE lower(o.email) = lower(c.email)
+                    AND o.id <> c.id AND o.deleted_at IS NULL)""",
+}
+
+MISTAKES = {
+    "addresses": "that is the number of colliding addresses (groups), not of customers. Count "
+                 "customers: every customer in a group of k counts, so the group adds k",
+    "pairs": "that is the number of colliding pairs, not of customers (a group of three is "
+             "three pairs but three customers). Count customers, not pairs",
+    "ordered pairs": "that counts each customer once per other customer sharing the address "
+                     "(a join, not EXISTS). Count customers, not pairs",
+    "extra in the group": "that counts only the duplicates beyond the first of each address. "
+                          "Count customers: every customer of a group counts",
+    "like": "LIKE/ILIKE treats `_` and `%` in an address as wildcards (real addresses contain "
+            "`_`), so 'ann_lee@x' matches 'annxlee@x'. Compare lower(email) with =, not a "
+            "LIKE wildcard pattern",
+}
 
 
 def q2(lab, collisions_sql: str) -> str:
     """How many customers share their email with another customer once case is ignored."""
     require(collisions_sql)
-    with lab.connect() as conn, conn.cursor() as cur:
-        cur.execute(_TRIPLE_COLLISION)
-        columns, rows = _run(cur, collisions_sql, "your query")
-        _, want = _run(cur, """
-            SELECT count(*) FROM customers c
-            WHERE EXISTS (SELECT 1 FROM customers o
-                          WHERE lower(o.email) = lower(c.email) AND o.id <> c.id)""",
-                       "the reference query")
-        conn.rollback()
+    rand = adv.rng()
+    zone = adv.non_utc_zone(rand=rand)
+    planted: list[str] = []
+    with untouched(lab, ["customers"]), _session(lab, zone) as conn, conn.cursor() as cur:
+        try:
+            base = _shadow_customers(cur, rand)
+            for _ in range(20):  # plant until every almost-right measure gives another number
+                cur.execute("SAVEPOINT plant")
+                planted, sizes = _plant_collisions(cur, rand)
+                measures = {}
+                for name, sql in COLLISION_MEASURES.items():
+                    cur.execute(sql)
+                    measures[name] = cur.fetchone()[0]
+                wrong = {v for k, v in measures.items() if k in MISTAKES}
+                if measures["right"] not in wrong:
+                    break
+                cur.execute("ROLLBACK TO SAVEPOINT plant")
+            else:
+                raise RuntimeError("could not plant collisions that separate the measures")
+            _read_only(cur)
+            before = _public_scans(cur)
+            columns, rows = _run(cur, collisions_sql, "your query")
+            if _public_scans(cur) != before:
+                raise CheckFailed(
+                    "Your query reads public.customers by its schema-qualified name; write "
+                    "`customers` (the check runs your query on a copy of the table with "
+                    "planted collisions, and the schema-qualified name bypasses it).")
+        except _EndedTransaction:
+            _cleanup(lab, planted)
+            raise
+        finally:
+            if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                conn.rollback()
     if len(rows) != 1 or len(rows[0]) != 1:
         raise CheckFailed(f"Your query should return one row with one column (n); it returned "
                           f"{len(rows)} row(s) of {len(columns)} column(s).")
-    got, expected = rows[0][0], want[0][0]
+    got, expected = rows[0][0], measures["right"]
+    detail = (f"planted: case-variant groups of sizes {sizes} and LIKE-metacharacter addresses; "
+              + ", ".join(f"{k}: {v}" for k, v in measures.items()))
     if got == 0:
         raise CheckFailed("Your query found no collisions. `email` is unique as stored, so the "
-                          "duplicates only appear when you compare lower(email).")
+                          "duplicates only appear when you compare lower(email).", detail)
     if got != expected:
-        raise CheckFailed(f"Your query says {got}; that is not the number of customers whose "
-                          "email collides with another's once case is ignored. Count customers, "
-                          "not addresses or pairs.")
-    return f"{got - 3} customers share an email with someone else once case is ignored"
+        named = [k for k, v in measures.items() if v == got and k in MISTAKES]
+        why = (MISTAKES[named[0]] if named else
+               "that is not the number of customers whose email equals another customer's "
+               "once case is ignored. Compare lower(email) with = (not LIKE or ILIKE: `_` and "
+               "`%` in an address are wildcards to them) and count customers, not addresses "
+               "or pairs")
+        if named == [] and measures["active only"] == got:
+            why = ("that leaves soft-deleted customers out; the task counts every customer")
+        raise CheckFailed(f"Your query says {got}, the right count is {expected}: {why}.",
+                          detail)
+    return (f"{got} customers share an email with someone else once case is ignored "
+            f"({base:,} of the dataset's customers, every collision among them, plus "
+            f"{len(planted)} planted addresses)")
 
 
 HINTS = {
@@ -103,5 +363,6 @@ HINTS = {
         "A unique index on email compares bytes: 'Ann@x.com' and 'ann@x.com' are different.",
         "Compare lower(email) of each customer with every other customer's (EXISTS), or "
         "GROUP BY lower(email) HAVING count(*) > 1 and sum the group sizes.",
+        "Compare with =, not LIKE or ILIKE: `_` and `%` inside an address are wildcards to them.",
     ],
 }

@@ -124,20 +124,55 @@ def _record(verdict: Verdict) -> None:
             fh.write(json.dumps(line) + "\n")
 
 
-def _blame(exc: BaseException) -> str:
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().rstrip(";").lower()
+
+
+def _failed_query(exc: BaseException) -> str | None:
+    """The SQL of the psycopg call that raised, read from the innermost execute frame."""
+    tb, query = exc.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name in ("execute", "executemany", "copy"):
+            candidate = tb.tb_frame.f_locals.get("query", tb.tb_frame.f_locals.get("statement"))
+            if candidate is not None:
+                query = candidate
+        tb = tb.tb_next
+    if query is None:
+        return None
+    if hasattr(query, "as_string"):
+        try:
+            return query.as_string(None)
+        except Exception:
+            return None
+    return query.decode(errors="replace") if isinstance(query, bytes) else str(query)
+
+
+def _blame(exc: BaseException, answers: Sequence[Any] = ()) -> str:
     """Whose code raised: "learner" (a frame outside the lab and its libraries),
-    "postgres" (the server rejected SQL the check ran for the answer), or "check"."""
+    "postgres" (the server rejected SQL of the answer that the check ran), or "check"."""
     frames = traceback.extract_tb(exc.__traceback__)
     lab_dir = str(Path(__file__).resolve().parents[1])
     libraries = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
                  sysconfig.get_paths()["platlib"])
     for frame in frames:
         name = frame.filename
-        if name.startswith(lab_dir) or name.startswith(libraries) or name.startswith("<frozen"):
+        if name.startswith(lab_dir) or name.startswith(libraries):
             continue
-        return "learner"
+        # a notebook cell (ipykernel writes them as /tmp/ipykernel_*/N.py) or a module of
+        # the learner's own; not a compiled library's frame (psycopg_binary/….pyx, <frozen …>)
+        if (name.endswith(".py") and os.path.isabs(name)) or name.startswith("<ipython-input"):
+            return "learner"
     if getattr(exc, "sqlstate", None):
-        return "postgres"
+        query = _failed_query(exc)
+        texts = [_squash(a) for a in answers if isinstance(a, str) and a.strip()]
+        if query is None or not texts:
+            return "postgres"
+        q = _squash(query)
+        # the check ran the answer's SQL, whole or one statement of it, perhaps wrapped
+        # (EXPLAIN …, a CTE): either text contains the other
+        if any(q and (q in a or a in q) for a in texts):
+            return "postgres"
+        return "check"
     return "check"
 
 
@@ -167,7 +202,7 @@ def check(check_id: str, *answers: Any, seed: int | None = None, **kwargs: Any) 
         print(_way_forward(check_id))
         raise
     except Exception as exc:
-        who = _blame(exc)
+        who = _blame(exc, answers)
         text = f"{type(exc).__name__}: {exc}".strip()
         if who == "learner":  # the learner's code raised: say so in their terms
             message = f"your answer raised {text}"

@@ -58,7 +58,7 @@ import nbformat
 import psycopg
 from psycopg import sql
 
-from ..data.dataset import template_name
+from ..data.dataset import ensure_template, template_name
 from ..runtime.config import NOTEBOOKS_DIR, ROOT, current_scale
 from ..runtime.server import Server, ensure_server
 from .checking import checks_of
@@ -350,8 +350,15 @@ def isolate(server: Server, learner: str, topic: str, scale_template: str) -> Is
         admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(
             sql.Identifier(iso.template)))
     with psycopg.connect(server.url_for(iso.template), autocommit=True) as conn:
-        # an untrusted extension only a superuser may create (the slow-query challenge)
+        # an untrusted extension only a superuser may create (the slow-query challenge); its
+        # views go to the role, since the slow-query check plants its own statistics in
+        # their place inside a transaction it rolls back
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        for (view,) in conn.execute("""
+                SELECT c.oid::regclass::text FROM pg_class c JOIN pg_depend d ON d.objid = c.oid
+                JOIN pg_extension e ON e.oid = d.refobjid
+                WHERE e.extname = 'pg_stat_statements' AND c.relkind = 'v'""").fetchall():
+            conn.execute(sql.SQL("ALTER VIEW {} OWNER TO {}").format(sql.SQL(view), role))
         _give_dataset_to(conn, role)
         for function in ("pg_stat_statements_reset(oid, oid, bigint)", "pg_stat_reset()"):
             conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
@@ -510,6 +517,8 @@ def grade(submissions: str | Path, out_dir: str | Path = "grading-report",
             for learner_dir in sorted(p for p in base.iterdir() if p.is_dir())
             for submitted in sorted(learner_dir.glob("*.ipynb"))]
     server = ensure_server(verbose=False)
+    # a missing dataset is the instructor's to build (DatasetMissing says how), not N errors
+    ensure_template(server, scale, build_if_missing=scale.name == "tiny")
     # each notebook runs a kernel and a PostgreSQL backend or more: one per core at most
     jobs = max(1, min(jobs, os.cpu_count() or 1, len(work) or 1))
     errors: list[str] = []
