@@ -2,35 +2,58 @@
 
 The seed's data-lifecycle challenge: products must be "deleted" while order history
 keeps pointing at them, restorable, and old data must leave the hot tables without a
-row going missing. The checks judge state and invariants:
+row going missing. The checks judge behaviour, locks and invariants, on data planted
+from the run's seed (``labs.course.adversarial``):
 
-* q1 inserts, in a transaction it rolls back, the rows that tell a soft-delete-aware
-  schema from one that only looks like it (a new product reusing a deleted SKU, a
-  duplicate active SKU) and reads the view;
-* q2 restores products, including one whose SKU an active product has taken since;
-* q3 runs the archiver, crashes it after three committed batches, runs it again, and
-  compares row counts and checksums of live ∪ archive, and of each side, with the
-  state before: nothing lost, nothing duplicated, nothing moved that should stay.
+* q1 puts products back as the dataset has them (``products_sku_key``, no view), runs
+  the learner's statements one by one while an ordinary writer holds ``ROW EXCLUSIVE``
+  on products (``migrations_probe.probe_steps``: an index build or drop that waits for a
+  lock conflicting with writers is the outage, whatever its words), watches that no row
+  changed, then, in a transaction it rolls back on a non-UTC session: changes products
+  *after* the answer ran (a product deleted must vanish from ``active_products``, a
+  re-listed one appear: a materialized view does neither), plants rows (a ``deleted_at``
+  in the future, SKUs that differ only by case or hold LIKE metacharacters, a price of
+  0) and compares whole rows with ``products WHERE deleted_at IS NULL``; re-uses deleted
+  SKUs (twice) and duplicates live ones with every other column different; and reads
+  plans of lookups by several SKUs;
+* q2 hands ``restore_product`` a caller's connection (``left_behind.Caller``) and asks
+  it the easy cases (a free SKU, a twin deleted under the same SKU, a case variant and a
+  LIKE look-alike that are *other* SKUs), the no-ops (a live product, a missing id),
+  the conflict, and then the race: another session re-lists the SKU after each of the
+  restore's statements in turn (a check-then-update lets the 23505 escape);
+* q3 plants orders at and around a seeded cutoff instant (microseconds before and
+  after, the cutoff itself, the local and UTC midnights around it), for several
+  customers, with a tie group on ``created_at`` larger than a batch and a size no
+  batch divides; runs the archiver on non-UTC caller connections, crashes it after
+  three committed batches, resumes it, and compares counts and checksums of live ∪
+  archive, and of each side, with the state before and with the rule
+  ``created_at < cutoff AND status IN (closed)``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
+import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+from zoneinfo import ZoneInfo
 
 import psycopg
 
-from ..tools import explain as ex
-from ..course.checking import CheckFailed, NotAttempted, require
+from ..course import adversarial as adv
+from ..course.checking import CheckFailed, NotAttempted, compare_results, require
+from ..course.left_behind import Caller, untouched
 from ..data.dataset import query_checksum
-from ..tools.migrations_probe import Interrupted, RecordingConnection
-from ..tools.stress import in_transaction
-from .indexing import apply
+from ..tools import explain as ex
+from ..tools.migrations_probe import Interrupted, RecordingConnection, StepEvidence, probe_steps
+from ..tools.stress import HookedConnection
+from .indexing import split_statements
 
 CUTOFF = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
 CLOSED = ("delivered", "cancelled", "refunded")
+OPEN = ("pending", "paid", "shipped")
 STRAGGLERS = 6  # old orders the check reopens: an archiver must leave them where they are
 ELIGIBLE = f"created_at < %(cutoff)s AND status IN {CLOSED!r}".replace('"', "'")
 
@@ -48,6 +71,12 @@ CREATE TABLE IF NOT EXISTS order_items_archive (
 );
 CREATE INDEX IF NOT EXISTS order_items_archive_order_id_idx ON order_items_archive (order_id);
 """
+
+# products as the dataset has them: only these indexes, no active_products
+DATASET_PRODUCT_INDEXES = ("products_pkey", "products_sku_key")
+# tables no exercise of this challenge may change (products' rows included, for q1)
+OTHER_TABLES = ["customers", "accounts", "users"]
+PROBE_TIMEOUT = 120.0  # s: CONCURRENTLY waits for every running transaction
 
 
 # --------------------------------------------------------------------------
@@ -71,172 +100,563 @@ def _call(fn: Callable[..., Any], *args: Any, who: str) -> Any:
                           f"{exc.diag.message_primary or exc}.{advice}") from None
 
 
+def _verify(caller: Caller, what: str) -> None:
+    """``caller.verify``, then end the transaction its own settings query opened.
+
+    (``Caller.problems`` reads pg_settings on the caller's autocommit-off
+    connection, which begins a transaction; left open, the learner's next
+    ``with conn.transaction():`` would become a savepoint and never commit.)
+    """
+    caller.verify(what)
+    if caller.conn.autocommit:
+        raise CheckFailed(f"After {what}, the caller's connection was in autocommit mode: it "
+                          "was handed over with autocommit off, and must be returned so "
+                          "(use `with conn.transaction():` rather than switching autocommit).")
+    if caller.conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+        caller.conn.rollback()
+
+
+def _sku_attnum(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT attnum FROM pg_attribute WHERE attrelid = 'products'::regclass "
+                        "AND attname = 'sku'").fetchone()[0]
+
+
+def _active_unique_index(conn: psycopg.Connection) -> str | None:
+    """The name of a valid UNIQUE index on products (sku) alone, with a predicate.
+
+    Which predicate is judged by behaviour (q1 re-uses deleted SKUs and duplicates
+    live ones), not by its text.
+    """
+    row = conn.execute("""
+        SELECT i.indexrelid::regclass::text FROM pg_index i
+        WHERE i.indrelid = 'products'::regclass AND i.indisunique AND i.indisvalid
+          AND i.indnkeyatts = 1 AND i.indkey[0] = %s AND i.indexprs IS NULL
+          AND i.indpred IS NOT NULL
+        ORDER BY 1 LIMIT 1""", [_sku_attnum(conn)]).fetchone()
+    return row[0] if row else None
+
+
+def _new_product(conn: psycopg.Connection, sku: str, *, name: str = "Check item",
+                 category: str = "home", vendor: str = "Check Vendor", price: str = "1.00",
+                 deleted_at: Any = None) -> int:
+    return conn.execute(
+        "INSERT INTO products (sku, name, category, vendor, price, updated_at, deleted_at) "
+        "VALUES (%s, %s, %s, %s, %s, now(), %s) RETURNING id",
+        [sku, name, category, vendor, price, deleted_at]).fetchone()[0]
+
+
 # --------------------------------------------------------------------------
 # q1: the view and the partial unique index
 
 
-def _active_unique_index(conn: psycopg.Connection) -> bool:
-    return bool(conn.execute("""
-        SELECT 1 FROM pg_index i
-        WHERE i.indrelid = 'products'::regclass AND i.indisunique AND i.indisvalid
-          AND pg_get_indexdef(i.indexrelid, 1, true) = 'sku'
-          AND pg_get_expr(i.indpred, i.indrelid) ILIKE '%deleted_at IS NULL%'""").fetchone())
+def _start_from_dataset(lab: Any) -> None:
+    """Products as the dataset has them, so the answer's statements run from the start.
+
+    The check judges the migration by the locks each statement takes, so it must
+    run every statement, not skip those whose objects a previous run created.
+    """
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = "
+                            "to_regclass('active_products')").fetchone()
+        if kind:
+            what = {"v": "VIEW", "m": "MATERIALIZED VIEW", "r": "TABLE", "p": "TABLE",
+                    "f": "FOREIGN TABLE", "i": "INDEX", "S": "SEQUENCE"}.get(kind[0], "TABLE")
+            conn.execute(f"DROP {what} active_products CASCADE")
+        for (name,) in conn.execute("""
+                SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                WHERE i.indrelid = 'products'::regclass AND c.relname <> ALL(%s)
+                  AND (%s = ANY(i.indkey::int2[]) OR i.indexprs IS NOT NULL
+                       OR i.indpred IS NOT NULL OR NOT i.indisvalid)""",
+                [list(DATASET_PRODUCT_INDEXES), _sku_attnum(conn)]).fetchall():
+            conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+        valid = conn.execute("SELECT indisvalid FROM pg_index "
+                             "WHERE indexrelid = to_regclass('products_sku_key')").fetchone()
+        if valid and not valid[0]:
+            conn.execute("DROP INDEX CONCURRENTLY products_sku_key")
+            valid = None
+        if valid is None:
+            try:
+                conn.execute("CREATE UNIQUE INDEX CONCURRENTLY products_sku_key ON products (sku)")
+            except psycopg.errors.UniqueViolation as exc:
+                conn.execute("DROP INDEX IF EXISTS products_sku_key")
+                raise CheckFailed(
+                    "products now holds several rows with the same SKU (deleted ones count "
+                    "too), so the check cannot put products back as the dataset has it "
+                    "(products_sku_key) to run your statements from the start. Start this "
+                    "notebook's database again (`lab.reset()`, then Run All).",
+                    exc.diag.message_detail or "") from None
+
+
+def _locks_verdict(evidence: Sequence[StepEvidence]) -> None:
+    """Fail on the first statement that waited for a lock an ordinary writer conflicts with."""
+    for ev in evidence:
+        if not ev.blocks_writes:
+            continue
+        statement = " ".join(ev.sql.split())
+        if ev.lock_awaited == "ShareLock":
+            raise CheckFailed(
+                f"`{statement}` waited for ShareLock on products behind an ordinary INSERT: "
+                "an index built without CONCURRENTLY holds that lock for the whole build, and "
+                "every INSERT, UPDATE and DELETE on products waits until it ends (minutes at "
+                "10 million rows: a storefront that cannot sell). Build it with CREATE UNIQUE "
+                "INDEX CONCURRENTLY.", ev.row()[1])
+        if ev.lock_awaited == "AccessExclusiveLock":
+            raise CheckFailed(
+                f"`{statement}` asked for AccessExclusiveLock on products: it queues behind "
+                "every running transaction on products, and every query on products, reads "
+                "included, queues behind it. Drop (or replace) indexes with DROP INDEX "
+                "CONCURRENTLY.", ev.row()[1])
+        raise CheckFailed(
+            f"`{statement}` waited for {ev.lock_awaited} on products behind an ordinary "
+            "INSERT: while it runs, writers on products wait. Every step of this migration "
+            "must let the storefront write (CREATE/DROP INDEX CONCURRENTLY, CREATE VIEW).",
+            ev.row()[1])
+
+
+def _run_by_locks(lab: Any, soft_delete_sql: str) -> None:
+    """Run each statement (for real) while a writer holds ROW EXCLUSIVE on products."""
+    statements = split_statements(soft_delete_sql)
+    if not statements:
+        raise NotAttempted()
+    for statement in statements:
+        evidence = probe_steps(lab, [statement], table="products", timeout=PROBE_TIMEOUT)
+        ev = evidence[0]
+        if ev.error and not ev.error.startswith(("42P07", "42710")):  # "already exists"
+            raise CheckFailed(f"PostgreSQL rejected your statements: {ev.error.split(': ', 1)[-1]}",
+                              f"SQLSTATE {ev.error.split(':')[0]}; statement: {statement}")
+        _locks_verdict(evidence)
+
+
+def _view_against_products(conn: psycopg.Connection, when: str) -> None:
+    """active_products' ids against the products that are not deleted, now."""
+    shown_deleted = [r[0] for r in conn.execute(
+        "SELECT a.id FROM active_products a JOIN products p USING (id) "
+        "WHERE p.deleted_at IS NOT NULL ORDER BY 1").fetchall()]
+    hidden_live = [r[0] for r in conn.execute(
+        "SELECT id FROM products WHERE deleted_at IS NULL "
+        "EXCEPT SELECT id FROM active_products ORDER BY 1").fetchall()]
+    if shown_deleted or hidden_live:
+        parts = []
+        if shown_deleted:
+            parts.append(f"shows {len(shown_deleted):,} soft-deleted products (ids such as "
+                         f"{shown_deleted[:3]})")
+        if hidden_live:
+            parts.append(f"hides {len(hidden_live):,} products that are not deleted (ids such "
+                         f"as {hidden_live[:3]})")
+        raise CheckFailed(f"{when}, active_products " + " and ".join(parts) + ": it must list "
+                          "exactly the products WHERE deleted_at IS NULL (a deleted_at in the "
+                          "future is deleted too: deleted_at records a deletion, not a plan).")
 
 
 def q1(lab: Any, soft_delete_sql: str) -> str:
     """active_products hides deleted rows; a deleted SKU can be reused; two active ones cannot."""
     require(soft_delete_sql)
-    apply(lab, soft_delete_sql, "your statements")
+    r = adv.rng()
+    _start_from_dataset(lab)
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        deleted_before = dict(conn.execute(
+            "SELECT id, deleted_at FROM products WHERE deleted_at IS NOT NULL").fetchall())
+    with untouched(lab, ["products", "orders", "order_items", *OTHER_TABLES],
+                   why="exercise 1 changes the schema (a view, indexes), never rows"):
+        _run_by_locks(lab, soft_delete_sql)
+        with psycopg.connect(lab.url, autocommit=True) as conn:
+            deleted_after = dict(conn.execute(
+                "SELECT id, deleted_at FROM products WHERE deleted_at IS NOT NULL").fetchall())
+        undeleted = sorted(set(deleted_before) - set(deleted_after))
+        if undeleted:
+            raise CheckFailed(
+                f"Your statements un-deleted {len(undeleted):,} soft-deleted products (ids such "
+                f"as {undeleted[:3]}): exercise 1 changes the schema, never the data. A "
+                "soft-deleted product must stay deleted (run `lab.reset()` to get them back).")
+    zone = adv.non_utc_zone()
     with psycopg.connect(lab.url) as conn:
         if conn.execute("SELECT to_regclass('active_products')").fetchone()[0] is None:
             raise CheckFailed("There is no view (or table) active_products: CREATE VIEW "
                               "active_products AS SELECT … FROM products WHERE …")
         columns = [c.name for c in conn.execute("SELECT * FROM active_products LIMIT 0").description]
         want = [c.name for c in conn.execute("SELECT * FROM products LIMIT 0").description]
+        conn.rollback()
         if columns != want:
             raise CheckFailed(f"active_products has the columns {columns}; it should have all of "
                               f"products' columns, in order ({want}), so that code can switch "
                               "from products to active_products without other changes.")
         with conn.transaction(force_rollback=True):
-            # a product deleted in the future is still active: deleted_at is a fact, not a plan
-            got = query_checksum(conn, "SELECT id FROM active_products")
-            want_rows = query_checksum(conn, "SELECT id FROM products WHERE deleted_at IS NULL")
-            if got != want_rows:
-                shown_deleted = conn.execute(
-                    "SELECT count(*) FROM active_products a JOIN products p USING (id) "
-                    "WHERE p.deleted_at IS NOT NULL").fetchone()[0]
-                raise CheckFailed(
-                    f"active_products returns {got[0]:,} rows; {want_rows[0]:,} products are not "
-                    f"deleted. It shows {shown_deleted:,} soft-deleted products"
-                    + (" and hides some active ones" if got[0] - shown_deleted < want_rows[0] else "")
-                    + ": filter WHERE deleted_at IS NULL.")
-            # the check's own product: listed, deleted, listed again, then duplicated
-            sku = f"CHECK-{uuid.uuid4().hex[:10]}"
-            insert = ("INSERT INTO products (sku, name, category, vendor, price, updated_at) "
-                      "VALUES (%s, 'Check item', 'home', 'Check Vendor', 1.00, now())")
-            conn.execute(insert, [sku])
-            conn.execute("UPDATE products SET deleted_at = now() WHERE sku = %s", [sku])
-            conn.execute("SAVEPOINT reuse")
-            try:
-                conn.execute(insert, [sku])
-            except psycopg.errors.UniqueViolation as exc:
-                raise CheckFailed(
-                    f"A new product cannot reuse the SKU of a soft-deleted product: "
-                    f"{exc.diag.message_primary}. The unique index on sku still counts deleted "
-                    "rows, so a SKU can never be reused (and a vendor re-listing an item fails). "
-                    "Make it a partial unique index, UNIQUE (sku) WHERE deleted_at IS NULL, and "
-                    "drop the old one.") from None
-            conn.execute("SAVEPOINT duplicate")
-            try:
-                conn.execute(insert, [sku])
-            except psycopg.errors.UniqueViolation:
-                conn.execute("ROLLBACK TO SAVEPOINT duplicate")
+            conn.execute("SELECT set_config('TimeZone', %s, true)", [zone])
+            _view_against_products(conn, "Right after your statements")
+            _later_changes(conn, r)
+            _planted_rows(conn, r)
+            _reuse_and_duplicates(conn, r)
+        index = _active_unique_index(conn)
+        conn.rollback()
+        if index is None:
+            raise CheckFailed("No valid unique index on products (sku) with a WHERE clause was "
+                              "found; uniqueness among active products must be enforced by a "
+                              "partial unique index on sku alone (an INVALID index, left by a "
+                              "failed CREATE INDEX CONCURRENTLY, enforces nothing).")
+        live = [row[0] for row in conn.execute(
+            "SELECT sku FROM products WHERE deleted_at IS NULL ORDER BY id").fetchall()]
+        gone = [row[0] for row in conn.execute(
+            "SELECT sku FROM products WHERE deleted_at IS NOT NULL ORDER BY id").fetchall()]
+        conn.rollback()
+    # a live SKU, a deleted one, and one that matches nothing (with LIKE metacharacters)
+    skus = [r.choice(live)] + ([r.choice(gone)] if gone else [])
+    skus.append(f"{r.choice('KMPQ')}{r.randint(100, 999)}_%-none")
+    for sku in skus:
+        plan = ex.explain(lab, "SELECT * FROM active_products WHERE sku = %(sku)s", {"sku": sku})
+        ex.assert_no_node(plan, "Seq Scan", "products",
+                          f"Looking up an active product by sku ({sku!r}) reads the whole "
+                          "products table: the view's WHERE deleted_at IS NULL must match the "
+                          "index's predicate so the partial index can answer it.")
+    return ("active_products follows products (deletions and re-listings after it was created "
+            "included); a deleted SKU can be reused, two active ones cannot; the index was "
+            "built and the old one dropped without blocking writers; lookups by sku use it")
+
+
+def _later_changes(conn: psycopg.Connection, r: Any) -> None:
+    """Products deleted, re-listed and added after the answer ran: a view follows, a snapshot not."""
+    live = [row[0] for row in conn.execute(
+        "SELECT id FROM products WHERE deleted_at IS NULL ORDER BY id").fetchall()]
+    free = [row[0] for row in conn.execute(
+        "SELECT id FROM products p WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+        "products q WHERE q.sku = p.sku AND q.deleted_at IS NULL) ORDER BY id").fetchall()]
+    if not live or not free:
+        raise CheckFailed("The dataset's products are missing live or soft-deleted rows, which "
+                          "this check needs: start this notebook's database again "
+                          "(`lab.reset()`, then Run All).")
+    gone, back = r.choice(live), r.choice(free)
+    conn.execute("UPDATE products SET deleted_at = now() WHERE id = %s", [gone])
+    conn.execute("UPDATE products SET deleted_at = NULL WHERE id = %s", [back])
+    added = _new_product(conn, f"CHECK-{uuid.uuid4().hex[:10]}")
+    shown = {row[0] for row in conn.execute(
+        "SELECT id FROM active_products WHERE id = ANY(%s)", [[gone, back, added]]).fetchall()}
+    if gone in shown or back not in shown or added not in shown:
+        wrong = []
+        if gone in shown:
+            wrong.append(f"still lists product {gone}, soft-deleted after your statements ran")
+        if back not in shown:
+            wrong.append(f"does not list product {back}, re-listed (deleted_at set back to "
+                         "NULL) after your statements ran")
+        if added not in shown:
+            wrong.append(f"does not list product {added}, added after your statements ran")
+        raise CheckFailed(
+            "active_products " + "; it ".join(wrong) + ". It is a snapshot (a materialized view, "
+            "or a table) of the products at the time it was made, not a view: CREATE VIEW "
+            "active_products AS SELECT * FROM products WHERE deleted_at IS NULL, which PostgreSQL "
+            "evaluates on every query.")
+    _view_against_products(conn, "After products were deleted, re-listed and added")
+
+
+def _planted_rows(conn: psycopg.Connection, r: Any) -> None:
+    """Rows that tell the asked filter from an almost-right one; whole rows compared."""
+    tag = f"{r.randint(10_000, 99_999)}"
+    base = f"chk-{tag}-{r.choice('abcdefgh')}{r.choice('kmnpqrs')}"
+    variants = adv.case_variants(base, rand=r)
+    conn.execute("SAVEPOINT planted")
+    try:
+        for variant in variants:  # three live SKUs, equal only when case is ignored
+            _new_product(conn, variant, name=f"Case {variant}", price="0.00")
+    except psycopg.errors.UniqueViolation as exc:
+        raise CheckFailed(
+            f"Three live products whose SKUs differ only in case ({variants[0]!r}, "
+            f"{variants[1]!r}, …) could not all be listed: {exc.diag.message_primary}. "
+            "SKUs are case-sensitive "
+            "in this shop: the partial unique index is on sku itself, not lower(sku).") from None
+    conn.execute("RELEASE SAVEPOINT planted")
+    for trap, lookalike in adv.like_traps(rand=r, domain="sku"):
+        _new_product(conn, trap, name=f"100% {trap}", vendor="Trap_Vendor",
+                     deleted_at=dt.datetime.now(dt.timezone.utc)
+                     - dt.timedelta(days=r.randint(1, 400)))
+        _new_product(conn, lookalike, name=f"{lookalike} \\ look-alike", price="0.00")
+    now = conn.execute("SELECT now()").fetchone()[0]
+    for when in adv.instants_around(now)[:3] + [now + dt.timedelta(days=r.randint(1, 30))]:
+        _new_product(conn, f"CHECK-{uuid.uuid4().hex[:10]}", deleted_at=when)
+    _view_against_products(conn, "With products deleted a microsecond ago, now, and in the future")
+    got = conn.execute("SELECT * FROM active_products")
+    got_rows, got_cols = got.fetchall(), [c.name for c in got.description]
+    want = conn.execute("SELECT * FROM products WHERE deleted_at IS NULL")
+    try:
+        compare_results(got_cols, got_rows, [c.name for c in want.description], want.fetchall(),
+                        what="active_products")
+    except CheckFailed as exc:
+        raise CheckFailed(exc.message + " Its rows must be products' rows, unchanged: SELECT * "
+                          "FROM products WHERE deleted_at IS NULL.", exc.detail) from None
+
+
+def _reuse_and_duplicates(conn: psycopg.Connection, r: Any) -> None:
+    """A deleted SKU can be listed again, twice over; a live SKU cannot be listed twice."""
+    sku = f"CHECK-{uuid.uuid4().hex[:10]}"
+    _new_product(conn, sku)
+    for round_ in (1, 2):  # delete and re-list twice: two deleted rows, one live, same SKU
+        conn.execute("UPDATE products SET deleted_at = now() WHERE sku = %s AND deleted_at IS NULL",
+                     [sku])
+        conn.execute("SAVEPOINT reuse")
+        try:
+            _new_product(conn, sku, vendor=f"Re-lister {round_}")
+        except psycopg.errors.UniqueViolation as exc:
+            raise CheckFailed(
+                "A new product cannot reuse the SKU of a soft-deleted product"
+                f"{' (the second time it is deleted)' if round_ == 2 else ''}: "
+                f"{exc.diag.message_primary}. The unique index on sku still counts deleted "
+                "rows, so a SKU can never be reused (and a vendor re-listing an item fails). "
+                "Make it a partial unique index, UNIQUE (sku) WHERE deleted_at IS NULL, and "
+                "drop the old one.") from None
+        conn.execute("RELEASE SAVEPOINT reuse")
+    dataset_sku = r.choice([row[0] for row in conn.execute(
+        "SELECT sku FROM products WHERE deleted_at IS NULL AND NOT starts_with(sku, 'CHECK-') "
+        "ORDER BY id").fetchall()])
+    for dup, how in ((sku, "every other column the same"),
+                     (dataset_sku, "another vendor, category and name, and a price of 0")):
+        conn.execute("SAVEPOINT duplicate")
+        try:
+            if how.startswith("every"):
+                conn.execute("INSERT INTO products (sku, name, category, vendor, price, "
+                             "attributes, updated_at) SELECT sku, name, category, vendor, price, "
+                             "attributes, updated_at FROM products WHERE sku = %s AND "
+                             "deleted_at IS NULL", [dup])
             else:
-                raise CheckFailed(
-                    "Two active products can now share a SKU: the partial index must still be "
-                    "UNIQUE. Soft delete relaxes uniqueness for deleted rows only.")
-            if not _active_unique_index(conn):
-                raise CheckFailed("No valid unique index on products (sku) WHERE deleted_at IS "
-                                  "NULL was found; uniqueness among active products must be "
-                                  "enforced by the database, not by the application.")
-    with psycopg.connect(lab.url) as conn:
-        sku = conn.execute("SELECT sku FROM products WHERE deleted_at IS NULL ORDER BY id "
-                           "LIMIT 1").fetchone()[0]
-    plan = ex.explain(lab, "SELECT * FROM active_products WHERE sku = %(sku)s", {"sku": sku})
-    ex.assert_no_node(plan, "Seq Scan", "products",
-                      "Looking up an active product by sku reads the whole products table: the "
-                      "view's WHERE deleted_at IS NULL must match the index's predicate so the "
-                      "partial index can answer it.")
-    return ("active_products hides deleted products; a deleted SKU can be reused, two active "
-            "ones cannot; lookups by sku use the partial index")
+                _new_product(conn, dup, name=f"Duplicate {r.randint(1, 99)}", category="garden",
+                             vendor=f"Other Vendor {r.randint(1, 99)}", price="0.00")
+        except psycopg.errors.UniqueViolation:
+            conn.execute("ROLLBACK TO SAVEPOINT duplicate")
+        else:
+            raise CheckFailed(
+                f"Two active products can now share a SKU ({dup!r}, the second with {how}): "
+                "the partial index must be UNIQUE, on sku alone, for every row WHERE deleted_at "
+                "IS NULL. Soft delete relaxes uniqueness for deleted rows only.")
 
 
 # --------------------------------------------------------------------------
 # q2: restore
 
 
+def _restore(caller: Caller, restore_product: Callable[[Any, int], bool], conn: Any,
+             product_id: int) -> tuple[str, Any]:
+    """("ok", result) or ("ValueError", message); any other error fails the check."""
+    try:
+        result = restore_product(conn, product_id)
+    except ValueError as exc:
+        outcome: tuple[str, Any] = ("ValueError", str(exc))
+    except (NotAttempted, CheckFailed):
+        raise
+    except psycopg.Error as exc:
+        outcome = ("psycopg", exc)
+    else:
+        outcome = ("ok", result)
+    if outcome[0] != "psycopg":
+        _verify(caller, f"restore_product(conn, {product_id})")
+    return outcome
+
+
+def _text(sql: Any) -> str:
+    try:
+        return sql.as_string(None) if hasattr(sql, "as_string") else str(sql)
+    except Exception:  # a Composed that needs a connection to render
+        return repr(sql)
+
+
+def _relisted_during(lab: Any, caller: Caller, restore_product: Callable[[Any, int], bool],
+                     product_id: int, sku: str, pause_after: int) -> dict[str, Any]:
+    """Run the restore; after its ``pause_after``-th statement another session re-lists ``sku``.
+
+    The other session's INSERT runs until it commits or waits in the lock manager
+    (then it finishes once the restore's transaction ends): the same interleaving on
+    every run, no sleeps.
+    """
+    box: dict[str, Any] = {"fired": False}
+    other = psycopg.connect(lab.url, autocommit=True, application_name="lab check re-lister")
+    monitor = psycopg.connect(lab.url, autocommit=True)
+    thread: list[threading.Thread] = []
+
+    def relist() -> None:
+        try:
+            box["relisted"] = _new_product(other, sku, name="Re-listed meanwhile")
+        except psycopg.Error as exc:
+            box["relist_error"] = exc
+
+    def hook(n: int, sql: Any) -> None:
+        if n != pause_after or thread:
+            return
+        box["fired"], box["after"] = True, _text(sql)
+        t = threading.Thread(target=relist, daemon=True)
+        thread.append(t)
+        t.start()
+        deadline = time.monotonic() + 30
+        pid = other.info.backend_pid
+        while t.is_alive() and time.monotonic() < deadline:
+            if monitor.execute("SELECT cardinality(pg_blocking_pids(%s))", [pid]).fetchone()[0]:
+                break
+            t.join(0.002)
+
+    try:
+        hooked = HookedConnection(caller.conn, hook)
+        try:
+            box["outcome"] = _restore(caller, restore_product, hooked, product_id)
+        finally:
+            if caller.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                box.setdefault("left_open", True)
+            if thread:
+                if caller.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    caller.conn.rollback()  # let a waiting re-lister finish
+                thread[0].join(30)
+    finally:
+        other.close()
+        monitor.close()
+    return box
+
+
 def q2(lab: Any, restore_product: Callable[[Any, int], bool]) -> str:
     """restore_product: True when restored, False when nothing to do, ValueError on a taken SKU."""
     require(restore_product)
-    with psycopg.connect(lab.url, autocommit=True) as watch:
-        # two products of the check's own, soft-deleted (never ordered, so removable after)
-        tag = uuid.uuid4().hex[:10]
-        first, second = (tuple(watch.execute(
-            "INSERT INTO products (sku, name, category, vendor, price, updated_at, deleted_at) "
-            "VALUES (%s, 'Discontinued check item', 'home', 'Check Vendor', 3.00, now(), "
-            "now() - interval '30 days') RETURNING id, sku, deleted_at",
-            [f"CHECK-{tag}-{n}"]).fetchone()) for n in (1, 2))
-        taker = None
+    r = adv.rng()
+    prefix = f"CHECK-{r.randint(10_000, 99_999)}-{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(lab.url, autocommit=True) as watch, Caller(lab) as caller, \
+            untouched(lab, ["orders", "order_items", *OTHER_TABLES],
+                      why="restoring changes one product"):
+        # first the call that needs nothing (and that an unanswered stub refuses)
+        products_before = query_checksum(watch, "SELECT * FROM products")
+        kind, value = _restore(caller, restore_product, caller.conn, 2**62)
+        if kind != "ok" or value is not False:
+            shown_as = f"returned {value!r}" if kind == "ok" else f"raised {kind} {value}"
+            raise CheckFailed(f"Restoring a product that does not exist {shown_as}; it should "
+                              "return False and change nothing.")
+        if query_checksum(watch, "SELECT * FROM products") != products_before:
+            raise CheckFailed("Restoring a product that does not exist returned False but "
+                              "changed products; with nothing to restore, change nothing.")
+        if not _active_unique_index(watch):
+            raise CheckFailed("This check needs exercise 1's partial unique index on products "
+                              "(sku): run exercise 1 and its check first.")
+        old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=r.randint(2, 90),
+                                                             microseconds=r.randint(1, 10**6))
+
+        def plant(suffix: str, *, deleted: bool = True, name: str = "Discontinued check item") -> int:
+            return _new_product(watch, f"{prefix}{suffix}", name=name, price="3.00",
+                                deleted_at=old if deleted else None)
+
         try:
-            with psycopg.connect(lab.url) as conn:
-                restored = _call(restore_product, conn, first[0], who="restore_product")
-                if in_transaction(conn):
-                    raise CheckFailed("restore_product returned with its transaction still open; "
-                                      "commit it.")
-                state = watch.execute("SELECT deleted_at FROM products WHERE id = %s",
-                                      [first[0]]).fetchone()[0]
-                if state is not None or restored is not True:
-                    raise CheckFailed(
-                        f"restore_product(conn, {first[0]}) returned {restored!r} and the product's "
-                        f"deleted_at is {state}; a soft-deleted product whose SKU is free must come "
-                        "back (deleted_at NULL, committed) and the function return True.")
-                shown = watch.execute("SELECT count(*) FROM active_products WHERE id = %s",
-                                      [first[0]]).fetchone()[0]
-                if not shown:
-                    raise CheckFailed("The restored product does not appear in active_products.")
-                again = _call(restore_product, conn, first[0], who="restore_product")
-                if again is not False:
-                    raise CheckFailed(
-                        f"Restoring an already active product returned {again!r}; it should "
-                        "return False and change nothing (a retried request must not look like "
-                        "a second restore).")
-                missing = _call(restore_product, conn, 2**62, who="restore_product")
-                if missing is not False:
-                    raise CheckFailed(f"Restoring a product that does not exist returned "
-                                      f"{missing!r}; it should return False.")
-                if not _active_unique_index(watch):
-                    raise CheckFailed("The rest of this check needs exercise 1's partial unique "
-                                      "index on products (sku): run exercise 1 and its check "
-                                      "first.")
-                # the second product's SKU is taken by a new product meanwhile
-                taker = watch.execute(
-                    "INSERT INTO products (sku, name, category, vendor, price, updated_at) "
-                    "VALUES (%s, 'Re-listed item', 'home', 'Check Vendor', 2.00, now()) "
-                    "RETURNING id", [second[1]]).fetchone()[0]
-                try:
-                    result = restore_product(conn, second[0])
-                except ValueError:
-                    result = None
-                except (NotAttempted, CheckFailed):
-                    raise
-                except psycopg.Error as exc:
-                    raise CheckFailed(
-                        f"restore_product let SQLSTATE {exc.sqlstate} escape "
-                        f"({exc.diag.message_primary}) when an active product had taken the SKU "
-                        f"{second[1]!r}. Catch the unique violation (or look first, under the "
-                        "index's protection) and raise ValueError saying which product holds "
-                        "the SKU: the caller has a decision to make, not a crash.") from None
-                else:
-                    raise CheckFailed(
-                        f"restore_product returned {result!r} for a product whose SKU "
-                        f"{second[1]!r} an active product has taken since; it must raise "
-                        "ValueError (an API answers 409 Conflict).")
-                finally:
-                    left_open = in_transaction(conn)
-                    conn.rollback()
-                if left_open:
-                    raise CheckFailed("restore_product raised ValueError but left its transaction "
-                                      "open; roll it back before raising.")
-                still = watch.execute("SELECT deleted_at FROM products WHERE id = %s",
-                                      [second[0]]).fetchone()[0]
-                if still is None:
-                    raise CheckFailed("restore_product refused the conflicting restore but "
-                                      "restored the product anyway.")
+            case = adv.case_variants("-Case-x", rand=r)
+            trap, lookalike = adv.like_traps(rand=r, domain="sku")[0]
+            free = plant("-free")
+            twin = plant("-free", name="Same SKU, deleted earlier")  # deleted twice: a twin
+            case_live, case_deleted = plant(case[1], deleted=False), plant(case[2])
+            like_live, like_deleted = plant("-" + lookalike, deleted=False), plant("-" + trap)
+            taken = plant("-taken")
+            _q2_cases(lab, watch, caller, restore_product, prefix, free, twin,
+                      (case_live, case_deleted), (like_live, like_deleted), taken, r)
+            others = query_checksum(watch, "SELECT * FROM products WHERE NOT starts_with(sku, "
+                                    "%s)", [prefix])
+            if others != products_before:
+                raise CheckFailed("restore_product changed products other than the one it was "
+                                  "asked to restore: restore by id (WHERE id = %s AND deleted_at "
+                                  "IS NOT NULL), never by SKU or name.")
         finally:
-            watch.execute("DELETE FROM products WHERE id = ANY(%s)",
-                          [[first[0], second[0]] + ([taker] if taker is not None else [])])
-    return ("restores a deleted product, is a no-op when there is nothing to restore, and "
-            "refuses (ValueError) when its SKU is taken")
+            watch.execute("DELETE FROM products WHERE starts_with(sku, %s)", [prefix])
+    return ("restores a deleted product (twins, case variants and LIKE look-alikes left alone), "
+            "is a no-op when there is nothing to restore, refuses (ValueError) when its SKU is "
+            "taken, also when another session re-lists it mid-restore; the caller's connection "
+            "is left as found")
+
+
+def _q2_cases(lab: Any, watch: psycopg.Connection, caller: Caller,
+              restore_product: Callable[[Any, int], bool], prefix: str, free: int, twin: int,
+              case: tuple[int, int], like: tuple[int, int], taken: int, r: Any) -> None:
+    def state(pid: int) -> Any:
+        row = watch.execute("SELECT deleted_at FROM products WHERE id = %s", [pid]).fetchone()
+        return row[0] if row else "missing"
+
+    def must_restore(pid: int, why: str) -> None:
+        kind, value = _restore(caller, restore_product, caller.conn, pid)
+        if kind == "psycopg":
+            raise CheckFailed(f"restore_product(conn, {pid}) raised SQLSTATE {value.sqlstate} "
+                              f"({value.diag.message_primary}) for {why}.")
+        if kind == "ValueError" or value is not True or state(pid) is not None:
+            did = "raised ValueError" if kind == "ValueError" else f"returned {value!r}"
+            raise CheckFailed(
+                f"restore_product(conn, {pid}) {did} "
+                f"for {why}, and the product's deleted_at is now {state(pid)}; it must come back "
+                "(deleted_at NULL, committed) and the function return True.",
+                f"ValueError: {value}" if kind == "ValueError" else "")
+
+    must_restore(free, "a soft-deleted product whose SKU is free")
+    shown = watch.execute("SELECT count(*) FROM active_products WHERE id = %s", [free]).fetchone()[0]
+    if not shown:
+        raise CheckFailed("The restored product does not appear in active_products.")
+    if state(twin) is None:
+        raise CheckFailed(f"Restoring product {free} also restored product {twin}, deleted "
+                          "earlier under the same SKU: restore by id, never by SKU.")
+    must_restore(case[1], "a product whose SKU differs only in case from a live product's (a "
+                 "different SKU: the partial unique index is case-sensitive)")
+    must_restore(like[1], "a product whose SKU, used as a LIKE pattern, matches a live product's "
+                 "(a different SKU: compare SKUs with =, never LIKE)")
+    for pid, what in ((free, "an already active product"), (2**62, "a product that does not "
+                                                                   "exist")):
+        before = query_checksum(watch, "SELECT * FROM products WHERE id = %s", [pid])
+        kind, value = _restore(caller, restore_product, caller.conn, pid)
+        if kind != "ok" or value is not False:
+            shown_as = f"returned {value!r}" if kind == "ok" else f"raised {kind} {value}"
+            raise CheckFailed(
+                f"Restoring {what} {shown_as}; it should return False and change nothing "
+                "(a retried request must not look like a second restore).")
+        if query_checksum(watch, "SELECT * FROM products WHERE id = %s", [pid]) != before:
+            raise CheckFailed(f"Restoring {what} returned False but changed its row; with "
+                              "nothing to restore, change nothing (not even updated_at).")
+
+    # the SKU taken by a product listed since, and a twin whose SKU its sibling now holds
+    sku = watch.execute("SELECT sku FROM products WHERE id = %s", [taken]).fetchone()[0]
+    taker = _new_product(watch, sku, name="Re-listed item", price="2.00")
+    for pid, holder, how in ((taken, taker, "a new product listed since"),
+                             (twin, free, "the twin restored a moment ago")):
+        kind, value = _restore(caller, restore_product, caller.conn, pid)
+        if kind == "psycopg":
+            raise CheckFailed(
+                f"restore_product let SQLSTATE {value.sqlstate} escape "
+                f"({value.diag.message_primary}) when an active product ({how}) held the SKU. "
+                "Catch the unique violation, roll back, and raise ValueError saying which "
+                "product holds the SKU: the caller has a decision to make, not a crash.")
+        if kind != "ValueError":
+            raise CheckFailed(
+                f"restore_product returned {value!r} for a product whose SKU an active product "
+                f"({how}) holds; it must raise ValueError (an API answers 409 Conflict).")
+        if state(pid) is None or state(holder) is not None:
+            raise CheckFailed("restore_product refused the conflicting restore but changed "
+                              "which product is active anyway.")
+
+    # the race: the SKU is re-listed by another session in the middle of the restore
+    for pause_after in range(1, 13):
+        pid = _new_product(watch, f"{prefix}-race-{pause_after}",
+                           deleted_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3))
+        sku = f"{prefix}-race-{pause_after}"
+        box = _relisted_during(lab, caller, restore_product, pid, sku, pause_after)
+        if not box["fired"]:
+            break
+        kind, value = box["outcome"]
+        after = " ".join(box["after"].split())[:80]
+        if kind == "psycopg":
+            raise CheckFailed(
+                f"restore_product let SQLSTATE {value.sqlstate} escape "
+                f"({value.diag.message_primary}) when another session re-listed the SKU "
+                f"between two of its statements (right after `{after}`). A check before the "
+                "UPDATE is out of date by the time the UPDATE runs: let the partial unique index "
+                "decide (catch UniqueViolation on the UPDATE, roll back, raise ValueError).")
+        active = [row[0] for row in watch.execute(
+            "SELECT id FROM products WHERE sku = %s AND deleted_at IS NULL", [sku]).fetchall()]
+        relisted = box.get("relisted")
+        if kind == "ok" and value is True:
+            if active != [pid]:
+                raise CheckFailed(
+                    f"restore_product returned True while another session re-listed its SKU "
+                    f"(right after `{after}`), but product {pid} is not the one active product "
+                    f"with that SKU (active: {active}).")
+        elif kind == "ValueError":
+            if relisted is None or active != [relisted]:
+                raise CheckFailed(
+                    f"restore_product raised ValueError while another session re-listed its "
+                    f"SKU (right after `{after}`), but the database says otherwise: the "
+                    f"active products with that SKU are {active}.")
+        else:
+            raise CheckFailed(
+                f"restore_product returned {value!r} for a deleted product while another "
+                f"session re-listed its SKU (right after `{after}`): it must either restore it "
+                "(True) or refuse with ValueError.")
 
 
 # --------------------------------------------------------------------------
@@ -257,17 +677,19 @@ def unarchive_all(lab: Any) -> None:
             conn.execute("TRUNCATE orders_archive, order_items_archive")
 
 
-def _state(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
-    p = {"cutoff": CUTOFF}
+def _state(conn: psycopg.Connection, cutoff: dt.datetime) -> dict[str, tuple[int, str]]:
+    p = {"cutoff": cutoff}
     eligible_items = (f"SELECT {ITEM_COLUMNS} FROM order_items WHERE order_id IN "
                       f"(SELECT id FROM orders WHERE {ELIGIBLE})")
     return {
         "orders_all": query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders UNION ALL "
-                                      f"SELECT {ORDER_COLUMNS} FROM orders_archive"),
+                                     f"SELECT {ORDER_COLUMNS} FROM orders_archive"),
         "items_all": query_checksum(conn, f"SELECT {ITEM_COLUMNS} FROM order_items UNION ALL "
-                                     f"SELECT {ITEM_COLUMNS} FROM order_items_archive"),
-        "orders_eligible": query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders WHERE {ELIGIBLE}", p),
-        "orders_staying": query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders WHERE NOT ({ELIGIBLE})", p),
+                                    f"SELECT {ITEM_COLUMNS} FROM order_items_archive"),
+        "orders_eligible": query_checksum(
+            conn, f"SELECT {ORDER_COLUMNS} FROM orders WHERE {ELIGIBLE}", p),
+        "orders_staying": query_checksum(
+            conn, f"SELECT {ORDER_COLUMNS} FROM orders WHERE NOT ({ELIGIBLE})", p),
         "items_eligible": query_checksum(conn, eligible_items, p),
         "orders_archive": query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders_archive"),
         "items_archive": query_checksum(conn, f"SELECT {ITEM_COLUMNS} FROM order_items_archive"),
@@ -312,46 +734,189 @@ def q3(lab: Any, archive_orders: Callable[..., int]) -> str:
     return _archive_check(lab, archive_orders)
 
 
+def _check_cutoff(r: Any) -> dt.datetime:
+    """A cutoff instant after CUTOFF (so the notebook's own CUTOFF is archived too), at no
+    round second: a cutoff truncated to a date or a second archives the wrong orders."""
+    return CUTOFF + dt.timedelta(days=r.randint(1, 40), seconds=r.randint(0, 86_399),
+                                 microseconds=r.randint(1, 999_999))
+
+
+Planted = dict[int, tuple[dt.datetime, str, str]]  # id: (created_at, status, "edge" | "tie")
+
+
+def _plant_orders(conn: psycopg.Connection, r: Any, cutoff: dt.datetime, zone: str,
+                  tie_size: int) -> Planted:
+    """Orders at and around the cutoff, and a tie group on created_at, for several customers."""
+    customers = [row[0] for row in conn.execute(
+        "SELECT id FROM customers WHERE NOT is_load_test ORDER BY id").fetchall()]
+    products = [row[0] for row in conn.execute("SELECT id FROM products ORDER BY id LIMIT 200")]
+    who = adv.spread(customers, min(7, len(customers)), rand=r)
+    local = cutoff.astimezone(ZoneInfo(zone))
+    instants = (adv.instants_around(cutoff)
+                + adv.day_edges(local.date(), ZoneInfo(zone))
+                + adv.day_edges(cutoff.astimezone(dt.timezone.utc).date()))
+    rows: list[tuple[dt.datetime, str, str]] = []
+    for when in instants:
+        rows += [(when, r.choice(CLOSED), "edge"), (when, r.choice(CLOSED), "edge"),
+                 (when, r.choice(OPEN), "edge")]
+    tie_at = cutoff - dt.timedelta(days=r.randint(2, 300), microseconds=r.randint(1, 999_999))
+    rows += [(tie_at, r.choice(CLOSED), "tie") for _ in range(tie_size)]
+    r.shuffle(rows)  # ids in no particular order of created_at
+    planted: Planted = {}
+    for when, status, kind in rows:
+        items = r.choice((0, 1, 1, 2, 3))  # an order without lines must move too
+        oid = conn.execute(
+            "INSERT INTO orders (customer_id, status, created_at, total, shipping_country, note) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            [r.choice(who), status, when, f"{r.randint(1, 99_999) / 100:.2f}",
+             r.choice(("FR", "NP", "CA", "NZ")), f"lab check {r.randint(1, 10**6)}"]).fetchone()[0]
+        for _ in range(items):
+            conn.execute("INSERT INTO order_items (order_id, product_id, quantity, unit_price) "
+                         "VALUES (%s, %s, %s, %s)",
+                         [oid, r.choice(products), r.randint(1, 4),
+                          f"{r.randint(1, 9_999) / 100:.2f}"])
+        planted[oid] = (when, status, kind)
+    return planted
+
+
+def _remove_planted(lab: Any, ids: list[int]) -> None:
+    with psycopg.connect(lab.url, autocommit=True) as conn, conn.transaction():
+        for table, key in (("order_items_archive", "order_id"), ("order_items", "order_id"),
+                           ("orders_archive", "id"), ("orders", "id")):
+            if conn.execute("SELECT to_regclass(%s)", [table]).fetchone()[0]:
+                conn.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s)", [ids])
+
+
+def _boundary_verdict(conn: psycopg.Connection, planted: Planted, cutoff: dt.datetime,
+                      zone: str) -> None:
+    """Which planted closed orders were archived, against created_at < cutoff."""
+    archived = {row[0] for row in conn.execute(
+        "SELECT id FROM orders_archive WHERE id = ANY(%s)", [list(planted)]).fetchall()}
+    left = dict(conn.execute(f"SELECT id, created_at FROM orders WHERE {ELIGIBLE}",
+                             {"cutoff": cutoff}).fetchall())  # eligible, still live
+    ties = [i for i, (w, s, kind) in planted.items() if kind == "tie"]
+    tied_kept = [i for i in ties if i not in archived]
+    if tied_kept and set(left) <= set(ties):
+        raise CheckFailed(
+            f"Your archiver left {len(tied_kept)} of {len(ties)} closed orders that share one "
+            f"created_at ({planted[ties[0]][0].isoformat(sep=' ')}), well before the cutoff, in "
+            "the live table: paging by created_at (WHERE created_at > last) skips the rest of "
+            "a tie when a batch ends inside it. Page by the key: WHERE id > last ORDER BY id.")
+    closed = {i: w for i, (w, s, kind) in planted.items() if s in CLOSED and kind == "edge"}
+    wrongly_moved = sorted((w, i) for i, w in closed.items() if w >= cutoff and i in archived)
+    wrongly_kept = sorted((w, i) for i, w in closed.items() if w < cutoff and i not in archived)
+    shown_cutoff = cutoff.astimezone(ZoneInfo(zone)).isoformat(sep=" ")
+
+    def offset(w: dt.datetime) -> str:
+        delta = w - cutoff
+        sign = "after" if delta >= dt.timedelta(0) else "before"
+        delta = abs(delta)
+        if not delta:
+            return "exactly at the cutoff"
+        return f"{delta.total_seconds():,.6f} s {sign} the cutoff"
+
+    if wrongly_moved:
+        w, i = wrongly_moved[0]
+        raise CheckFailed(
+            f"Your archiver moved {len(wrongly_moved)} closed order(s) created at or after the "
+            f"cutoff, such as order {i}, created {offset(w)} (cutoff {shown_cutoff}, the "
+            f"session's TimeZone {zone}). The rule is created_at < cutoff, strictly, comparing "
+            "timestamptz with timestamptz: pass the cutoff as a parameter, as it is given (not "
+            "as a date, a text formatted in some time zone, or a datetime stripped of its "
+            "tzinfo), and do not round created_at.")
+    # left behind only near the cutoff: the comparison is wrong, not the paging
+    if wrongly_kept and left and min(left.values()) >= cutoff - dt.timedelta(days=1):
+        w, i = wrongly_kept[-1]  # the closest to the cutoff
+        raise CheckFailed(
+            f"Your archiver left {len(wrongly_kept)} closed order(s) created before the cutoff "
+            f"in the live table, such as order {i}, created {offset(w)} (cutoff "
+            f"{shown_cutoff}, the session's TimeZone {zone}). The rule is created_at < cutoff, "
+            "comparing timestamptz with timestamptz: do not truncate the cutoff to a date or a "
+            "second, do not format it as text, do not cast created_at to date (that uses the "
+            "session's TimeZone).")
+
+
 def _archive_check(lab: Any, archive_orders: Callable[..., int]) -> str:
+    r = adv.rng()
+    cutoff = _check_cutoff(r)
+    zone = adv.non_utc_zone(rand=r)
     with psycopg.connect(lab.url, autocommit=True) as conn:
-        conn.execute("ANALYZE orders, order_items")
-        before = _state(conn)
+        dataset_eligible = conn.execute(f"SELECT count(*) FROM orders WHERE {ELIGIBLE}",
+                                        {"cutoff": cutoff}).fetchone()[0]
+    if dataset_eligible < 8:
+        raise CheckFailed(f"Only {dataset_eligible} orders are eligible at this scale; the check "
+                          "needs a dataset of at least the tiny scale.")
+    batch = max(10, math.ceil((dataset_eligible + 40) / 24))  # about two dozen batches
+    tie_size = batch + r.randint(3, 9)  # a tie on created_at wider than a batch
+    planted: Planted = {}
+    try:
+        with psycopg.connect(lab.url, autocommit=True) as conn:
+            with conn.transaction():
+                planted = _plant_orders(conn, r, cutoff, zone, tie_size)
+            eligible = dataset_eligible + sum(1 for w, s, _ in planted.values()
+                                              if w < cutoff and s in CLOSED)
+            while eligible % batch == 0:  # batching must end in a partial batch
+                batch += 1
+            conn.execute("ANALYZE orders, order_items")
+            before = _state(conn, cutoff)
+        with untouched(lab, ["customers", "products", *OTHER_TABLES],
+                       why="archival moves orders and their items, nothing else"):
+            result = _archive_runs(lab, archive_orders, cutoff, zone, batch, before, planted)
+    finally:
+        if planted:
+            _remove_planted(lab, list(planted))
+    return result
+
+
+def _archive_runs(lab: Any, archive_orders: Callable[..., int], cutoff: dt.datetime, zone: str,
+                  batch: int, before: dict, planted: Planted) -> str:
     eligible = before["orders_eligible"][0]
-    if eligible < 8:
-        raise CheckFailed(f"Only {eligible} orders are eligible at this scale; the check needs "
-                          "a dataset of at least the tiny scale.")
-    batch = max(10, math.ceil(eligible / 24))  # about two dozen batches at every scale
-    crashing = RecordingConnection(psycopg.connect(lab.url), interrupt_after_commits=3)
-    try:
-        _call(archive_orders, crashing, CUTOFF, batch, who="archive_orders")
-        crashed = False
-    except Interrupted:
-        crashed = True
-    finally:
-        crashing.raw.close()
+    # the same instant as a caller elsewhere writes it: neither UTC nor the session's zone,
+    # so dropping its tzinfo or reading its date gives another instant
+    elsewhere = [z for z in adv.NON_UTC_ZONES if z != zone]
+    given = cutoff.astimezone(ZoneInfo(adv.rng().choice(elsewhere)))
+    settings = {"lock_timeout": "5min", "statement_timeout": "7min",
+                "idle_in_transaction_session_timeout": "11min", "TimeZone": zone,
+                "application_name": "lab check caller"}
+    with Caller(lab, settings=settings) as first:
+        crashing = RecordingConnection(first.conn, interrupt_after_commits=3)
+        try:
+            _call(archive_orders, crashing, given, batch, who="archive_orders")
+            crashed = False
+        except Interrupted:
+            crashed = True
+        # the process died: its connection goes with it (an open transaction rolls back)
     with psycopg.connect(lab.url, autocommit=True) as conn:
-        _not_lost(before, _state(conn), "After a crash following the third committed batch")
-    resumed = RecordingConnection(psycopg.connect(lab.url))
-    try:
-        moved = _call(archive_orders, resumed, CUTOFF, batch, who="archive_orders")
-        again = _call(archive_orders, resumed, CUTOFF, batch, who="archive_orders")
-        if in_transaction(resumed.raw):
-            raise CheckFailed("archive_orders returned with its transaction still open; commit "
-                              "each batch.")
-    finally:
-        resumed.raw.close()
+        crashed_state = _state(conn, cutoff)
+        _not_lost(before, crashed_state, "After a crash following the third committed batch")
+    remaining = crashed_state["orders_eligible"][0]
+    call = f"archive_orders(conn, cutoff, batch_size={batch})"
+    with Caller(lab, settings=settings) as second:
+        resumed = RecordingConnection(second.conn)
+        moved = _call(archive_orders, resumed, given, batch, who="archive_orders")
+        _verify(second, call)
     with psycopg.connect(lab.url, autocommit=True) as conn:
-        after = _state(conn)
-    _not_lost(before, after, "After the archiver finished")
+        after = _state(conn, cutoff)
+        _not_lost(before, after, "After the archiver, resumed, finished")
+        _boundary_verdict(conn, planted, cutoff, zone)
     if after["orders_archive"] != before["orders_eligible"]:
-        extra = after["orders_archive"][0] - before["orders_eligible"][0]
+        with psycopg.connect(lab.url, autocommit=True) as conn:
+            wrong = conn.execute(f"SELECT count(*) FROM orders_archive WHERE NOT ({ELIGIBLE})",
+                                 {"cutoff": cutoff}).fetchone()[0]
+        left = after["orders_eligible"][0]
+        reasons = []
+        if wrong:
+            reasons.append(f"{wrong:,} open or newer orders were archived, which a customer "
+                           "would miss (check eligibility again in the DELETE: a row can change "
+                           "between your SELECT and your DELETE)")
+        if left:
+            reasons.append(f"{left:,} eligible orders were left behind (a batch skipped: page "
+                           "by id, WHERE id > last, never by OFFSET while rows are deleted)")
         raise CheckFailed(
             f"The archive holds {after['orders_archive'][0]:,} orders; {eligible:,} orders are "
-            f"closed ({', '.join(CLOSED)}) and older than {CUTOFF:%Y-%m-%d}"
-            + (f": {extra:,} open or newer orders were archived, which a customer would miss"
-               if extra > 0 else ": some eligible orders were left behind")
-            + ". Archive exactly created_at < cutoff AND status IN (…closed…), and check it "
-            "again in the DELETE: a row can change between your SELECT and your DELETE.")
+            f"closed ({', '.join(CLOSED)}) and older than the cutoff: "
+            + ("; ".join(reasons) or "the same number, but their contents changed")
+            + ". Archive exactly created_at < cutoff AND status IN (…closed…), rows unchanged.")
     if after["items_archive"] != before["items_eligible"]:
         raise CheckFailed(
             f"The item archive holds {after['items_archive'][0]:,} rows; the archived orders "
@@ -375,11 +940,22 @@ def _archive_check(lab: Any, archive_orders: Callable[..., int]) -> str:
     if not isinstance(moved, int) or not 0 < moved <= total:
         raise CheckFailed(f"archive_orders returned {moved!r} after resuming; it should return "
                           "the number of orders it archived in that call.")
-    if again != 0:
-        raise CheckFailed(f"A second run, with nothing left to archive, returned {again!r}; it "
-                          "should return 0 and change nothing.")
-    return (f"{eligible:,} orders and {before['items_eligible'][0]:,} items archived in batches "
-            f"of {batch}, resumed after a crash; live ∪ archive counts and checksums unchanged")
+    if moved != remaining:
+        raise CheckFailed(f"archive_orders returned {moved!r} after resuming, but it archived "
+                          f"{remaining:,} orders in that call: return the number of orders "
+                          "this call moved (sum the DELETEs' row counts).")
+    with Caller(lab, settings=settings) as third:
+        again = _call(archive_orders, third.conn, given, batch, who="archive_orders")
+        _verify(third, call + ", run again with nothing left to archive")
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        changed = _state(conn, cutoff) != after
+    if again != 0 or changed:
+        raise CheckFailed(f"A second run, with nothing left to archive, returned {again!r}"
+                          + (" and changed the tables" if changed else "")
+                          + "; it should return 0 and change nothing.")
+    return (f"{eligible:,} orders (at and around a cutoff with microseconds, on a {zone} "
+            f"session) and {before['items_eligible'][0]:,} items archived in batches of {batch}, "
+            "resumed after a crash; live ∪ archive counts and checksums unchanged")
 
 
 HINTS = {
@@ -389,9 +965,13 @@ HINTS = {
            "then DROP INDEX CONCURRENTLY products_sku_key"],
     "q2": ["UPDATE products SET deleted_at = NULL WHERE id = %s AND deleted_at IS NOT NULL: "
            "rowcount says whether anything was restored.",
-           "except psycopg.errors.UniqueViolation: conn.rollback(); raise ValueError(...)"],
+           "Do not look for a holder of the SKU first: another session can take it between your "
+           "SELECT and your UPDATE. Let the UPDATE fail: except psycopg.errors.UniqueViolation: "
+           "conn.rollback(); raise ValueError(...)"],
     "q3": ["Keyset on id: SELECT id … WHERE id > last AND <eligible> ORDER BY id LIMIT batch.",
            "In one transaction: WITH moved AS (DELETE FROM order_items WHERE order_id = ANY(%s) "
            "RETURNING *) INSERT INTO order_items_archive SELECT * FROM moved; the same for orders; "
-           "commit."],
+           "commit.",
+           "Compare created_at < %(cutoff)s with the cutoff passed as a parameter (a timestamptz): "
+           "no dates, no text, whatever the session's TimeZone."],
 }
