@@ -17,7 +17,17 @@ do:
   blocks writers *and* reads the whole table is the outage.
 * :class:`RecordingConnection` wraps a psycopg connection and writes down every
   statement, its row count, its SQLSTATE and when it ran: how a check sees a
-  backfill's batches and commits, or a retry loop's ``55P03`` errors.
+  backfill's batches and commits, or a retry loop's ``55P03`` errors. An
+  ``on_statement`` callback runs after each one, while the transaction is still
+  open (a check reads the locks it holds from ``pg_locks`` right then).
+* :class:`RowLockWatch` holds a few rows the way the application does (``FOR
+  SHARE`` in an open transaction) and, when a backend queues behind one, writes
+  down what that backend's transaction holds at that instant (its xids, its
+  locks on the table, the rows still locked by running transactions), then lets
+  the row go; afterwards the rows each of those transactions wrote are counted
+  by ``xmin``. A backfill that commits per batch shows one batch; one
+  transaction for the whole run (savepoints, a DO loop, one giant UPDATE) shows
+  everything it did.
 * :func:`catalog_snapshot` is the schema of a table as the catalogue knows it
   (columns, types, nullability, defaults, constraints with ``convalidated``,
   indexes with ``indisvalid`` and definitions), for "downgrade restores it".
@@ -39,7 +49,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import psycopg
 from psycopg import sql as pgsql
@@ -128,8 +138,10 @@ class RecordingConnection:
     autocommit mode every statement outside ``BEGIN`` counts as its own commit.
     """
 
-    def __init__(self, conn: psycopg.Connection, interrupt_after_commits: int | None = None) -> None:
+    def __init__(self, conn: psycopg.Connection, interrupt_after_commits: int | None = None,
+                 on_statement: Callable[[Statement], None] | None = None) -> None:
         self._conn = conn
+        self._on_statement = on_statement  # called after each statement, its transaction open
         self.statements: list[Statement] = []
         self.interrupt_after = interrupt_after_commits
         self._t0 = time.perf_counter()
@@ -162,6 +174,8 @@ class RecordingConnection:
         tag = (cur.statusmessage or "").split(" ")[0].upper()
         if tag in ("INSERT", "UPDATE", "DELETE", "MERGE") and st.rowcount > 0:
             self._open_rows += st.rowcount
+        if self._on_statement is not None:
+            self._on_statement(st)
         self._after(text)
         return result
 
@@ -234,6 +248,164 @@ class RecordingConnection:
     def errors(self, sqlstate: str | None = None) -> list[Statement]:
         return [s for s in self.statements if s.sqlstate and (sqlstate is None
                                                               or s.sqlstate == sqlstate)]
+
+
+# --------------------------------------------------------------------------
+# rows held by the application: what queues behind them
+
+
+@dataclass
+class RowWait:
+    """What a backend's transaction held when it queued behind one of the watch's rows."""
+
+    key: Any  # the row it queued for
+    pid: int
+    xids: list[str]  # its transaction's xids at that instant (top level and subtransactions)
+    table_locks: list[tuple[str, bool]]  # (mode, granted) of its locks on the table
+    rows_held: int = -1  # rows locked or written by a running transaction, counted while it waited
+    rows_written: int = -1  # rows of the table whose xmin is one of ``xids`` (counted afterwards)
+
+    @property
+    def rows(self) -> int:
+        """The most rows its transaction was seen to hold or write."""
+        return max(self.rows_held, self.rows_written)
+
+
+class RowLockWatch:
+    """Hold a few rows as the application does; record what queues behind them, then let go.
+
+    ``with RowLockWatch(lab, [7, 4999]) as watch:`` locks each row ``FOR SHARE``
+    from its own connection, in an open transaction (what an application
+    transaction that read a user to update it holds). A thread watches the
+    server's lock graph (``pg_blocking_pids``): when a backend queues behind one
+    of the rows, it reads that backend's xids and table locks from ``pg_locks``
+    and counts the rows whose ``xmax`` is a transaction still running (rows
+    updated or locked and not yet committed: subtransactions included, which
+    ``pg_locks`` forgets once their savepoint is released), then ends the row's
+    transaction, so the backend goes on at once. On exit every row still held
+    is released and :attr:`waits` gets ``rows_written``: how many rows of the
+    table carry one of that transaction's xids as ``xmin``. Only the watched
+    code should write to the table's rows meanwhile (inserts of new rows do not
+    count: their ``xmax`` is 0).
+
+    Deterministic: whether an UPDATE queues behind a ``FOR SHARE`` row lock is a
+    property of the lock modes, and the snapshot is taken while it waits.
+    """
+
+    def __init__(self, target: Any, keys: Sequence[Any], table: str = "users",
+                 key: str = "id", poll: float = 0.003) -> None:
+        self.url = _url_of(target)
+        self.table, self.key, self.poll = table, key, poll
+        self.keys = list(dict.fromkeys(keys))
+        self.waits: list[RowWait] = []
+        self.error: BaseException | None = None
+        self._holders: dict[Any, psycopg.Connection] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._mutex = threading.Lock()
+
+    def __enter__(self) -> "RowLockWatch":
+        query = pgsql.SQL("SELECT 1 FROM {} WHERE {} = %s FOR SHARE").format(
+            pgsql.Identifier(self.table), pgsql.Identifier(self.key))
+        try:
+            for k in self.keys:
+                conn = psycopg.connect(self.url, autocommit=False,
+                                       application_name="lab row holder")
+                self._holders[k] = conn
+                conn.execute(query, [k])
+        except BaseException:
+            self._release_all()
+            raise
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="row-lock-watch")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._release_all()
+        self.count_rows()
+
+    @property
+    def held(self) -> list[Any]:
+        """The rows still held (the watched code never reached them)."""
+        with self._mutex:
+            return list(self._holders)
+
+    def _release(self, key: Any) -> None:
+        with self._mutex:
+            conn = self._holders.pop(key, None)
+        if conn is not None:
+            try:
+                conn.rollback()
+            finally:
+                conn.close()
+
+    def _release_all(self) -> None:
+        for k in self.held:
+            self._release(k)
+
+    def _watch(self) -> None:
+        try:
+            with psycopg.connect(self.url, autocommit=True,
+                                 application_name="lab row watch") as mon:
+                while not self._stop.is_set() and self.held:
+                    with self._mutex:
+                        by_pid = {c.info.backend_pid: k for k, c in self._holders.items()}
+                    for pid, blockers in mon.execute(
+                            "SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND wait_event_type = 'Lock' "
+                            "AND NOT pid = ANY(%s)", [list(by_pid)]).fetchall():
+                        mine = [by_pid[b] for b in blockers if b in by_pid]
+                        if not mine:
+                            continue
+                        xids = [r[0] for r in mon.execute(
+                            "SELECT transactionid::text FROM pg_locks WHERE pid = %s "
+                            "AND locktype = 'transactionid' AND granted", [pid]).fetchall()]
+                        locks = [(m, g) for m, g in mon.execute(
+                            "SELECT mode, granted FROM pg_locks WHERE pid = %s "
+                            "AND locktype = 'relation' AND relation = to_regclass(%s)",
+                            [pid, self.table]).fetchall()]
+                        wait = RowWait(mine[0], pid, xids, locks)
+                        wait.rows_held = self._rows_held(mon, list(by_pid.values()))
+                        self.waits.append(wait)
+                        for k in mine:
+                            self._release(k)
+                    self._stop.wait(self.poll)
+        except BaseException as exc:  # never leave the watched code queued behind a row
+            self.error = exc
+        finally:
+            self._release_all()
+
+    def _rows_held(self, mon: psycopg.Connection, ours: list[Any]) -> int:
+        """Rows whose xmax is a running transaction (our own row holders' rows left out)."""
+        # xmax is a 32-bit xid; pg_xact_status wants the 64-bit one: the one of that
+        # epoch nearest to the snapshot's horizon (an xid wraps every 2^32)
+        query = pgsql.SQL("""
+            WITH h AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS nxt),
+                 x AS (SELECT (h.nxt & -4294967296) | t.xmax::text::bigint AS x64, h.nxt
+                       FROM {table} t, h WHERE t.xmax <> '0'::xid AND NOT t.{key} = ANY(%s))
+            SELECT count(*) FROM x WHERE pg_xact_status((CASE
+                WHEN x.x64 - x.nxt > 2147483648 THEN x.x64 - 4294967296
+                WHEN x.nxt - x.x64 > 2147483648 THEN x.x64 + 4294967296
+                ELSE x.x64 END)::text::xid8) = 'in progress'
+            """).format(table=pgsql.Identifier(self.table), key=pgsql.Identifier(self.key))
+        try:
+            return mon.execute(query, [ours]).fetchone()[0]
+        except psycopg.Error:  # a MultiXactId read as an xid, say: the xmin count still holds
+            return -1
+
+    def count_rows(self) -> list[RowWait]:
+        """Fill in ``rows_written`` for each wait (once the watched code is done)."""
+        pending = [w for w in self.waits if w.rows_written < 0]
+        if pending:
+            query = pgsql.SQL("SELECT count(*) FROM {} WHERE xmin::text = ANY(%s)").format(
+                pgsql.Identifier(self.table))
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                for w in pending:
+                    w.rows_written = conn.execute(query, [w.xids]).fetchone()[0] if w.xids else 0
+        return self.waits
 
 
 # --------------------------------------------------------------------------
@@ -336,6 +508,12 @@ def probe_steps(target: Any, statements: Iterable[str], table: str = "users",
                 if row:
                     ev.lock_type, ev.lock_awaited = row
             s.W("COMMIT")
+            if step.blocked and step.final is None and s["M"].pending is not None:
+                # still queued behind a backend outside the probe (an application transaction
+                # that was already running, an autovacuum): wait for it to finish, then let
+                # the sessions record the outcome
+                s["M"].pending[0].result(timeout=timeout)
+                s.W("SELECT 1")
             final = step.final if step.blocked else step
             ev.seconds = time.perf_counter() - t0
             if final is not None and final.failed:
@@ -392,6 +570,15 @@ def snapshot_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def original_rows_checksum(conn: psycopg.Connection) -> tuple[int, str]:
     """Checksum of the columns the migration must not touch, over the pre-existing rows."""
     return query_checksum(conn, f"SELECT id, name FROM users WHERE id < {WRITER_ID_BASE}")
+
+
+def events_checksum(conn: psycopg.Connection) -> tuple[int, str]:
+    """Checksum of the sign-up log of the pre-existing users (the backfill's source, read only).
+
+    Times are compared in UTC, so the checksum does not depend on the session's TimeZone.
+    """
+    return query_checksum(conn, f"SELECT user_id, signed_up_at AT TIME ZONE 'UTC' "
+                                f"FROM {LEGACY_TABLE} WHERE user_id < {WRITER_ID_BASE}")
 
 
 def validation(conn: psycopg.Connection, column: str = "created_at") -> dict[str, Any]:
