@@ -38,6 +38,8 @@ def test_a_clean_call_passes_and_the_caller_is_not_utc(url):
     ("aborted", "aborted"),
     ("reset", "RESET restores"),
     ("advisory", "holds 1 lock"),
+    ("autocommit", "conn.autocommit False → True"),
+    ("isolation", "conn.isolation_level"),
 ])
 def test_what_a_call_leaves_behind_is_named(url, leave, words):
     """An open or aborted transaction, a RESET setting or a session lock each fail verify()."""
@@ -51,6 +53,10 @@ def test_what_a_call_leaves_behind_is_named(url, leave, words):
         elif leave == "reset":
             conn.execute("RESET lock_timeout")
             conn.commit()
+        elif leave == "autocommit":
+            conn.autocommit = True
+        elif leave == "isolation":
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         else:
             conn.execute("SELECT pg_advisory_lock(42)")
             conn.commit()
@@ -108,3 +114,13 @@ def test_threads_of_a_check_share_its_seed():
         assert seen == [4242]
     finally:
         adversarial.end(token)
+
+
+def test_a_serializable_transactions_predicate_locks_are_not_held_locks(url):
+    """SIReadLocks outlive a SERIALIZABLE commit while others overlap it; they block nobody."""
+    with Caller(url) as caller, psycopg.connect(url) as other:
+        other.execute("SELECT 1")  # an overlapping transaction keeps the SIReadLocks alive
+        caller.conn.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+        caller.conn.execute("SELECT * FROM t WHERE id = 2")
+        caller.conn.commit()
+        caller.verify("a serializable read")

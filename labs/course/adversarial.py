@@ -31,9 +31,9 @@ import random
 import secrets
 from typing import Iterator, Sequence
 
-_SEED: contextvars.ContextVar[int | None] = contextvars.ContextVar("lab_check_seed", default=None)
-_RNG: contextvars.ContextVar[random.Random | None] = contextvars.ContextVar("lab_check_rng",
-                                                                           default=None)
+# (seed, generator) of the check being run
+_RUN: contextvars.ContextVar[tuple[int, random.Random] | None] = contextvars.ContextVar(
+    "lab_check_run", default=None)
 
 
 def new_seed() -> int:
@@ -50,37 +50,32 @@ _RUNNING: tuple[int, random.Random] | None = None
 def begin(seed: int) -> contextvars.Token:
     """Make ``seed`` the current check run's seed (``labs.check`` calls this)."""
     global _RUNNING
-    generator = random.Random(seed)
-    _RUNNING = (seed, generator)
-    _RNG.set(generator)
-    return _SEED.set(seed)
+    _RUNNING = (seed, random.Random(seed))
+    return _RUN.set(_RUNNING)
 
 
 def end(token: contextvars.Token) -> None:
     global _RUNNING
-    _SEED.reset(token)
-    _RNG.set(None)
-    _RUNNING = None
+    _RUN.reset(token)
+    _RUNNING = _RUN.get()
+
+
+def _current() -> tuple[int, random.Random]:
+    run = _RUN.get() or _RUNNING  # a thread of the running check has only the global
+    if run is None:  # outside labs.check (a check called directly): choose a seed now
+        begin(new_seed())
+        run = _RUN.get()
+    return run  # type: ignore[return-value]
 
 
 def current_seed() -> int:
     """The seed of the check being run; outside ``labs.check``, one is chosen now."""
-    seed = _SEED.get()
-    if seed is None and _RUNNING is not None:  # a thread of the running check
-        return _RUNNING[0]
-    if seed is None:
-        seed = new_seed()
-        begin(seed)
-    return seed
+    return _current()[0]
 
 
 def rng() -> random.Random:
     """This check run's random generator (seeded by :func:`current_seed`)."""
-    current_seed()
-    generator = _RNG.get()
-    if generator is None and _RUNNING is not None:
-        return _RUNNING[1]
-    return generator  # type: ignore[return-value]
+    return _current()[1]
 
 
 def replay_note(seed: int) -> str:

@@ -41,12 +41,34 @@ def _settings(conn: psycopg.Connection) -> dict[str, str]:
 
 
 def locks_held(monitor: psycopg.Connection, pid: int) -> list[tuple[str, str, str]]:
-    """(locktype, object, mode) of every lock a backend holds, its own vxid left out."""
+    """(locktype, object, mode) of every lock a backend holds, its own vxid left out.
+
+    SIReadLock is left out too: a SERIALIZABLE transaction's predicate locks outlive
+    its COMMIT until the transactions that overlapped it end, and they block nobody.
+    """
     return monitor.execute("""
         SELECT locktype, coalesce(relation::regclass::text, transactionid::text,
                                   objid::text, ''), mode
         FROM pg_locks WHERE pid = %s AND locktype <> 'virtualxid' AND granted
+          AND mode <> 'SIReadLock'
         ORDER BY 1, 2, 3""", [pid]).fetchall()
+
+
+def client_state(conn: psycopg.Connection) -> dict[str, object]:
+    """What psycopg keeps on the client side and sends with every later transaction
+    (``BEGIN ISOLATION LEVEL …``): invisible to pg_settings, inherited by the caller."""
+    return {"autocommit": conn.autocommit, "isolation_level": conn.isolation_level,
+            "read_only": conn.read_only, "deferrable": conn.deferrable}
+
+
+def client_state_changes(before: Mapping[str, object], conn: psycopg.Connection) -> str:
+    """The client-side changes, said for the learner ('' when none)."""
+    now = client_state(conn)
+    changed = [f"conn.{k} {before[k]!r} → {now[k]!r}" for k in before if now[k] != before[k]]
+    if not changed:
+        return ""
+    return ("it changed the connection's own state (" + ", ".join(changed) + "): every later "
+            "transaction of the caller would run that way; put it back before returning")
 
 
 class Caller:
@@ -67,6 +89,7 @@ class Caller:
             self.conn.execute("SELECT set_config(%s, %s, false)", [name, value])
         self.found = _settings(self.conn)  # autocommit here: no transaction is left open
         self.conn.autocommit = autocommit
+        self.client = client_state(self.conn)
         self.pid = self.conn.info.backend_pid
         self._monitor = psycopg.connect(url, autocommit=True)
 
@@ -86,6 +109,9 @@ class Caller:
         elif status == pq.TransactionStatus.INERROR:
             out.append("it returned with its transaction aborted by an error (roll back before "
                        "returning)")
+        client = client_state_changes(self.client, self.conn)
+        if client:
+            out.append(client)
         held = locks_held(self._monitor, self.pid)
         if held:
             shown = ", ".join(f"{mode} on {obj or kind}" for kind, obj, mode in held[:4])
@@ -115,6 +141,9 @@ class Caller:
             return
         if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
             self.conn.rollback()
+        for name, value in self.client.items():
+            if getattr(self.conn, name) != value:
+                setattr(self.conn, name, value)
         for name, value in self.settings_applied.items():
             autocommit = self.conn.autocommit
             self.conn.autocommit = True
