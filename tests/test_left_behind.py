@@ -40,6 +40,7 @@ def test_a_clean_call_passes_and_the_caller_is_not_utc(url):
     ("advisory", "holds 1 lock"),
     ("autocommit", "conn.autocommit False → True"),
     ("isolation", "conn.isolation_level"),
+    ("row_factory", "conn.row_factory tuple_row → dict_row"),
 ])
 def test_what_a_call_leaves_behind_is_named(url, leave, words):
     """An open or aborted transaction, a RESET setting or a session lock each fail verify()."""
@@ -57,6 +58,10 @@ def test_what_a_call_leaves_behind_is_named(url, leave, words):
             conn.autocommit = True
         elif leave == "isolation":
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        elif leave == "row_factory":
+            from psycopg.rows import dict_row
+
+            conn.row_factory = dict_row
         else:
             conn.execute("SELECT pg_advisory_lock(42)")
             conn.commit()

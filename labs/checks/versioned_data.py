@@ -5,23 +5,32 @@ history by its invariants and by the time each change really happened, never by
 timestamps fixed in advance:
 
 * q1: on a caller's connection whose ``TimeZone`` is not UTC (``left_behind.Caller``), the
-  check changes each column the history keeps (price, name, sku, attributes, deleted_at,
-  in a seeded order), then two products in one UPDATE, then DELETEs one, each in its own
-  committed transaction. After every change: exactly one more history row, holding the
-  *old* values; every period non-empty, bounded and half-open ``[from, to)``; the periods
-  of the product (history, then the current row from its ``updated_at``) contiguous; the
-  new boundary between that transaction's ``now()`` and its ``clock_timestamp()`` after the
-  change; the caller's connection and settings as found; other products and their history
-  unchanged. The answer's DDL must change no product.
+  check changes each column the history keeps (price, name, sku, attributes, deleted_at),
+  and twice the price with an ``updated_at`` set by the UPDATE itself (an application's
+  clock behind or backdated, and ahead), in a seeded order, then two products in one
+  UPDATE, then DELETEs one, each in its own committed transaction. After every change:
+  exactly one more history row, holding the *old* values; every period non-empty, bounded
+  and half-open ``[from, to)``; the periods of the product (history, then the current row
+  from its ``updated_at``) contiguous; the new boundary between that transaction's
+  ``now()`` and its ``clock_timestamp()`` after the change; the caller's settings as found
+  inside the transaction right after the change (a SET LOCAL in the trigger) and its
+  connection as found after it; other products and their history unchanged. Then the
+  exclusion constraint by behaviour, with rows written by hand and rolled back: an overlap
+  of one product's versions (another SKU; soft-deleted) refused with 23P01, an adjacent
+  version and another product's version with the same SKU accepted. The answer's DDL must
+  change no product.
 * q2: a history planted by the check (in a transaction it rolls back, so the learner's
   trigger plays no part) with a version valid for one microsecond, boundaries at a local
   midnight and at a whole second, a deleted product, a live one and a sibling with the same
   periods; the learner's AS OF query is asked at every boundary, a microsecond either
   side, before creation and after deletion, on a session whose ``TimeZone`` is not UTC,
   with the instant given in that zone or in UTC.
-* q3: two sessions, the later-starting one committing first (``labs.tools.sessions``): the
-  earlier one's update must neither fail nor write a backwards, empty or overlapping
-  period.
+* q3: two sessions (``labs.tools.sessions``): T1 starts first, T2 updates two products and
+  commits, then T1 updates one and DELETEs the other; meanwhile T1 writes a third product
+  while T2 is open (it must not wait: no lock beyond the row's). Then T1's UPDATE starts
+  while T2 holds the row FOR UPDATE and reaches it after T2's version committed (a
+  statement older than OLD.updated_at: catches statement_timestamp()). No change may fail
+  or write a backwards, empty or overlapping period, or a boundary outside its transaction.
 """
 
 from __future__ import annotations
@@ -162,7 +171,8 @@ def _check_periods(versions: list[Version], what: str, empty_hint: str = "") -> 
                 "row's updated_at must be the same timestamp.")
 
 
-def _within(t: dt.datetime, start: dt.datetime, end: dt.datetime, what: str, zone: str) -> None:
+def _within(t: dt.datetime, start: dt.datetime, end: dt.datetime, what: str, zone: str,
+            hint: str = "") -> None:
     """The boundary a change wrote lies within the transaction that made the change."""
     t, start, end = _utc(t), _utc(start), _utc(end)
     if start <= t <= end:
@@ -172,10 +182,11 @@ def _within(t: dt.datetime, start: dt.datetime, end: dt.datetime, what: str, zon
         f"{what}, the replaced version ends at {_show(t)}, but the change ran between "
         f"{_show(start)} (its transaction's now()) and {_show(end)}: {abs(off)} "
         f"{'before' if off < dt.timedelta(0) else 'after'} it, on a session whose TimeZone is "
-        f"{zone}. A version ends when its transaction changed it: use now() (or "
+        f"{zone}. " + (hint or
+        "A version ends when its transaction changed it: use now() (or "
         "clock_timestamp()), a timestamptz. `now() AT TIME ZONE 'UTC'`, localtimestamp or a "
         "timestamp without time zone is read back in the session's TimeZone and moves the "
-        "boundary by the zone's offset.")
+        "boundary by the zone's offset."))
 
 
 # --------------------------------------------------------------------------
@@ -218,13 +229,40 @@ def _change(conn: Any, sql: str, params: Any, what: str) -> None:
                           f"SQLSTATE {exc.sqlstate}: {msg}") from None
 
 
-def _timed_change(conn: psycopg.Connection, sql: str, params: Any,
-                  what: str) -> tuple[dt.datetime, dt.datetime]:
-    """One committed change; returns (its transaction's now(), clock_timestamp() after it)."""
+def _timed_change(conn: psycopg.Connection, sql: str, params: Any, what: str, *,
+                  found: dict[str, str] | None = None,
+                  hint: str = "") -> tuple[dt.datetime, dt.datetime]:
+    """One committed change; returns (its transaction's now(), clock_timestamp() after it).
+
+    With ``found`` (the caller's settings), the session's settings are also compared right
+    after the change, inside its transaction: a SET LOCAL in the trigger is undone by the
+    COMMIT, so only there can it be seen, and the caller's transaction lives with it.
+    """
     with conn.transaction():
         start = conn.execute("SELECT now()").fetchone()[0]
-        _change(conn, sql, params, what)
+        try:
+            _change(conn, sql, params, what)
+        except CheckFailed as exc:
+            if not hint:
+                raise
+            raise CheckFailed(f"{exc.message} {hint}", exc.detail) from None
         end = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        if found is not None:
+            now = dict(conn.execute("SELECT name, setting FROM pg_settings").fetchall())
+            changed = sorted(k for k in found if now.get(k) != found[k]
+                             and not k.startswith("transaction_"))
+            if changed:
+                shown = ", ".join(f"{k} {found[k]!r} → {now.get(k)!r}" for k in changed[:4])
+                raise CheckFailed(
+                    f"{what}, right after the change and still inside its transaction, the "
+                    f"caller's session settings had changed ({shown}): your trigger changed "
+                    "them, and SET LOCAL (or set_config(…, true)) in a trigger lasts until the "
+                    "CALLER's transaction ends, so every later statement of that transaction "
+                    "reads and writes timestamps in another TimeZone (or runs under other "
+                    "limits). A trigger must not change the session: work with timestamptz "
+                    "values (or AT TIME ZONE on one expression); if a function really needs a "
+                    "setting, give it its own with CREATE FUNCTION … SET, which is undone when "
+                    "the function returns.")
     return start, end
 
 
@@ -275,8 +313,35 @@ def _others(conn: psycopg.Connection, ids: list[int]) -> tuple:
 # q1: the history trigger
 
 
-def _steps(r: Any, pid: int, state: dict[str, Any]) -> list[tuple[str, str, list, dict]]:
-    """One change per kept column, in a seeded order: (what, sql, params, new values)."""
+APP_CLOCK_HINT = (
+    "This UPDATE set updated_at itself, as an ORM does from the application server's clock (a "
+    "few seconds off, or set on purpose to backdate a change): the trigger, not the client, "
+    "decides when a version starts, or a client can rewrite the past and a lagging clock "
+    "writes a backwards or overlapping period. Overwrite it whatever the UPDATE set: "
+    "NEW.updated_at := t, with t chosen by the trigger.")
+
+
+def _app_clock_steps(r: Any, pid: int) -> list[tuple[str, str, list, dict, str]]:
+    """UPDATEs that set updated_at themselves: an app clock behind or ahead, a backdated edit."""
+    now = dt.datetime.now(dt.timezone.utc)
+    behind = r.choice([dt.timedelta(seconds=r.randint(1, 5)),
+                       dt.timedelta(days=r.randint(1, 30))]) + dt.timedelta(
+        microseconds=r.randint(1, 999_999))
+    ahead = dt.timedelta(seconds=r.randint(60, 3_600), microseconds=r.randint(1, 999_999))
+    out = []
+    for when, how in ((now - behind, f"{behind} in the past"),
+                      (now + ahead, f"{ahead} in the future")):
+        price = Decimal(r.randint(1_001, 9_999)) / 100
+        out.append((f"set the price to {price} with updated_at {how} (an application's clock)",
+                    "UPDATE products SET price = %s, updated_at = %s WHERE id = %s",
+                    [price, when, pid], {"price": price}, APP_CLOCK_HINT))
+    r.shuffle(out)
+    return out
+
+
+def _steps(r: Any, pid: int, state: dict[str, Any]) -> list[tuple[str, str, list, dict, str]]:
+    """One change per kept column, and two that set updated_at, in a seeded order:
+    (what, sql, params, new values, hint)."""
     name = adv.case_variants(state["name"], rand=r)[2]
     sku = state["sku"].lower() if state["sku"] != state["sku"].lower() else state["sku"].upper()
     price = Decimal(r.randint(1_001, 9_999)) / 100
@@ -285,22 +350,22 @@ def _steps(r: Any, pid: int, state: dict[str, Any]) -> list[tuple[str, str, list
         days=r.randint(1, 30), microseconds=r.randint(1, 999_999))
     steps = [
         (f"renamed the product to {name!r}", "UPDATE products SET name = %s WHERE id = %s",
-         [name, pid], {"name": name}),
+         [name, pid], {"name": name}, ""),
         (f"set the price to {price}", "UPDATE products SET price = %s WHERE id = %s",
-         [price, pid], {"price": price}),
+         [price, pid], {"price": price}, ""),
         (f"changed the SKU to {sku!r}", "UPDATE products SET sku = %s WHERE id = %s",
-         [sku, pid], {"sku": sku}),
+         [sku, pid], {"sku": sku}, ""),
         ("changed the attributes", "UPDATE products SET attributes = %s WHERE id = %s",
-         [Jsonb(attributes), pid], {"attributes": attributes}),
-    ]
+         [Jsonb(attributes), pid], {"attributes": attributes}, ""),
+    ] + _app_clock_steps(r, pid)
     r.shuffle(steps)
     # a soft delete, then its undoing, somewhere in the sequence
     at = r.randint(0, len(steps))
     steps[at:at] = [
         ("soft-deleted the product (deleted_at)", "UPDATE products SET deleted_at = %s WHERE id = %s",
-         [deleted, pid], {"deleted_at": deleted}),
+         [deleted, pid], {"deleted_at": deleted}, ""),
         ("restored it (deleted_at = NULL)", "UPDATE products SET deleted_at = NULL WHERE id = %s",
-         [pid], {"deleted_at": None}),
+         [pid], {"deleted_at": None}, ""),
     ]
     return steps
 
@@ -330,15 +395,21 @@ def q1(lab: Any, history_sql: str) -> str:
             states = [tuple(state[k] for k in KEPT)]
             steps = _steps(r, pid, state)
             steps.append(("deleted the product (DELETE)", "DELETE FROM products WHERE id = %s",
-                          [pid], {}))
-            for what, sql, params, new in steps:
-                start, end = _timed_change(conn, sql, params, f"When the check {what}")
+                          [pid], {}, ""))
+            for what, sql, params, new, hint in steps:
+                start, end = _timed_change(conn, sql, params, f"When the check {what}",
+                                           found=caller.found, hint=hint)
                 caller.verify(f"the check {what} (your trigger ran in that transaction)")
                 versions = _versions(conn, pid)
                 history = [v for v in versions if v.source == "history"]
                 _judge_step(history, states, new, what)
-                _check_periods(versions, f"After the check {what}")
-                _within(history[-1].hi, start, end, f"When the check {what}", caller.zone)
+                try:
+                    _check_periods(versions, f"After the check {what}")
+                except CheckFailed as exc:
+                    if not hint:
+                        raise
+                    raise CheckFailed(f"{exc.message} {hint}", exc.detail) from None
+                _within(history[-1].hi, start, end, f"When the check {what}", caller.zone, hint)
                 state.update(new)
                 states.append(tuple(state[k] for k in KEPT))
             # one statement, several rows: every row gets its own version
@@ -366,13 +437,87 @@ def q1(lab: Any, history_sql: str) -> str:
                     "of one product from overlapping (a bug in the trigger, a manual fix gone "
                     "wrong). EXCLUDE USING gist (product_id WITH =, valid WITH &&), with the "
                     "btree_gist extension.")
+            _probe_exclusion(lab, pid, others[0])
         finally:
             caller.clean()
             _cleanup(conn, ids)
-    return (f"{len(steps)} changes (every kept column, a soft delete and its undoing, a DELETE) "
+    return (f"{len(steps)} changes (every kept column, two UPDATEs that set updated_at "
+            "themselves, a soft delete and its undoing, a DELETE) "
             "and a two-row UPDATE: one history row each, old values, contiguous half-open "
             f"periods at the time of the change (session TimeZone {caller.zone}); overlaps "
             "excluded by a constraint")
+
+
+def _probe_exclusion(lab: Any, pid: int, other: int) -> None:
+    """The constraint refuses overlapping versions of one product, and only those.
+
+    Rows written by hand, in a transaction rolled back: one overlapping a version of the
+    product under another SKU (must fail with 23P01), one that only touches its first
+    version (must be accepted), one of another product with the same SKU and period (must
+    be accepted). Deferred constraints are made to speak with SET CONSTRAINTS ALL IMMEDIATE.
+    """
+    with psycopg.connect(lab.url) as conn, conn.transaction(force_rollback=True):
+        rows = conn.execute("""
+            SELECT sku, name, price, attributes, deleted_at, lower(valid), upper(valid)
+            FROM products_history WHERE product_id = %s
+            ORDER BY lower(valid)""", [pid]).fetchall()
+        sku, name, price, attributes, deleted_at, lo, hi = rows[0]
+        third = (hi - lo) / 3
+        inside = (lo + third, hi - third)  # within the first version, not equal to it
+
+        def insert(product: int, sku: str, period: tuple,
+                   deleted: dt.datetime | None = None) -> psycopg.Error | None:
+            conn.execute("SAVEPOINT probe")
+            try:
+                conn.execute(
+                    "INSERT INTO products_history (product_id, sku, name, price, attributes, "
+                    "deleted_at, valid) VALUES (%s, %s, %s, %s, %s, %s, tstzrange(%s, %s))",
+                    [product, sku, name, price, Jsonb(attributes), deleted or deleted_at,
+                     *period])
+                conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            except psycopg.Error as exc:
+                conn.execute("ROLLBACK TO SAVEPOINT probe")
+                return exc
+            conn.execute("RELEASE SAVEPOINT probe")
+            return None
+
+        def shown(period: tuple) -> str:
+            return f"[{_show(_utc(period[0]))}, {_show(_utc(period[1]))})"
+
+        first = shown((lo, hi))
+        for deleted, how in ((None, "under another SKU"),
+                             (inside[0], "under another SKU, soft-deleted (deleted_at set)")):
+            err = insert(pid, f"{sku}-renamed", inside, deleted)
+            if err is not None and err.sqlstate == "23P01":
+                continue
+            raise CheckFailed(
+                f"The check wrote (and rolled back) a second version of product {pid} for "
+                f"{shown(inside)}, inside its version {first}, {how}, and "
+                + ("products_history accepted it" if err is None else
+                   f"PostgreSQL refused it with {err.sqlstate} "
+                   f"{err.diag.message_primary or err}, not as an overlap (23P01)")
+                + ": your exclusion constraint does not stop two versions of one product from "
+                "overlapping. The product is the key (its SKU can change and be reused), and "
+                "the periods must not share any instant: EXCLUDE USING gist (product_id WITH "
+                "=, valid WITH &&), on every row (no WHERE): `valid WITH =` refuses only "
+                "identical periods.")
+        before = (lo - dt.timedelta(days=1), lo)
+        err = insert(pid, sku, before)
+        if err is not None:
+            raise CheckFailed(
+                f"The check wrote (and rolled back) a version of product {pid} for "
+                f"{shown(before)}, which ends exactly where its version {first} begins, and "
+                f"PostgreSQL refused it ({err.sqlstate} {err.diag.message_primary or err}). "
+                "Consecutive half-open periods meet without overlapping and must be accepted: "
+                "exclude overlaps (valid WITH &&), nothing more.")
+        err = insert(other, sku, inside)
+        if err is not None:
+            raise CheckFailed(
+                f"The check wrote (and rolled back) a version of ANOTHER product ({other}) with "
+                f"the same SKU {sku!r} and the period {shown(inside)}, and PostgreSQL refused "
+                f"it ({err.sqlstate} {err.diag.message_primary or err}). Versions of different "
+                "products never conflict, whatever their SKU: key the exclusion constraint on "
+                "product_id, EXCLUDE USING gist (product_id WITH =, valid WITH &&).")
 
 
 def _judge_step(history: list[Version], states: list[tuple], new: dict[str, Any],
@@ -533,31 +678,85 @@ EMPTY_HINT = ("Here T1 started before T2's version began, so greatest(now(), OLD
               "greatest(now(), OLD.updated_at + interval '1 microsecond').")
 
 
+def _step_failed(step: Any) -> Any:
+    """The outcome that decides a step: its final one if it waited first."""
+    return step.final if step is not None and step.final is not None else step
+
+
 def q3(lab: Any, history_sql: str) -> str:
-    """An UPDATE whose transaction started before the previous version's must not break time."""
+    """Transactions and statements that meet a newer version than their clock must not break
+    time, and a write must not wait for writes of other products."""
     require(history_sql)
     zone = adv.non_utc_zone()
+    r = adv.rng()
+
+    def price() -> Decimal:
+        return Decimal(r.randint(1_001, 9_999)).scaleb(-2)  # two decimals, as numeric(10,2)
+
     with psycopg.connect(lab.url, autocommit=True) as conn:
         _require_history(conn)
-        pid, _ = _new_product(conn, "40.00")
+        prices = {key: [price() for _ in range(3)] for key in ("kept", "gone", "aside", "held")}
+        ids: dict[str, int] = {}
         try:
+            for key, (p0, _, _) in prices.items():
+                ids[key], _ = _new_product(conn, str(p0))
+            gone, held = ids["gone"], ids["held"]
+
+            def set_price(key: str, i: int) -> str:
+                return f"UPDATE products SET price = {prices[key][i]} WHERE id = {ids[key]}"
+
             with Sessions(lab, "T1", "T2", application_name="lab check",
                           settings={"TimeZone": zone}) as s:
+                # 1. T1 starts first; T2 changes two products and commits; then T1 updates
+                #    one and DELETEs the other. Meanwhile T1 writes a third product while
+                #    T2 is still open: that write must not wait.
                 s.T1("BEGIN")
-                start1 = s.T1("SELECT now()").value  # T1's now() is fixed here, before T2 starts
+                start1 = s.T1("SELECT now()").value  # T1's now() is fixed here, before T2's
                 s.T2("BEGIN")
                 start2 = s.T2("SELECT now()").value
-                early = s.T2(f"UPDATE products SET price = 41.00 WHERE id = {pid}")
+                early = s.T2(set_price("kept", 1))
+                early_gone = s.T2(set_price("gone", 1)) if early.ok else None
+                side = s.T1(set_price("aside", 1))
                 end2 = s.T2("SELECT clock_timestamp()").value
-                s.T2("COMMIT" if early.ok else "ROLLBACK")
-                late = s.T1(f"UPDATE products SET price = 42.00 WHERE id = {pid}")
-                end1 = s.T1("SELECT clock_timestamp()").value if late.ok else None
-                s.T1("COMMIT" if late.ok else "ROLLBACK")
+                s.T2("COMMIT" if early_gone is not None and early_gone.ok else "ROLLBACK")
+                side_done = _step_failed(side)
+                late = s.T1(set_price("kept", 2)) if side_done.ok else None
+                dropped = (s.T1(f"DELETE FROM products WHERE id = {gone}")
+                           if late is not None and late.ok else None)
+                t1_ok = dropped is not None and dropped.ok
+                end1 = s.T1("SELECT clock_timestamp()").value if t1_ok else None
+                s.T1("COMMIT" if t1_ok else "ROLLBACK")
+                # 2. T2 holds the row (SELECT … FOR UPDATE); T1's UPDATE starts and waits;
+                #    T2 writes a version and commits; T1's statement then reaches the row.
+                s.T2("BEGIN")
+                s.T2(f"SELECT price FROM products WHERE id = {held} FOR UPDATE")
+                start3 = s.T1("SELECT clock_timestamp()").value
+                waiting = s.T1(set_price("held", 2))
+                start4 = s.T2("SELECT now()").value
+                moved = s.T2(set_price("held", 1))
+                end4 = s.T2("SELECT clock_timestamp()").value
+                s.T2("COMMIT" if moved.ok else "ROLLBACK")
+                resumed = _step_failed(waiting)
+                end3 = s.T1("SELECT clock_timestamp()").value
                 transcript = s.transcript()
-            if early.failed:
-                raise CheckFailed(f"T2's plain UPDATE of a product failed inside your trigger: "
-                                  f"{early.sqlstate} {early.message}.", transcript)
-            if late.failed:
+
+            for step in (early, early_gone, moved):
+                if step is not None and step.failed:
+                    raise CheckFailed(f"T2's plain UPDATE of a product failed inside your "
+                                      f"trigger: {step.sqlstate} {step.message}.", transcript)
+            if side.blocked:
+                raise CheckFailed(
+                    "T2 updated a product and kept its transaction open; T1's UPDATE of ANOTHER "
+                    f"product then waited for T2 (BLOCKS, waits for {', '.join(side.blocked_by)}) "
+                    "until T2 committed. Your trigger serialises every write of products (a "
+                    "LOCK TABLE, an advisory lock, a shared row it locks): one slow transaction "
+                    "stalls every other product's update, every checkout behind it. The row lock "
+                    "PostgreSQL already takes orders the writes of the same product; take no "
+                    "other lock.", transcript)
+            if side_done.failed:
+                raise CheckFailed(f"T1's plain UPDATE of a product failed inside your trigger: "
+                                  f"{side_done.sqlstate} {side_done.message}.", transcript)
+            if late is not None and late.failed:
                 raise CheckFailed(
                     f"T1 started before T2, T2 updated the product and committed, then T1's "
                     f"UPDATE failed: {late.sqlstate} {late.message}. now() is the start of the "
@@ -565,18 +764,59 @@ def q3(lab: Any, history_sql: str) -> str:
                     "[T2's time, T1's now()) runs backwards. Versions must follow commit order: "
                     "use greatest(now(), OLD.updated_at + interval '1 microsecond') (or "
                     "clock_timestamp()) as the switch-over time.", transcript)
-            versions = _versions(conn, pid)
-            if [str(v.price) for v in versions] != ["40.00", "41.00", "42.00"]:
-                raise CheckFailed("After T2's and then T1's update, the versions should read "
-                                  "40.00, 41.00, 42.00.",
-                                  f"versions: {[(str(v.price), v.period()) for v in versions]}"
-                                  f"\n{transcript}")
-            _check_periods(versions, "After T1 (started first) committed last", EMPTY_HINT)
+            if dropped is not None and dropped.failed:
+                raise CheckFailed(
+                    f"T1 started before T2, T2 updated a product and committed, then T1 DELETEd "
+                    f"that product and the DELETE failed: {dropped.sqlstate} {dropped.message}. "
+                    "A DELETE closes the last version too, and T1's now() is older than the "
+                    "version T2 wrote: the DELETE must use the same switch-over time as an "
+                    "UPDATE, greatest(now(), OLD.updated_at + interval '1 microsecond') (or "
+                    "clock_timestamp()), or the product can never be deleted by a transaction "
+                    "that started before its last change.", transcript)
+            if resumed.failed:
+                raise CheckFailed(
+                    "T2 locked a product (SELECT … FOR UPDATE); T1's UPDATE of it started and "
+                    "waited for that lock; T2 updated the product and committed; T1's UPDATE "
+                    f"then reached the row and failed: {resumed.sqlstate} {resumed.message}. "
+                    "T1's statement began before T2 wrote its version, so its "
+                    "statement_timestamp() (like its now()) is older than OLD.updated_at: when "
+                    "a statement started says nothing about when it reaches a row (a bulk "
+                    "UPDATE meets the same). Use greatest(now(), OLD.updated_at + interval "
+                    "'1 microsecond') (or clock_timestamp()) as the switch-over time.",
+                    transcript)
+
+            def judge(key: str, want: list[Decimal], what: str) -> list[Version]:
+                versions = _versions(conn, ids[key])
+                if [v.price for v in versions] != want:
+                    raise CheckFailed(
+                        f"{what}, the versions should read {', '.join(map(str, want))}.",
+                        f"versions: {[(str(v.price), v.period()) for v in versions]}"
+                        f"\n{transcript}")
+                _check_periods(versions, what, EMPTY_HINT)
+                return versions
+
+            versions = judge("kept", prices["kept"], "After T1 (started first) committed last")
             _within(versions[0].hi, start2, end2, "When T2 updated the product", zone)
             _within(versions[1].hi, start1, end1, "When T1 updated it after T2's commit", zone)
+            versions = judge("gone", prices["gone"][:2], "After T1 DELETEd a product T2 had "
+                             "updated since T1 began")
+            _within(versions[0].hi, start2, end2, "When T2 updated the product", zone)
+            _within(versions[1].hi, start1, end1, "When T1 deleted it after T2's commit", zone)
+            versions = judge("aside", prices["aside"][:2], "After T1 updated a product of its own")
+            _within(versions[0].hi, start1, end1, "When T1 updated a product of its own", zone)
+            if not waiting.blocked:  # T2's FOR UPDATE holds the row: the check's own premise
+                raise RuntimeError("T1's UPDATE of a row locked FOR UPDATE by T2 did not wait:\n"
+                                   + transcript)
+            versions = judge("held", prices["held"],
+                             "After T1's UPDATE waited for T2's lock and T2 committed first")
+            _within(versions[0].hi, start4, end4, "When T2 updated the product", zone)
+            _within(versions[1].hi, start3, end3, "When T1's waiting UPDATE reached the row",
+                    zone)
         finally:
-            _cleanup(conn, [pid])
-    return "a transaction that started first and committed last still extends the history in order"
+            _cleanup(conn, list(ids.values()))
+    return ("transactions and statements that started before a concurrent change committed "
+            "(an UPDATE, a DELETE, an UPDATE that waited for a row lock) extend the history in "
+            "order, and a write never waits for another product's")
 
 
 HINTS = {

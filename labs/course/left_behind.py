@@ -18,6 +18,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import psycopg
 from psycopg import pq
+from psycopg.rows import tuple_row
 
 from ..data.dataset import query_checksum
 from ..runtime.errors import CheckFailed
@@ -37,7 +38,9 @@ def caller_settings(zone: str | None = None) -> dict[str, str]:
 
 def _settings(conn: psycopg.Connection) -> dict[str, str]:
     """The session's view of every setting (a failed transaction is not asked)."""
-    return dict(conn.execute("SELECT name, setting FROM pg_settings").fetchall())
+    # a cursor of its own: the learner may have changed the connection's row_factory
+    with conn.cursor(row_factory=tuple_row) as cur:
+        return dict(cur.execute("SELECT name, setting FROM pg_settings").fetchall())
 
 
 def locks_held(monitor: psycopg.Connection, pid: int) -> list[tuple[str, str, str]]:
@@ -58,13 +61,18 @@ def client_state(conn: psycopg.Connection) -> dict[str, object]:
     """What psycopg keeps on the client side and sends with every later transaction
     (``BEGIN ISOLATION LEVEL …``): invisible to pg_settings, inherited by the caller."""
     return {"autocommit": conn.autocommit, "isolation_level": conn.isolation_level,
-            "read_only": conn.read_only, "deferrable": conn.deferrable}
+            "read_only": conn.read_only, "deferrable": conn.deferrable,
+            "row_factory": conn.row_factory}
 
 
 def client_state_changes(before: Mapping[str, object], conn: psycopg.Connection) -> str:
     """The client-side changes, said for the learner ('' when none)."""
     now = client_state(conn)
-    changed = [f"conn.{k} {before[k]!r} → {now[k]!r}" for k in before if now[k] != before[k]]
+    def shown(value: object) -> str:
+        return getattr(value, "__name__", None) or repr(value)
+
+    changed = [f"conn.{k} {shown(before[k])} → {shown(now[k])}" for k in before
+               if now[k] != before[k]]
     if not changed:
         return ""
     return ("it changed the connection's own state (" + ", ".join(changed) + "): every later "
