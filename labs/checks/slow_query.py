@@ -2,21 +2,26 @@
 
 The notebook reproduces the incident: a load-test customer owning a large share
 of orders (customers.is_load_test), ``order_items_order_id_idx`` lost in a bad
-deploy, and a tiny ``work_mem`` (set on the database, as a config change
-would) that pushes the sort to disk. The checks judge:
+deploy (its CONCURRENTLY rebuild gave up on a lock_timeout and left an INVALID
+index of that name), and a tiny ``work_mem`` (set on the database, as a config
+change would) that pushes the sort to disk. The checks judge:
 
 * the diagnosis (q1, q2) by what the statistics views really say, and also on a
   seeded snapshot the check plants and rolls back, where every wrong ordering
   (another database, mean time, calls, spills, table size, scan count) puts
-  another row first;
+  another row first, and every filter (calls, mean time, query text) leaves out
+  one of this database's top statements: the rows must be the top of the ranking;
 * the index builds (q3, q4) by the lock they queue for behind an open writer
-  (the migrations probe), never by their text; the index by plans for several
-  customers;
+  (the migrations probe), never by their text, q3 starting from the INVALID index
+  the deploy left (so a plain DROP INDEX shows its ACCESS EXCLUSIVE lock and IF NOT
+  EXISTS keeps the invalid index); the indexes by plans for several customers and
+  by the rows of orders a page reads (buffers cannot tell at tiny scale);
 * the keyset page (q4) against the reference on a session whose TimeZone is not
-  UTC, with a seeded run of orders sharing one fractional-second created_at
-  across the page boundary;
-* the fix (q5) by plan shape, buffers and, where the scale makes it meaningful,
-  a speed-up measured in the same run.
+  UTC, with cases planted in rolled-back transactions: a seeded run of orders
+  sharing one fractional-second created_at across the page boundary, an order
+  with a higher id but an older created_at, and an order without items;
+* the fix (q5) by plan shape, buffers, rows read and, where the scale makes it
+  meaningful, a speed-up measured in the same run.
 """
 
 from __future__ import annotations
@@ -125,6 +130,10 @@ class _Entry:
 
 
 HISTORY_STATEMENT = HISTORY_SQL.replace("%(customer)s", "$1")
+TOP_STATEMENTS_WANTED = 5  # the task asks for at least the top five of this database
+MINOR_STATEMENTS = ("SELECT count(*) FROM orders WHERE customer_id = $1",
+                    "SELECT id, email FROM customers WHERE id = $1",
+                    "SELECT name FROM products ORDER BY id LIMIT $1")
 
 
 def _planted_statements(this_db: int, other_dbs: list[int]) -> list[_Entry]:
@@ -166,10 +175,16 @@ def _planted_statements(this_db: int, other_dbs: list[int]) -> list[_Entry]:
                    max_factor=2.0),
             _Entry("monitoring", "SELECT 1", other_dbs[-1], calls_h * r.randint(40, 60), 0.02),
         ]
+        # cheap statements of this database below the top five, so that LIMIT 5 (or more)
+        # returns a prefix of the ranking and a query without LIMIT returns them all
+        entries += [_Entry(f"minor {i}", text, this_db, r.randint(50, 150),
+                           round(r.uniform(0.01, 0.08), 4), rows=r.randint(50, 150))
+                    for i, text in enumerate(MINOR_STATEMENTS[:r.randint(1, 3)])]
         lookup = entries[4]
         lookup.mean = round(total_h * r.uniform(0.90, 0.98) / lookup.calls, 4)
         calls = [e.calls for e in entries]
-        if len(set(calls)) == len(calls) and all(
+        totals = [round(e.total, 3) for e in entries]
+        if len(set(calls)) == len(calls) and len(set(totals)) == len(totals) and all(
                 e.total < total_h for e in entries if e.dbid == this_db and e.key != "history"):
             return entries
 
@@ -287,6 +302,10 @@ def _judge_top_statements(columns: list[str], rows: list[tuple], entries: list[_
             "server: a staging copy or another application shows up there too. Keep only this "
             "database: WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
             "current_database()).", f"first row: {rows[0]}")
+    ranked = sorted((e for e in entries if e.dbid == this_db), key=lambda e: e.total,
+                    reverse=True)
+    if history not in got:
+        _left_out(history, ranked, got, planted)
     first = got[0]
     if first is not history:
         why = {
@@ -311,6 +330,34 @@ def _judge_top_statements(columns: list[str], rows: list[tuple], entries: list[_
                           f"descending total_exec_time{planted}. ORDER BY total_exec_time DESC.",
                           "rows: " + "; ".join(f"{_short_sql(e.query, 30)} {e.total:,.0f} ms"
                                                for e in got))
+    wanted = ranked[:max(len(got), min(TOP_STATEMENTS_WANTED, len(ranked)))]
+    missing = [e for e in wanted if e not in got]
+    if missing:
+        _left_out(missing[0], ranked, got, planted)
+    if len(got) < len(wanted):
+        raise CheckFailed(f"Your query returns {len(got)} row(s); the task asks for at least "
+                          f"this database's top {TOP_STATEMENTS_WANTED} statements by total "
+                          f"time (LIMIT {TOP_STATEMENTS_WANTED} or more).")
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _left_out(e: _Entry, ranked: list[_Entry], got: list[_Entry], planted: str) -> None:
+    place = ranked.index(e) + 1
+    shown = ", ".join(f"`{_short_sql(g.query, 40)}` ({g.total:,.0f} ms)" for g in got[:3])
+    raise CheckFailed(
+        f"Your query leaves out `{_short_sql(e.query)}`{planted}: {e.calls:,} calls, "
+        f"{e.total:,.0f} ms in total (mean {e.mean:,.2f} ms), this database's "
+        f"{_ordinal(place)} costliest statement by total_exec_time, is not among your rows "
+        f"({shown}). A "
+        "filter on calls, on mean_exec_time or on the query text hides statements that cost "
+        "the server the most: a cheap statement called thousands of times is exactly what "
+        "total time is there to find. Keep every statement of this database (filter on dbid "
+        "only) and ORDER BY total_exec_time DESC.",
+        "this database by total time: " + "; ".join(
+            f"{_short_sql(x.query, 30)} {x.total:,.0f} ms" for x in ranked))
 
 
 # -- q2: pg_stat_user_tables ------------------------------------------------------
@@ -342,6 +389,10 @@ def _planted_table_stats(r: Any, tables: list[str], big: str) -> dict[str, dict[
     rows = items * r.randint(3, 5) + r.randint(1, 999)
     stats[big] = {"seq_scan": 2, "seq_tup_read": 2 * rows, "idx_scan": r.randint(9_000, 20_000),
                   "n_live_tup": rows}
+    for s in stats.values():
+        s["idx_tup_fetch"] = s["idx_scan"] * 3
+    # ... and read the most through its indexes: first by seq_tup_read + idx_tup_fetch
+    stats[big]["idx_tup_fetch"] = int(stats["order_items"]["seq_tup_read"] * r.uniform(1.2, 2.0))
     return stats
 
 
@@ -367,7 +418,7 @@ def q2(lab, seq_scans_sql: str) -> str:
                              "idx_scan = %s, n_live_tup = %s, idx_tup_fetch = %s "
                              "WHERE schemaname = 'public' AND relname = %s",
                              [s["seq_scan"], s["seq_tup_read"], s["idx_scan"], s["n_live_tup"],
-                              s["idx_scan"] * 3, table])
+                              s["idx_tup_fetch"], table])
         columns, rows = _rows_on(conn, seq_scans_sql, None, "your query")
     _judge_seq_scans(columns, rows, stats, big)
     columns, rows = _rows(lab, seq_scans_sql, None, "your query")
@@ -396,8 +447,10 @@ def _judge_seq_scans(columns: list[str], rows: list[tuple], stats: dict[str, dic
         if first == big:
             why = (f"it is the biggest table ({s['n_live_tup']:,} rows) and each of its "
                    f"{s['seq_scan']} scans read all of it, but together they read "
-                   f"{s['seq_tup_read']:,} rows: ranking by size (n_live_tup) or by rows per "
-                   "scan finds the biggest table, not the one a missing index costs most")
+                   f"{s['seq_tup_read']:,} rows (its {s['idx_tup_fetch']:,} idx_tup_fetch are "
+                   "rows found through an index, the cheap way): ranking by size (n_live_tup), "
+                   "by rows per scan or by all rows fetched finds the biggest or busiest table, "
+                   "not the one a missing index costs most")
         elif s and s["seq_scan"] == max(v["seq_scan"] for v in stats.values()):
             why = (f"it is scanned most often ({s['seq_scan']:,} seq_scan) but each scan reads "
                    f"{s['n_live_tup']:,} rows: ranking by seq_scan counts scans, not the work")
@@ -417,6 +470,41 @@ def _judge_seq_scans(columns: list[str], rows: list[tuple], stats: dict[str, dic
 
 
 DUPLICATE = ("42P07", "42710")  # relation / object already exists: the cell ran before
+LOST_INDEX = "order_items_order_id_idx"
+
+
+def lose_index(lab) -> None:
+    """The incident's bad deploy: the index on order_items (order_id) is dropped and
+    "recreated" with CREATE INDEX CONCURRENTLY under the deploy's lock_timeout while a
+    checkout transaction is open. The build gives up waiting for that writer (55P03) and
+    leaves an INVALID order_items_order_id_idx behind, which the planner never uses.
+
+    Deterministic and cheap at every scale: the build fails in its wait for older
+    transactions, before it reads the table. q3 calls this first, so the learner's
+    statement always meets the state the incident left (also when the cell runs again).
+    """
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        for (name,) in conn.execute(
+                """SELECT i.indexrelid::regclass::text FROM pg_index i
+                   WHERE i.indrelid = 'order_items'::regclass
+                     AND pg_get_indexdef(i.indexrelid, 1, true) = 'order_id'
+                     AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+                """).fetchall():
+            conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        with psycopg.connect(lab.url) as checkout:
+            checkout.execute("LOCK TABLE order_items IN ROW EXCLUSIVE MODE")  # an open INSERT
+            conn.execute("SET lock_timeout = '200ms'")
+            try:
+                conn.execute(f"CREATE INDEX CONCURRENTLY {LOST_INDEX} ON order_items (order_id)")
+            except psycopg.errors.LockNotAvailable:
+                pass  # the deploy's failure, as it happened
+            finally:
+                conn.execute("RESET lock_timeout")
+                checkout.rollback()
+        state = conn.execute("SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = "
+                             "to_regclass(%s)", [LOST_INDEX]).fetchone()
+    if state is None or state[0]:
+        raise RuntimeError(f"lose_index: expected an INVALID {LOST_INDEX}, found {state}")
 
 
 def _probe_ddl(lab, sql: str, table: str, what: str) -> None:
@@ -435,6 +523,16 @@ def _probe_ddl(lab, sql: str, table: str, what: str) -> None:
     while pending:
         evidence = probe_steps(lab, pending, table=table, timeout=600)
         for ev in evidence:
+            if ev.blocks_writes and ev.lock_awaited == "AccessExclusiveLock":
+                raise CheckFailed(
+                    f"Your {what} runs without CONCURRENTLY: `{_short_sql(ev.sql, 90)}`, run "
+                    f"while a checkout transaction held its ordinary write lock on {table}, "
+                    f"queued for an AccessExclusiveLock on {table}: a plain DROP INDEX locks "
+                    "the table, not only the index, and while it waits every read and write "
+                    f"of {table} queues behind it. Here the deploy's INVALID index exists, so "
+                    "it waits every time. Use DROP INDEX CONCURRENTLY IF EXISTS, which asks "
+                    "for SHARE UPDATE EXCLUSIVE and lets writers through.",
+                    evidence_table(evidence))
             if ev.blocks_writes:
                 raise CheckFailed(
                     f"Your {what} runs without CONCURRENTLY: `{_short_sql(ev.sql, 90)}`, run "
@@ -455,8 +553,10 @@ def _probe_ddl(lab, sql: str, table: str, what: str) -> None:
 
 
 def q3(lab, index_sql: str) -> str:
-    """order_items(order_id) is indexed again, valid, built CONCURRENTLY; no Seq Scan left."""
+    """order_items(order_id) is indexed again, valid, built CONCURRENTLY, starting from the
+    INVALID index the deploy left; no invalid index and no Seq Scan left."""
     require(index_sql)
+    lose_index(lab)
     _probe_ddl(lab, index_sql, "order_items", "index statement")
     with psycopg.connect(lab.url, autocommit=True) as conn:
         valid = conn.execute(
@@ -465,12 +565,23 @@ def q3(lab, index_sql: str) -> str:
                WHERE i.indrelid = 'order_items'::regclass
                  AND pg_get_indexdef(i.indexrelid, 1, true) = 'order_id'
                ORDER BY i.indisvalid DESC, i.indpred IS NULL DESC""").fetchall()
-    if not valid:
-        raise CheckFailed("There is no index on order_items whose first column is order_id.")
+        invalid = [name for (name,) in conn.execute(
+            """SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+               WHERE i.indrelid = 'order_items'::regclass AND NOT i.indisvalid
+               ORDER BY 1""")]
+    why_invalid = ("a CREATE INDEX CONCURRENTLY that failed (here the deploy's, on its "
+                   "lock_timeout) leaves an invalid index behind: the planner never uses it, "
+                   "and CREATE INDEX ... IF NOT EXISTS skips it because the name exists. "
+                   "DROP INDEX CONCURRENTLY IF EXISTS it, then build it again (or REINDEX "
+                   "INDEX CONCURRENTLY it)")
     if not any(v for _, v, _ in valid):
-        raise CheckFailed(f"{valid[0][0]} is INVALID: a CREATE INDEX CONCURRENTLY that failed "
-                          "leaves an invalid index behind. DROP INDEX CONCURRENTLY it and build "
-                          "it again.")
+        if invalid:
+            raise CheckFailed(f"There is no valid index on order_items whose first column is "
+                              f"order_id: {', '.join(invalid)} is INVALID: {why_invalid}.")
+        raise CheckFailed("There is no index on order_items whose first column is order_id.")
+    if invalid:
+        raise CheckFailed(f"{', '.join(invalid)} is still there, INVALID: {why_invalid}. "
+                          "Leave no invalid index on order_items.")
     if all(pred is not None for _, v, pred in valid if v):
         name, _, pred = valid[0]
         raise CheckFailed(f"{name} is a partial index (WHERE {pred}): the history page must "
@@ -529,6 +640,8 @@ def q4(lab, skew_index_sql: str, page_sql: str) -> str:
             compare_results(cols, page2, PAGE_COLUMNS, want[20:40], ordered=True,
                             what=f"page 2 for {who} (after created_at, id of page 1's last row)")
     _check_ties(lab, page_sql, zone)
+    _check_older_with_higher_id(lab, page_sql, zone)
+    _check_order_without_items(lab, page_sql, zone)
     customer = load_test_customer(lab)
     plan = ex.explain(lab, page_sql, {"customer": customer, **FIRST_PAGE})
     ex.assert_no_node(plan, "Seq Scan", "order_items",
@@ -542,8 +655,10 @@ def q4(lab, skew_index_sql: str, page_sql: str) -> str:
                             "it reads every one of the account's orders to find the newest "
                             "20. An index on orders (customer_id, created_at, id) lets the "
                             "scan stop after 20 entries.")
+    _assert_reads_a_page(lab, page_sql, [("the load-test customer", customer),
+                                         ("a busy ordinary customer", _busy_customer(lab))])
     return (f"keyset pages match; the load-test account's page touches {plan.buffers:,} buffers, "
-            "sorts in memory")
+            "sorts in memory, and a first page reads about 20 rows of orders for any customer")
 
 
 def _customers_with_pages(lab) -> int | None:
@@ -553,6 +668,173 @@ def _customers_with_pages(lab) -> int | None:
             "SELECT o.customer_id FROM orders o JOIN customers c ON c.id = o.customer_id "
             "WHERE NOT c.is_load_test GROUP BY o.customer_id HAVING count(*) > 20 ORDER BY 1")]
     return adv.rng().choice(ids) if ids else None
+
+
+PAGE_ROWS_BUDGET = 40  # rows of orders a 20-row page may read: a page, and slack for ties
+
+
+def _orders_rows_read(plan: ex.Plan) -> float:
+    """Rows of orders the plan read: returned by its scans plus removed by their filters."""
+    return sum((n.actual_total_rows or 0) + n.rows_removed_by_filter + n.rows_removed_by_recheck
+               for n in plan.scans("orders") if n.node_type != "Bitmap Index Scan")
+
+
+def _assert_reads_a_page(lab, page_sql: str, customers: list[tuple[str, int | None]]) -> None:
+    """The first page reads about 20 rows of orders, whatever the customer's order count.
+
+    Buffers cannot tell at tiny scale (the whole table is a few hundred pages); the rows a
+    scan returns plus those its Filter threw away can: with an index that matches the
+    ORDER BY behind customer_id, the scan stops after 20 entries.
+    """
+    for who, customer in customers:
+        if customer is None:
+            continue
+        plan = ex.explain(lab, page_sql, {"customer": customer, **FIRST_PAGE})
+        read = _orders_rows_read(plan)
+        if read > PAGE_ROWS_BUDGET:
+            scans = "; ".join(f"{n.label}: {n.actual_total_rows or 0:,.0f} rows returned, "
+                              f"{n.rows_removed_by_filter:,.0f} removed by Filter"
+                              for n in plan.scans("orders") if n.node_type != "Bitmap Index Scan")
+            owned = lab.scalar("SELECT count(*) FROM orders WHERE customer_id = %s", [customer])
+            raise ex._fail(
+                f"For {who} (customer {customer}, {owned:,} orders) your first page reads "
+                f"{read:,.0f} rows of orders to show 20 ({scans}). The scan must stop after "
+                "about 20 index entries however many orders the customer has: an index on "
+                "orders (customer_id, created_at, id), whose order after customer_id matches "
+                "ORDER BY created_at DESC, id DESC (in either direction), with the row "
+                "comparison as its Index Cond. An index on customer_id alone fetches and sorts "
+                "all of the customer's orders; one on created_at alone filters out other "
+                "customers' orders one by one.", plan)
+
+
+def _busy_customer(lab) -> int | None:
+    """An ordinary customer with more orders than a page may read, by this run's seed."""
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        ids = [r[0] for r in conn.execute(
+            "SELECT o.customer_id FROM orders o JOIN customers c ON c.id = o.customer_id "
+            "WHERE NOT c.is_load_test GROUP BY o.customer_id HAVING count(*) > %s ORDER BY 1",
+            [PAGE_ROWS_BUDGET + 5])]
+    return adv.rng().choice(ids) if ids else None
+
+
+def _pages_on_planted(lab, page_sql: str, zone: str,
+                      plant) -> tuple[list[tuple], list[tuple], list[tuple], Any] | None:
+    """Plant a case in the load-test customer's orders (a transaction rolled back), then
+    return (HISTORY_SQL's 40 rows, the answer's page 1, its page 2, what plant returned)."""
+    customer = load_test_customer(lab)
+    sql = HISTORY_SQL.replace("LIMIT 20", "LIMIT 40")
+    with psycopg.connect(lab.url) as conn, conn.transaction(force_rollback=True):
+        conn.execute("SET LOCAL work_mem = '64MB'")
+        before = conn.execute(sql, {"customer": customer}).fetchall()
+        if len(before) < 40:
+            return None
+        planted = plant(conn, customer, before)
+        want = conn.execute(sql, {"customer": customer}).fetchall()
+        conn.execute("SELECT set_config('TimeZone', %s, true)", [zone])
+        _, page1 = _rows_on(conn, page_sql, {"customer": customer, **FIRST_PAGE},
+                            "your page query")
+        if not page1:
+            raise CheckFailed("Your page query returned no rows for the first page.")
+        last = page1[-1]
+        _, page2 = _rows_on(conn, page_sql, {"customer": customer,
+                                             "before_created_at": last[2],
+                                             "before_id": last[0]}, "your page query")
+    return want, page1, page2, planted
+
+
+def _skipped_repeated(got_ids: list[int], want_ids: list[int]) -> str:
+    skipped = [i for i in want_ids if i not in got_ids]
+    repeated = sorted({i for i in got_ids if got_ids.count(i) > 1})
+    extra = [i for i in got_ids if i not in want_ids]
+    parts = ([f"skip orders {skipped}"] if skipped else []) + \
+        ([f"repeat orders {repeated}"] if repeated else []) + \
+        ([f"show orders {extra} that the page does not have"] if extra else [])
+    return " and ".join(parts) or "return them in another order"
+
+
+def _check_older_with_higher_id(lab, page_sql: str, zone: str) -> None:
+    """An order whose id is higher than its neighbours' but whose created_at is older.
+
+    In the dataset ids grow with created_at, so `created_at <= c AND id < i` pages
+    like the row comparison. Real data breaks that (a late import, a backfilled or
+    corrected timestamp): the check moves one of page 1's orders (higher id) back in time
+    into page 2, in a transaction it rolls back, at an instant with microseconds.
+    """
+    r = adv.rng()
+
+    def plant(conn, customer, before):
+        moved = before[r.randint(0, 18)]
+        k = r.randint(24, 37)
+        newer, older = before[k][2], before[k + 1][2]
+        stamp = older + (newer - older) * r.uniform(0.2, 0.8)
+        stamp = stamp.replace(microsecond=r.randint(1, 999_998))
+        if not older < stamp < newer:
+            stamp = older + (newer - older) / 2
+        conn.execute("UPDATE orders SET created_at = %s WHERE id = %s", [stamp, moved[0]])
+        return moved[0], stamp
+
+    result = _pages_on_planted(lab, page_sql, zone, plant)
+    if result is None:
+        return
+    want, page1, page2, (moved, stamp) = result
+    got = list(page1) + list(page2)
+    got_ids, want_ids = [row[0] for row in got], [row[0] for row in want]
+    if got_ids != want_ids:
+        raise CheckFailed(
+            f"When an order has a higher id than the orders around it but an older created_at "
+            f"(the check moved order {moved} back to {stamp.isoformat()} in a transaction it "
+            "rolled back; a late import or a corrected timestamp does this for real), your "
+            f"pages {_skipped_repeated(got_ids, want_ids)}. `created_at <= … AND id < …` is "
+            "not keyset order: it also drops every older order with a higher id. Compare the "
+            "pair as one row: WHERE (o.created_at, o.id) < (%(before_created_at)s, "
+            "%(before_id)s), with ORDER BY created_at DESC, id DESC.",
+            f"expected ids {want_ids}, got {got_ids}")
+    compare_results(PAGE_COLUMNS, got, PAGE_COLUMNS, want, ordered=True,
+                    what="pages 1 and 2 after an order's created_at moved back")
+
+
+def _check_order_without_items(lab, page_sql: str, zone: str) -> None:
+    """A cancelled order without items among the account's newest: not on the page.
+
+    HISTORY_SQL joins order_items, so an order without items is left out and the page
+    still shows 20 orders. The dataset has no such order; the check inserts one, in a
+    transaction it rolls back, between two of page 1's orders.
+    """
+    r = adv.rng()
+
+    def plant(conn, customer, before):
+        k = r.randint(2, 15)
+        newer, older = before[k][2], before[k + 1][2]
+        stamp = older + (newer - older) * r.uniform(0.2, 0.8)
+        new_id = conn.execute("SELECT max(id) + %s FROM orders", [r.randint(1, 999)]).fetchone()[0]
+        conn.execute("INSERT INTO orders (id, customer_id, status, created_at, total, "
+                     "shipping_country) SELECT %s, customer_id, 'cancelled', %s, 0, "
+                     "shipping_country FROM orders WHERE id = %s", [new_id, stamp, before[k][0]])
+        return new_id
+
+    result = _pages_on_planted(lab, page_sql, zone, plant)
+    if result is None:
+        return
+    want, page1, page2, empty = result
+    got = list(page1) + list(page2)
+    planted = (f"(the check inserted order {empty}, cancelled, without items, among page 1's "
+               "orders of the load-test customer, in a transaction it rolled back)")
+    if any(row[0] == empty for row in got):
+        row = next(row for row in got if row[0] == empty)
+        raise CheckFailed(
+            f"Your page shows an order without items {planted}: {row}. The history page joins "
+            "order_items, so an order without items is not on it (a LEFT JOIN keeps it, and "
+            "count(*) even counts it as one item). Join order_items with an inner JOIN.",
+            f"expected ids {[w[0] for w in want[:20]]}, got {[g[0] for g in page1]}")
+    if len(page1) < 20:
+        raise CheckFailed(
+            f"Your page 1 has {len(page1)} orders when one of the account's newest orders has no "
+            f"items {planted}: the subquery chose 20 orders, then the join with order_items "
+            "dropped the one without items. Choose 20 orders that have items: add AND EXISTS "
+            "(SELECT 1 FROM order_items i WHERE i.order_id = orders.id) to the subquery.",
+            f"expected ids {[w[0] for w in want[:20]]}, got {[g[0] for g in page1]}")
+    compare_results(PAGE_COLUMNS, got, PAGE_COLUMNS, want, ordered=True,
+                    what="pages 1 and 2 with an order without items among them")
 
 
 def _check_ties(lab, page_sql: str, zone: str) -> None:
@@ -619,19 +901,23 @@ def _check_ties(lab, page_sql: str, zone: str) -> None:
 
 def q5(lab, before: ex.Plan, page_sql: str) -> str:
     """A normal customer's page is ≥50× faster than before the fix (at small scale and up);
-    at tiny scale the deterministic evidence (plan shape, buffers) stands in for time."""
+    at tiny scale the deterministic evidence (plan shape, buffers, rows of orders read for
+    this customer and for the load-test one) stands in for time."""
     require(before, page_sql)
     customer = normal_customer(lab)
     after = ex.best_of(lab, page_sql, {"customer": customer, **FIRST_PAGE}, runs=5)
     ex.assert_no_node(after, "Seq Scan", "order_items")
     ex.assert_sort_in_memory(after)
+    _assert_reads_a_page(lab, page_sql, [("the load-test customer", load_test_customer(lab)),
+                                         ("a busy ordinary customer", _busy_customer(lab))])
     buffer_ratio = before.buffers / max(after.buffers, 1)
     if buffer_ratio < 10:
         raise ex._fail(f"The fixed page touches {after.buffers:,} buffers against "
                        f"{before.buffers:,} before: not even 10× less work.", after)
     speed = ex.speedup(before, after)
     if lab.scale.name == "tiny":
-        return (f"{buffer_ratio:,.0f}× fewer buffers, no Seq Scan, sort in memory; measured "
+        return (f"{buffer_ratio:,.0f}× fewer buffers, no Seq Scan, sort in memory, about a "
+                f"page of orders read even for the load-test account; measured "
                 f"{speed:,.0f}× faster (the 50× bar is not applied at tiny scale, where the whole "
                 "table fits in a few hundred pages and milliseconds are mostly overhead)")
     if speed < SPEEDUP_WANTED:
@@ -649,10 +935,13 @@ HINTS = {
            "ORDER BY seq_tup_read DESC."],
     "q3": ["CREATE INDEX CONCURRENTLY cannot run inside a transaction block: the check runs "
            "your statement in autocommit.",
-           "CREATE INDEX CONCURRENTLY IF NOT EXISTS order_items_order_id_idx ON order_items (order_id)"],
+           "DROP INDEX CONCURRENTLY IF EXISTS order_items_order_id_idx; then "
+           "CREATE INDEX CONCURRENTLY order_items_order_id_idx ON order_items (order_id)"],
     "q4": ["Keyset: WHERE (o.created_at, o.id) < (%(before_created_at)s, %(before_id)s).",
            "Choose the 20 orders in a subquery with ORDER BY created_at DESC, id DESC LIMIT 20, "
            "then join customers and order_items and aggregate.",
+           "Keep the 20 among orders that have items, as HISTORY_SQL's join does: AND EXISTS "
+           "(SELECT 1 FROM order_items i WHERE i.order_id = orders.id) in the subquery.",
            "An index on orders (customer_id, created_at, id) serves that subquery for any "
            "customer, however many orders it has."],
     "q5": ["If q3 and q4 pass, run the cells that measure `before` first (the diagnosis)."],
