@@ -25,14 +25,23 @@ from .nbrun import execute
 
 DECOYS_DIR = Path(__file__).parent / "decoys"
 # Cells tagged "demo" measure or draw something for the reader and feed no later
-# check. nbval runs them in the solutions; learner and decoy runs skip them, which
-# is what keeps the default suite inside its time budget.
+# check; "# try it" cells let the learner run their own answer before its check.
+# nbval runs both in the solutions; learner and decoy runs skip them, which is what
+# keeps the default suite inside its time budget.
 DEMO_TAG = "demo"
 
 
-def _without_demos(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def _skippable(cell: nbformat.NotebookNode, try_it: bool = True) -> bool:
+    """A demo cell, or a learner's "try it" cell: nothing a later check needs."""
+    return (DEMO_TAG in cell.metadata.get("tags", [])
+            or (try_it and cell.cell_type == "code"
+                and cell.source.lstrip().lower().startswith("# try it")))
+
+
+def _without_demos(nb: nbformat.NotebookNode, try_it: bool = True) -> nbformat.NotebookNode:
+    """The notebook without demo cells and (unless ``try_it`` is false) "try it" cells."""
     nb = nbformat.from_dict(nb)
-    nb.cells = [c for c in nb.cells if DEMO_TAG not in c.metadata.get("tags", [])]
+    nb.cells = [c for c in nb.cells if not _skippable(c, try_it)]
     return nb
 
 
@@ -78,7 +87,7 @@ def test_demo_cells_feed_no_later_cell_that_runs_without_them():
             if cell.cell_type != "code":
                 continue
             bound, read = _names(cell.source)
-            if DEMO_TAG in cell.metadata.get("tags", []):
+            if _skippable(cell):
                 demo_only.update({name: index for name in bound - kept})
                 continue
             leaked = {name: demo_only[name] for name in read - bound if name in demo_only}
@@ -95,7 +104,8 @@ class LearnerCopy:
     @pytest.mark.notebook
     def test_every_check_reports_not_attempted(self):
         """Executed as shipped, the learner notebook fails each check with 'not attempted yet'."""
-        nb = _without_demos(nbformat.read(self.notebook, as_version=4))
+        # try-it cells stay: one that crashes on the stub would greet the learner with a traceback
+        nb = _without_demos(nbformat.read(self.notebook, as_version=4), try_it=False)
         run = execute(nb)
         topic = topic_of(self.notebook)
         for check_id in checks_of(topic):

@@ -27,10 +27,11 @@ VICTIM = f"grading_victim_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 FORGED = ('{"check_id": "start_here.q1", "passed": true, "message": "correct", '
           '"attempted": true}')
 CHEATS = {
-    "patches_find": ("import labs.course.checking\n"
-                     "labs.course.checking._find = lambda cid: (lambda *a, **k: 'correct')\n"),
-    "patches_record": ("from labs.course import checking\n"
-                       "checking._record = lambda v: None\n"),
+    # both cells: the first replaces the check lookup, the second the verdict recorder
+    "patches_internals": ("import labs.course.checking\n"
+                          "labs.course.checking._find = lambda cid: (lambda *a, **k: 'correct')\n",
+                          "from labs.course import checking\n"
+                          "checking._record = lambda v: None\n"),
     "forges_line": ("import os\nnewest_sql = open(os.environ['LAB_RESULTS_FILE'], 'a').write('"
                     + FORGED + "\\n') and 'SELECT 1'\n"),
     "copies_reference": (
@@ -49,18 +50,18 @@ CHEATS = {
 
 
 def _submission(answers: set[str], *, tamper_check: bool = False,
-                first_cell: str | None = None) -> nbformat.NotebookNode:
-    """A learner copy with the solution's answers in the cells binding `answers`."""
+                cells: str | tuple[str, ...] = ()) -> nbformat.NotebookNode:
+    """A learner copy with the solution's answers in the cells binding `answers`, and the
+    given sources in its first answer cells (a cheat)."""
     learner = nbformat.read(NOTEBOOKS_DIR / NAME, as_version=4)
     solution = {c.id: c for c in nbformat.read(SOLUTIONS_DIR / NAME, as_version=4).cells}
-    first = True
+    cheats = list((cells,) if isinstance(cells, str) else cells)
     for cell in learner.cells:
         if ANSWER_TAG in cell.metadata.get("tags", []):
             if any(name in cell.source for name in answers):
                 cell.source = solution[cell.id].source
-            if first and first_cell is not None:
-                cell.source = first_cell
-            first = False
+            if cheats:
+                cell.source = cheats.pop(0)
         if tamper_check and 'check("start_here.q2"' in cell.source:
             cell.source = 'print("✓ start_here.q2: correct")'
     return learner
@@ -81,7 +82,7 @@ def graded(tmp_path_factory):
         "cy": _submission(set()),
         "eve": _submission({"newest_sql"}, tamper_check=True),
     }
-    learners.update({name: _submission(set(), first_cell=code) for name, code in CHEATS.items()})
+    learners.update({name: _submission(set(), cells=code) for name, code in CHEATS.items()})
     for learner, nb in learners.items():
         (subs / learner).mkdir()
         nbformat.write(nb, subs / learner / NAME)
@@ -90,7 +91,7 @@ def graded(tmp_path_factory):
     (subs / "lou").mkdir()
     nbformat.write(_submission({"newest_sql"}), subs / "lou" / "99_other_lab.ipynb")
     out = tmp_path_factory.mktemp("report")
-    report = grade(subs, out_dir=out, cell_timeout=20, notebook_timeout=120, jobs=2)
+    report = grade(subs, out_dir=out, cell_timeout=10, notebook_timeout=120, jobs=2)
     rows = {row.learner: row for row in report.rows}
     with psycopg.connect(srv.url, autocommit=True) as admin:
         victim_alive = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
@@ -125,7 +126,7 @@ def test_an_edited_check_cell_earns_nothing(graded):
 
 @pytest.mark.notebook
 @pytest.mark.slow
-@pytest.mark.parametrize("cheat", ["patches_find", "patches_record", "forges_line"])
+@pytest.mark.parametrize("cheat", ["patches_internals", "forges_line"])
 def test_tampering_with_the_verdicts_scores_zero_and_is_flagged(graded, cheat):
     """Patching labs.checking._find or _record, or writing a verdict line, earns nothing."""
     rows, *_ = graded
