@@ -36,7 +36,7 @@ def caller_settings(zone: str | None = None) -> dict[str, str]:
     }
 
 
-def _settings(conn: psycopg.Connection) -> dict[str, str]:
+def session_settings(conn: psycopg.Connection) -> dict[str, str]:
     """The session's view of every setting (a failed transaction is not asked)."""
     # a cursor of its own: the learner may have changed the connection's row_factory
     with conn.cursor(row_factory=tuple_row) as cur:
@@ -79,6 +79,53 @@ def client_state_changes(before: Mapping[str, object], conn: psycopg.Connection)
             "transaction of the caller would run that way; put it back before returning")
 
 
+# Settings that belong to one transaction: they read differently inside and outside it.
+TRANSACTION_SCOPED = ("transaction_isolation", "transaction_read_only", "transaction_deferrable")
+
+
+def left_on(conn: Any, *, settings: Mapping[str, str], client: Mapping[str, object],
+            monitor: psycopg.Connection) -> list[str]:
+    """What a call left on ``conn`` compared with how it was found, in the learner's terms.
+
+    ``settings`` are the session's settings as found (``pg_settings``), ``client`` the
+    client-side state as found (:func:`client_state`). Checked: the connection is open, its
+    transaction neither open nor aborted, its client state and settings as found (RESET is
+    not a restore), and it holds no lock (``monitor`` asks ``pg_locks``). Reading the
+    settings on an autocommit-off connection opens a transaction, which is ended here.
+    ``conn`` may be a proxy with ``_conn`` (the stress tool's HookedConnection).
+    """
+    raw = getattr(conn, "_conn", conn)
+    if raw.closed or raw.broken:
+        return ["it closed (or broke) the connection it was given"]
+    out = []
+    status = raw.info.transaction_status
+    if status == pq.TransactionStatus.INTRANS:
+        out.append("it returned with its transaction still open (commit or roll back before "
+                   "returning, or use `with conn.transaction():`), so its locks stay held")
+    elif status == pq.TransactionStatus.INERROR:
+        out.append("it returned with its transaction aborted by an error (roll back before "
+                   "returning)")
+    changed_client = client_state_changes(client, raw)
+    if changed_client:
+        out.append(changed_client)
+    held = locks_held(monitor, raw.info.backend_pid)
+    if held:
+        shown = ", ".join(f"{mode} on {obj or kind}" for kind, obj, mode in held[:4])
+        out.append(f"the connection still holds {len(held)} lock(s): {shown}")
+    if status == pq.TransactionStatus.IDLE:
+        now = session_settings(raw)
+        if not raw.autocommit:
+            raw.rollback()  # end the transaction that reading them opened
+        changed = sorted(k for k in settings if now.get(k) != settings[k]
+                         and k not in TRANSACTION_SCOPED)
+        if changed:
+            shown = ", ".join(f"{k} {settings[k]!r} → {now.get(k)!r}" for k in changed[:4])
+            out.append(f"it changed the caller's session settings ({shown}); save each "
+                       "setting it changes and put the caller's value back (RESET restores "
+                       "the server default, not the caller's value), or use SET LOCAL")
+    return out
+
+
 class Caller:
     """A connection the check hands to the learner's code, then inspects.
 
@@ -95,7 +142,7 @@ class Caller:
         self.settings_applied = dict(caller_settings() if settings is None else settings)
         for name, value in self.settings_applied.items():
             self.conn.execute("SELECT set_config(%s, %s, false)", [name, value])
-        self.found = _settings(self.conn)  # autocommit here: no transaction is left open
+        self.found = session_settings(self.conn)  # autocommit here: no transaction is left open
         self.conn.autocommit = autocommit
         self.client = client_state(self.conn)
         self.pid = self.conn.info.backend_pid
@@ -107,35 +154,8 @@ class Caller:
 
     def problems(self) -> list[str]:
         """What the last call left behind, in the learner's terms (empty when clean)."""
-        out = []
-        status = self.conn.info.transaction_status
-        if self.conn.closed or self.conn.broken:
-            return ["it closed (or broke) the connection it was given"]
-        if status == pq.TransactionStatus.INTRANS:
-            out.append("it returned with its transaction still open (commit or roll back before "
-                       "returning, or use `with conn.transaction():`), so its locks stay held")
-        elif status == pq.TransactionStatus.INERROR:
-            out.append("it returned with its transaction aborted by an error (roll back before "
-                       "returning)")
-        client = client_state_changes(self.client, self.conn)
-        if client:
-            out.append(client)
-        held = locks_held(self._monitor, self.pid)
-        if held:
-            shown = ", ".join(f"{mode} on {obj or kind}" for kind, obj, mode in held[:4])
-            out.append(f"the connection still holds {len(held)} lock(s): {shown}")
-        if status == pq.TransactionStatus.IDLE:
-            now = _settings(self.conn)
-            if not self.conn.autocommit:
-                self.conn.rollback()  # end the transaction that reading them opened
-            changed = sorted(k for k in self.found if now.get(k) != self.found[k]
-                             and k not in ("transaction_isolation",))
-            if changed:
-                shown = ", ".join(f"{k} {self.found[k]!r} → {now.get(k)!r}" for k in changed[:4])
-                out.append(f"it changed the caller's session settings ({shown}); save each "
-                           "setting it changes and put the caller's value back (RESET restores "
-                           "the server default, not the caller's value)")
-        return out
+        return left_on(self.conn, settings=self.found, client=self.client,
+                       monitor=self._monitor)
 
     def verify(self, what: str) -> None:
         problems = self.problems()
