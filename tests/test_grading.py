@@ -207,3 +207,17 @@ def test_flags_name_what_an_answer_reaches_for():
     for what in ("the environment", "the results channel", "the lab's internals",
                  "other databases"):
         assert what in found, found
+
+
+def test_every_reference_answer_survives_grading_whole():
+    """Grading keeps only what binds names: every reference answer cell must be of that form,
+    or an honest learner who writes it would lose part of it."""
+    from labs.course.learner import learner_version
+
+    for path in sorted(SOLUTIONS_DIR.glob("*.ipynb")):
+        solution = nbformat.read(path, as_version=4)
+        learner = learner_version(solution)
+        for index, cell in enumerate(learner.cells):
+            if ANSWER_TAG in cell.metadata.get("tags", []) and cell.cell_type == "code":
+                _, dropped = answer_bindings(solution.cells[index].source)
+                assert not dropped, f"{path.name} cell {index}: grading would drop {dropped}"
