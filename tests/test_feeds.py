@@ -131,3 +131,23 @@ def test_case_variants_are_distinct_products_in_every_feed(conn):
         assert sum(len(g) > 1 for g in groups.values()) >= 3  # 2 new groups + 1 existing sku
     state = feeds.expected_state(f.original, f.events)
     assert len({s.lower() for s in state}) < len(state)
+
+
+def test_decade_versions_cross_a_power_of_ten(conn):
+    """decade_versions adds skus whose versions 9/10 share a feed and 99/100 follow each other
+    (text order would keep the older); 0 changes nothing; the newest wins in the oracle."""
+    plain = feeds.make_feeds(conn, seed=5)
+    assert feeds.make_feeds(conn, seed=5, decade_versions=0).feeds == plain.feeds
+    f = feeds.make_feeds(conn, seed=5, decade_versions=1)
+    for n, feed in enumerate(f.feeds):
+        versions: dict = {}
+        for e in feed:
+            if feeds.problem(e) is None:
+                versions.setdefault(e["sku"], set()).add(int(e["version"]))
+        assert any({9, 10} <= v for v in versions.values())
+        assert any(v == ({99} if n == 0 else {99, 100}) for v in versions.values())
+    state = feeds.expected_state(f.original, f.events)
+    assert sorted(c[-1] for sku, c in state.items() if "-Ten-" in sku or "-Hundred-" in sku) \
+        == [10, 100]
+    for feed, bad in zip(f.feeds, f.malformed):
+        assert bad == {i for i, e in enumerate(feed) if feeds.problem(e)}

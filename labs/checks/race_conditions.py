@@ -11,7 +11,10 @@ that matters (``labs.tools.stress.interleave``: hold the first after its k-th
 statement, run the second until it finishes or the lock manager says it waits,
 then resume the first), for every k. The stress run only confirms the
 invariants at volume. A lost COMMIT acknowledgement is simulated by
-``labs.tools.stress.HookedConnection``.
+``labs.tools.stress.HookedConnection``, and a connection that breaks before the COMMIT
+reaches the server (nothing committed, the same error) by :class:`_CommitNeverArrives`,
+with an earlier transfer of the same src, dst and amount in the ledger: only the request
+id tells the two cases, and the two transfers, apart.
 
 Beyond the invariants (no money created or destroyed, no overdraft, one ledger
 row per success), every check follows the authoring method:
@@ -25,25 +28,26 @@ row per success), every check follows the authoring method:
 * after every call, single, interleaved or under load, the connection the
   transfer was given must be idle (no open or aborted transaction), hold no
   lock, and keep the caller's settings (which are not the defaults, with a
-  non-UTC ``TimeZone``);
+  non-UTC ``TimeZone``) and its client-side state (autocommit, isolation level);
+* while a transfer is held after each of its statements, a session that writes
+  only other accounts must not wait for it (no table lock);
 * accounts the check did not pick, and the ledger's earlier rows, must not change.
 """
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, Callable, Iterator
 
 import psycopg
-from psycopg import pq
 
 from ..course import adversarial as adv
 from ..course.checking import CheckFailed, require
-from ..course.left_behind import Caller, caller_settings, locks_held
+from ..course.left_behind import Caller, Watched, caller_settings
 from ..data.dataset import query_checksum
-from ..tools.stress import HookedConnection, count_statements, interleave, run_stress
+from ..tools.stress import (HookedConnection, LostAck, is_commit, count_statements,
+                            in_transaction, interleave, run_stress)
 
 LEDGER_DDL = """
 CREATE TABLE IF NOT EXISTS transfers (
@@ -61,10 +65,6 @@ FAST_DEADLOCKS = {"deadlock_timeout": "100ms"}
 CENT = Decimal("0.01")
 # Settings that belong to the transaction, not the session: pg_settings shows them
 # as the session's defaults again once the transaction ended.
-_TRANSACTION_SCOPED = ("transaction_isolation", "transaction_read_only",
-                       "transaction_deferrable")
-
-
 def _session_settings() -> dict[str, str]:
     """The settings of the sessions the checks hand out: a caller's (non-default
     timeouts, a non-UTC TimeZone), with deadlocks broken fast. Drawn in the check's
@@ -147,88 +147,6 @@ def _rest_untouched(lab: Any, accounts: list[int]) -> Iterator[None]:
             "; ".join(f"{w}: {before[w][0]} rows → {after[w][0]}" for w in changed))
 
 
-def _left_behind(conn: Any, found: dict[str, str], monitor: psycopg.Connection) -> list[str]:
-    """What a call left on the connection it was given (empty when clean): the same
-    judgement as ``left_behind.Caller.problems``, for connections the check did not open
-    itself (the interleaving's and the stress workers')."""
-    raw = conn._conn if isinstance(conn, HookedConnection) else conn
-    if raw.closed or raw.broken:
-        return ["it closed (or broke) the connection it was given"]
-    out = []
-    status = raw.info.transaction_status
-    if status == pq.TransactionStatus.INTRANS:
-        out.append("it returned with its transaction still open (commit or roll back before "
-                   "returning, also when it returns None), so its locks stay held")
-    elif status == pq.TransactionStatus.INERROR:
-        out.append("it returned with its transaction aborted by an error (roll back before "
-                   "returning)")
-    held = locks_held(monitor, raw.info.backend_pid)
-    if held:
-        shown = ", ".join(f"{mode} on {obj or kind}" for kind, obj, mode in held[:4])
-        out.append(f"the connection still holds {len(held)} lock(s): {shown}")
-    if status == pq.TransactionStatus.IDLE:
-        now = dict(raw.execute("SELECT name, setting FROM pg_settings").fetchall())
-        raw.rollback()
-        changed = sorted(k for k in found if now.get(k) != found[k]
-                         and k not in _TRANSACTION_SCOPED)
-        if changed:
-            shown = ", ".join(f"{k} {found[k]!r} → {now.get(k)!r}" for k in changed[:4])
-            out.append(f"it changed the caller's session settings ({shown}); put back the "
-                       "caller's value of every setting it changes (RESET restores the server "
-                       "default, not the caller's value), or use SET LOCAL")
-    return out
-
-
-def _verify_caller(caller: Caller, what: str) -> None:
-    """``caller.verify(what)``, then end the transaction its own settings query opened on the
-    caller's connection (autocommit is off), so the next call starts on an idle connection as
-    a pooled one would (Caller.verify leaves that read-only transaction open)."""
-    caller.verify(what)
-    if caller.conn.info.transaction_status == pq.TransactionStatus.INTRANS:
-        caller.conn.rollback()
-
-
-class _Watched:
-    """``transfer`` wrapped so that every call, on whatever connection it is given, is
-    followed by a look at what it left behind (recorded, and raised by :meth:`verify`)."""
-
-    def __init__(self, lab: Any, transfer: Callable) -> None:
-        self.transfer = transfer
-        self.monitor = psycopg.connect(lab.url, autocommit=True)
-        self.problems: list[tuple[tuple, list[str]]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, conn: Any, *args: Any) -> Any:
-        raw = conn._conn if isinstance(conn, HookedConnection) else conn
-        # the settings as found, read in a transaction of our own (not one of the transfer's
-        # statements: the interleaving counts those)
-        found = dict(raw.execute("SELECT name, setting FROM pg_settings").fetchall())
-        raw.rollback()
-        result = self.transfer(conn, *args)
-        problems = _left_behind(conn, found, self.monitor)
-        if problems:
-            with self._lock:
-                self.problems.append((args, problems))
-        return result
-
-    def verify(self, when: str) -> None:
-        if self.problems:
-            (src, dst, amount), problems = self.problems[0]
-            raise CheckFailed(
-                f"After {_call((src, dst, amount))} {when}, the connection was not left as "
-                "it was found: " + "; ".join(problems) + ".",
-                f"{len(self.problems)} call(s) left something behind")
-
-    def close(self) -> None:
-        self.monitor.close()
-
-    def __enter__(self) -> "_Watched":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
 def _explain_error(exc: BaseException, when: str) -> CheckFailed:
     sqlstate = getattr(exc, "sqlstate", None)
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -304,7 +222,7 @@ def _scenarios(transfer: Callable, lab: Any, pairs: list[tuple[tuple, tuple]],
         for k in range(1, max(steps, 1) + 1):
             since = _prepare(lab, balances)
             before, _ = _state(lab, accounts, since)
-            with _Watched(lab, transfer) as watched:
+            with Watched(lab, transfer, _call) as watched:
                 run = interleave(lab, lambda c: watched(c, *first_args),
                                  lambda c: watched(c, *second_args), pause_after=k,
                                  settings=settings)
@@ -326,6 +244,51 @@ def _scenarios(transfer: Callable, lab: Any, pairs: list[tuple[tuple, tuple]],
     return forced
 
 
+def _bystanders(transfer: Callable, lab: Any, args: tuple, bystander: int, beside: tuple,
+                balances: dict[int, Decimal]) -> int:
+    """The transfer held after each of its statements while another session writes rows it
+    does not touch: an UPDATE of the account ``bystander``, then a transfer ``beside`` between
+    two other accounts. Neither may wait for it (a LOCK TABLE, in any mode that blocks writers,
+    makes every payment of the bank queue behind each one)."""
+    accounts = list(balances)
+    settings = _session_settings()
+    _prepare(lab, balances)
+    steps = count_statements(lab, lambda c: transfer(c, *args))
+    for k in range(1, max(steps, 1) + 1):
+        since = _prepare(lab, balances)
+        before, _ = _state(lab, accounts, since)
+
+        def other(conn: Any) -> Any:
+            conn.execute("UPDATE accounts SET balance = balance WHERE id = %s", [bystander])
+            conn.commit()
+            return watched(conn, *beside)
+
+        with Watched(lab, transfer, _call) as watched:
+            run = interleave(lab, lambda c: watched(c, *args), other, pause_after=k,
+                             settings=settings)
+            when = (f"while {_call(args)} was held after its statement {k} and another session "
+                    f"wrote other accounts")
+            for exc in run.errors:
+                raise _explain_error(exc, when)
+            if run.second_blocked:
+                raise CheckFailed(
+                    f"While {_call(args)} was held after its statement {k}, another session "
+                    f"that wrote only other accounts (an UPDATE of account {bystander}, then "
+                    f"{_call(beside)}) had to wait for it, although they share no row: your "
+                    "transfer locks more than the rows of src and dst (LOCK TABLE, or a lock on "
+                    "the whole ledger), so every payment and every other writer of accounts "
+                    "queues behind each transfer. Lock only the two accounts' rows (SELECT … "
+                    "ORDER BY id FOR UPDATE, or the conditional UPDATE itself).",
+                    "pg_blocking_pids showed the other session waiting")
+            watched.verify(when)
+        results = [(args, run.first_result), (beside, run.second_result)]
+        _verify(lab, accounts, since, before, results, when)
+        if any(r is None for _, r in results):
+            raise CheckFailed(f"A covered transfer returned None {when}; both were covered.",
+                              f"balances before {dict(before)}")
+    return max(steps, 1)
+
+
 def _single(lab: Any, transfer: Callable, caller: Caller, args: tuple, accounts: list[int],
             what: str) -> Any:
     """One call on the caller's connection: the invariants and what it left behind."""
@@ -336,7 +299,7 @@ def _single(lab: Any, transfer: Callable, caller: Caller, args: tuple, accounts:
     except psycopg.Error as exc:
         caller.clean()
         raise _explain_error(exc, what) from None
-    _verify_caller(caller, f"{_call(args)} {what}")
+    caller.verify(f"{_call(args)} {what}")
     _verify(lab, accounts, since, before, [(args, returned)], what)
     return returned
 
@@ -388,10 +351,15 @@ def q1(lab: Any, transfer: Callable) -> str:
     others = [x for x in picked if x not in (a, b, c)]
     with _rest_untouched(lab, picked):
         _boundary(lab, transfer, a, b, c)
+        # a transfer must lock its two rows, not the table: others' writes never wait for it
+        d, e, f = others
+        spare = {acct: _money(rng, 80, 400) for acct in picked}
+        n = _bystanders(transfer, lab, (a, b, _money(rng, 5, 60)), d, (e, f, _money(rng, 5, 60)),
+                        spare)
         # two debits of one account that together empty it exactly: both covered ...
         x, y = _money(rng, 5, 60), _money(rng, 5, 60)
         full = {a: x + y, b: _money(rng, 50, 500), c: _money(rng, 50, 500)}
-        n = _scenarios(transfer, lab, [((a, b, x), (a, c, y))], full, 2,
+        n += _scenarios(transfer, lab, [((a, b, x), (a, c, y))], full, 2,
                        f"the balance {x + y} covers {x} + {y} exactly")
         # ... and one cent short: exactly one must succeed
         short = {**full, a: x + y - CENT}
@@ -408,7 +376,7 @@ def q1(lab: Any, transfer: Callable) -> str:
             src, dst = r.sample(hot, 2)
             return (src, dst, Decimal(r.randint(100, 6000)) / 100)
 
-        with _Watched(lab, transfer) as watched:
+        with Watched(lab, transfer, _call) as watched:
             result = run_stress(lab, watched, workers=4, operations=ops, args=pick,
                                 seed=rng.randrange(10**6), sample_every=None,
                                 settings=_session_settings())
@@ -424,8 +392,8 @@ def q1(lab: Any, transfer: Callable) -> str:
             watched.verify(when)
         _verify(lab, hot, since, before, [(r.args, r.result) for r in result.records], when)
     return (f"the whole balance may go, one cent more may not; no lost update or overdraft in "
-            f"{n} forced interleavings and {len(result.records)} concurrent transfers; every one "
-            "recorded once, nothing left behind")
+            f"{n} forced interleavings and {len(result.records)} concurrent transfers; writers of "
+            "other accounts never wait for it; every one recorded once, nothing left behind")
 
 
 def q2(lab: Any, transfer: Callable) -> str:
@@ -441,47 +409,182 @@ def q2(lab: Any, transfer: Callable) -> str:
     return f"opposite transfers survived {n} forced interleavings, each applied exactly once"
 
 
+class _CommitNeverArrives(HookedConnection):
+    """A connection that breaks while the first COMMIT is on its way: the server never gets
+    it, so the transaction is rolled back, and the client sees the same OperationalError
+    (:class:`LostAck`, same words) as when the reply to a COMMIT that did commit is lost. The
+    two cases look alike to the client on purpose: only the ledger can tell them apart."""
+
+    def __init__(self, conn: psycopg.Connection, drops: int = 1) -> None:
+        super().__init__(conn)
+        self._drops = drops
+        self.dropped = 0
+
+    def _breaks(self) -> bool:
+        return self.dropped < self._drops and in_transaction(self._conn)
+
+    def _break(self) -> None:
+        self._conn.rollback()
+        self.dropped += 1
+        raise LostAck("server closed the connection unexpectedly (the COMMIT's reply was "
+                      "lost; the transaction may or may not have committed)")
+
+    def commit(self) -> None:
+        if self._breaks():
+            self._break()
+        super().commit()
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        if is_commit(query) and self._breaks():
+            self._break()
+        return super().execute(query, params, **kwargs)
+
+    def _statement(self, call: Callable[[], Any], query: Any, cursor: Any) -> None:
+        if is_commit(query) and self._breaks():
+            self._break()
+        super()._statement(call, query, cursor)
+
+    def transaction(self, *args: Any, **kwargs: Any) -> Any:
+        return _BreakingTransaction(self, *args, **kwargs)
+
+
+class _BreakingTransaction:
+    """``conn.transaction()`` whose outermost block, instead of committing, rolls back and
+    raises as :class:`_CommitNeverArrives` does."""
+
+    def __init__(self, owner: _CommitNeverArrives, *args: Any, **kwargs: Any) -> None:
+        self._owner = owner
+        self._tx = owner._conn.transaction(*args, **kwargs)
+        self._outer = False
+
+    def __enter__(self) -> Any:
+        self._outer = not in_transaction(self._owner._conn)
+        return self._tx.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        if exc[0] is None and self._outer and self._owner.dropped < self._owner._drops:
+            self._tx.__exit__(psycopg.Rollback, psycopg.Rollback(), None)
+            self._owner.dropped += 1
+            raise LostAck("server closed the connection unexpectedly (the COMMIT's reply was "
+                          "lost; the transaction may or may not have committed)")
+        return self._tx.__exit__(*exc)
+
+
+def _plant_twin(lab: Any, src: int, dst: int, amount: Decimal) -> int:
+    """An earlier transfer with the same src, dst and amount (a customer paying the same bill
+    twice is two transfers); returns its id. Written with its own balance changes, so the
+    books stay consistent."""
+    with psycopg.connect(lab.url) as conn:
+        conn.execute("UPDATE accounts SET balance = balance - %s WHERE id = %s", [amount, src])
+        conn.execute("UPDATE accounts SET balance = balance + %s WHERE id = %s", [amount, dst])
+        (twin,) = conn.execute(
+            "INSERT INTO transfers (request_id, src, dst, amount) VALUES (gen_random_uuid(), "
+            "%s, %s, %s) RETURNING id", [src, dst, amount]).fetchone()
+        conn.commit()
+    return twin
+
+
 def q3(lab: Any, transfer: Callable) -> str:
-    """A lost COMMIT acknowledgement: the transfer is applied (and recorded) exactly once."""
+    """An ambiguous COMMIT failure, both ways: the reply to a COMMIT that committed is lost
+    (the transfer must not run again), and the connection breaks before the COMMIT arrives
+    (nothing committed: the transfer must run again). Applied and recorded exactly once,
+    its own id returned, in both cases."""
     require(transfer)
     rng = adv.rng()
     a, b = _accounts(lab, 2)
     amount = _money(rng, 5, 60)
+    with _rest_untouched(lab, [a, b]):
+        _lost_ack(lab, transfer, a, b, amount, rng)
+        _commit_never_arrived(lab, transfer, a, b, amount, rng)
+    return ("a COMMIT whose reply was lost did not run twice, and one that never reached the "
+            "server ran again, once; each time the transfer's own id was returned")
+
+
+def _ambiguous_error(exc: psycopg.OperationalError) -> CheckFailed:
+    return CheckFailed(
+        "The COMMIT failed with an OperationalError (the connection broke) and your transfer "
+        "let the error escape. The caller cannot tell whether money moved, and will retry: a "
+        "double spend. After an ambiguous failure, look the transfer up by its request id: "
+        "return its id if it committed, run it again if it did not.", str(exc))
+
+
+def _lost_ack(lab: Any, transfer: Callable, a: int, b: int, amount: Decimal, rng: Any) -> None:
+    """The reply to a COMMIT that did commit is lost: applied once, its id returned."""
     # the balance covers the transfer twice, so that a retry that re-applies it shows as such
     balances = {a: 2 * amount + _money(rng, 1, 50), b: _money(rng, 5, 200)}
-    with _rest_untouched(lab, [a, b]):
-        since = _prepare(lab, balances)
-        before, _ = _state(lab, [a, b], since)
-        with Caller(lab) as caller:
-            flaky = HookedConnection(caller.conn, lose_commit_acks=1)
-            try:
-                returned = transfer(flaky, a, b, amount)
-            except psycopg.OperationalError as exc:
-                raise CheckFailed(
-                    "The COMMIT's reply was lost and your transfer let the error escape. The "
-                    "caller cannot tell whether money moved, and will retry: a double spend. "
-                    "After an ambiguous failure, look the transfer up by its request id and "
-                    "return its id if it committed (retry only if it did not).",
-                    str(exc)) from None
-            if not flaky.lost_acks:
-                raise CheckFailed("Your transfer never committed through the connection it was "
-                                  "given (use conn.commit(), conn.execute('commit') or "
-                                  "conn.transaction()).")
-            after, ledger = _state(lab, [a, b], since)
-            if after[a] == before[a] - 2 * amount:
-                raise CheckFailed(
-                    "The transfer was applied twice: its first COMMIT succeeded but the reply "
-                    "was lost, and the retry ran it again. Generate one request id per transfer "
-                    "(not per attempt), insert it into transfers.request_id (UNIQUE) in the same "
-                    "transaction, and after an ambiguous error check whether that request id is "
-                    "already there.", f"account {a}: {before[a]} → {after[a]}; ledger rows {ledger}")
-            _verify_caller(caller, f"transfer({a}, {b}, {amount}) with its COMMIT acknowledgement lost")
-        if returned is None and len(ledger) == 1:
-            raise CheckFailed("After the lost acknowledgement your transfer returned None, but "
-                              "the transfer had committed: return its transfers.id.")
-        _verify(lab, [a, b], since, before, [((a, b, amount), returned)],
-                "after a lost COMMIT ack")
-    return "a lost COMMIT acknowledgement did not make the transfer happen twice"
+    since = _prepare(lab, balances)
+    before, _ = _state(lab, [a, b], since)
+    with Caller(lab) as caller:
+        flaky = HookedConnection(caller.conn, lose_commit_acks=1)
+        try:
+            returned = transfer(flaky, a, b, amount)
+        except psycopg.OperationalError as exc:
+            raise _ambiguous_error(exc) from None
+        if not flaky.lost_acks:
+            raise CheckFailed("Your transfer never committed through the connection it was "
+                              "given (use conn.commit(), conn.execute('commit') or "
+                              "conn.transaction()).")
+        after, ledger = _state(lab, [a, b], since)
+        if after[a] == before[a] - 2 * amount:
+            raise CheckFailed(
+                "The transfer was applied twice: its first COMMIT succeeded but the reply "
+                "was lost, and the retry ran it again. Generate one request id per transfer "
+                "(not per attempt), insert it into transfers.request_id (UNIQUE) in the same "
+                "transaction, and after an ambiguous error check whether that request id is "
+                "already there.", f"account {a}: {before[a]} → {after[a]}; ledger rows {ledger}")
+        caller.verify(f"transfer({a}, {b}, {amount}) with its COMMIT acknowledgement lost")
+    if returned is None and len(ledger) == 1:
+        raise CheckFailed("After the lost acknowledgement your transfer returned None, but "
+                          "the transfer had committed: return its transfers.id.")
+    _verify(lab, [a, b], since, before, [((a, b, amount), returned)],
+            "after a lost COMMIT ack")
+
+
+def _commit_never_arrived(lab: Any, transfer: Callable, a: int, b: int, amount: Decimal,
+                          rng: Any) -> None:
+    """The connection breaks before the COMMIT reaches the server: nothing committed, the
+    same error as a lost ack. An earlier transfer with the same src, dst and amount is in
+    the ledger: only the request id tells this transfer from it."""
+    balances = {a: 3 * amount + _money(rng, 1, 50), b: _money(rng, 5, 200)}
+    _prepare(lab, balances)
+    twin = _plant_twin(lab, a, b, amount)
+    since = _prepare(lab, {})
+    before, _ = _state(lab, [a, b], since)
+    when = "after the connection broke before its COMMIT reached the server"
+    with Caller(lab) as caller:
+        flaky = _CommitNeverArrives(caller.conn)
+        try:
+            returned = transfer(flaky, a, b, amount)
+        except psycopg.OperationalError as exc:
+            raise _ambiguous_error(exc) from None
+        if not flaky.dropped:
+            raise CheckFailed("Your transfer never committed through the connection it was "
+                              "given (use conn.commit(), conn.execute('commit') or "
+                              "conn.transaction()).")
+        after, ledger = _state(lab, [a, b], since)
+        caller.verify(f"transfer({a}, {b}, {amount}) {when}")
+    mine = [row for row in ledger if row[0] == returned]
+    if returned == twin:
+        raise CheckFailed(
+            f"The connection broke before the COMMIT reached the server, so nothing committed; "
+            f"your transfer returned {twin}, the id of an earlier transfer with the same src, "
+            "dst and amount (a customer may pay the same bill twice). Look the transfer up by "
+            "its own request_id, never by its fields; when it is not there, it did not commit: "
+            "run it again.", f"ledger rows after: {ledger}")
+    if returned is not None and not mine:
+        raise CheckFailed(
+            f"The connection broke before the COMMIT reached the server, so the transfer never "
+            f"committed, yet your transfer returned {returned!r}, the id of a row that does not "
+            "exist. An OperationalError on COMMIT does not mean it committed: look the transfer "
+            "up by its request_id, and run it again when it is not there.",
+            f"account {a}: {before[a]} → {after[a]}; new ledger rows {ledger}")
+    if returned is None:
+        raise CheckFailed(
+            f"The connection broke before the COMMIT reached the server (nothing committed) and "
+            f"your transfer returned None, although {a} covers {amount}: the payment was lost. "
+            "When the request id is not in the ledger, the transfer did not commit: run it "
+            "again.", f"new ledger rows {ledger}")
+    _verify(lab, [a, b], since, before, [((a, b, amount), returned)], when)
 
 
 HINTS = {
@@ -503,8 +606,9 @@ HINTS = {
     ],
     "q3": [
         "An OperationalError on COMMIT means 'unknown', not 'failed': the transaction may have "
-        "committed.",
+        "committed, or not.",
         "Make a uuid once per call (before the retry loop), store it in transfers.request_id, "
-        "and after an ambiguous error SELECT id FROM transfers WHERE request_id = %s.",
+        "and after an ambiguous error SELECT id FROM transfers WHERE request_id = %s: a row "
+        "means it committed (return its id), none means it did not (run it again).",
     ],
 }

@@ -7,13 +7,17 @@ Every check runs the learner's function three ways:
    as it stood (insert, replay, newer, older, a row another source wrote), so
    that a missing staleness guard, a lost ``RETURNING`` id or an action guessed
    from the version number fails every time; after each call the connection
-   must be idle, hold no lock and keep the caller's settings;
+   must be idle, hold no lock and keep the caller's settings and its client-side
+   state (autocommit, isolation level);
 2. **in forced interleavings** (:func:`labs.tools.stress.interleave`): a first call is
    held after its k-th statement while a second call on the same key (or an
    unrelated writer) runs until it finishes or the lock manager says it waits,
    for every k. A race that *can* happen (check-then-insert, ``MERGE`` without a
-   retry, a check-then-act idempotency key, an action inferred from
-   ``max(id)``) therefore *does* happen, on every run: no decoy passes by luck;
+   retry, a check-then-act idempotency key, a price computed in Python by two
+   requests with different keys, an action inferred from ``max(id)``) therefore
+   *does* happen, on every run: no decoy passes by luck. The unrelated writer
+   (beside an upsert, and beside a held bulk load) must never wait: a table lock
+   fails;
 3. **under the stress runner**: 8 workers apply the same events (or feeds) in
    different orders; the final state must be the one computed in Python by
    :func:`labs.data.feeds.expected_state` (the sequential result, which does not
@@ -23,7 +27,8 @@ Every check runs the learner's function three ways:
 
 The planted data comes from this run's seed (``labs.course.adversarial``): skus
 with case variants and LIKE metacharacters beside them, versions that are not
-1, vendor timestamps in several offsets with fractions of a second (compared as
+1 (and, in the bulk feeds, versions 9/10 and 99/100 that text order gets wrong),
+vendor timestamps in several offsets with fractions of a second (compared as
 instants), products picked at random; products the check does not touch must
 stay as they were.
 """
@@ -31,19 +36,17 @@ stay as they were.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, Callable, Iterator, Sequence
 
 import psycopg
-from psycopg import pq
 from psycopg.types.json import Jsonb
 
 from ..course import adversarial as adv
 from ..course.checking import CheckFailed, NotAttempted, require
-from ..course.left_behind import Caller, caller_settings, locks_held
+from ..course.left_behind import Caller, Watched, caller_settings
 from ..data import feeds as fd
 from ..data.dataset import table_checksum
 from ..tools.stress import HookedConnection, interleave, run_stress
@@ -67,8 +70,6 @@ CONTENT_VIEW = "upserts_check_content"
 _VIEW_DDL = (f"CREATE OR REPLACE VIEW {CONTENT_VIEW} AS SELECT sku, name, category, vendor, "
              "price, attributes, updated_at, version, deleted_at FROM products")
 # Settings that belong to the transaction, not the session.
-_TRANSACTION_SCOPED = ("transaction_isolation", "transaction_read_only",
-                       "transaction_deferrable")
 _INSERT = ("INSERT INTO products (sku, name, category, vendor, price, attributes, version, "
            "updated_at) VALUES (%s, %s, 'home', 'Other Source', %s, %s, %s, %s) RETURNING id")
 
@@ -148,79 +149,6 @@ def _money(rng: Any, low: int, high: int) -> str:
         cents = rng.randint(low * 100, high * 100)
         if cents % 10:
             return f"{Decimal(cents) / 100:.2f}"
-
-
-def _verify_caller(caller: Caller, what: str) -> None:
-    """``caller.verify(what)``, then end the read-only transaction its own settings query
-    opened (autocommit is off), so that the next call starts on an idle connection."""
-    caller.verify(what)
-    if caller.conn.info.transaction_status == pq.TransactionStatus.INTRANS:
-        caller.conn.rollback()
-
-
-def _left_behind(conn: Any, found: dict[str, str], monitor: psycopg.Connection) -> list[str]:
-    """What a call left on a connection the check did not open itself (the interleaving's,
-    the stress workers'): the judgement of ``left_behind.Caller.problems``."""
-    raw = conn._conn if isinstance(conn, HookedConnection) else conn
-    if raw.closed or raw.broken:
-        return ["it closed (or broke) the connection it was given"]
-    out = []
-    status = raw.info.transaction_status
-    if status == pq.TransactionStatus.INTRANS:
-        out.append("it returned with its transaction still open (commit or roll back before "
-                   "returning), so its locks stay held")
-    elif status == pq.TransactionStatus.INERROR:
-        out.append("it returned with its transaction aborted by an error (roll back before "
-                   "returning)")
-    held = locks_held(monitor, raw.info.backend_pid)
-    if held:
-        shown = ", ".join(f"{mode} on {obj or kind}" for kind, obj, mode in held[:4])
-        out.append(f"the connection still holds {len(held)} lock(s): {shown}")
-    if status == pq.TransactionStatus.IDLE:
-        now = dict(raw.execute("SELECT name, setting FROM pg_settings").fetchall())
-        raw.rollback()
-        changed = sorted(k for k in found if now.get(k) != found[k]
-                         and k not in _TRANSACTION_SCOPED)
-        if changed:
-            shown = ", ".join(f"{k} {found[k]!r} → {now.get(k)!r}" for k in changed[:4])
-            out.append(f"it changed the caller's session settings ({shown}); put back the "
-                       "caller's value (RESET restores the server default, not the caller's "
-                       "value), or use SET LOCAL")
-    return out
-
-
-class _Watched:
-    """A learner's function wrapped so that every call, on whatever connection, is followed
-    by a look at what it left behind (recorded; :meth:`verify` raises the first)."""
-
-    def __init__(self, lab: Any, fn: Callable, name: str) -> None:
-        self.fn, self.name = fn, name
-        self.monitor = psycopg.connect(lab.url, autocommit=True)
-        self.problems: list[list[str]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, conn: Any, *args: Any) -> Any:
-        raw = conn._conn if isinstance(conn, HookedConnection) else conn
-        found = dict(raw.execute("SELECT name, setting FROM pg_settings").fetchall())
-        raw.rollback()
-        result = self.fn(conn, *args)
-        problems = _left_behind(conn, found, self.monitor)
-        if problems:
-            with self._lock:
-                self.problems.append(problems)
-        return result
-
-    def verify(self, when: str) -> None:
-        if self.problems:
-            raise CheckFailed(f"After a call of {self.name} {when}, the connection was not left "
-                              "as it was found: " + "; ".join(self.problems[0]) + ".",
-                              f"{len(self.problems)} call(s) left something behind")
-
-    def __enter__(self) -> "_Watched":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.monitor.close()
 
 
 @contextmanager
@@ -363,7 +291,7 @@ def _alone(lab: Any, upsert_product: Callable, rng: Any, tag: str, existing: lis
             nonlocal calls
             before, want = _truth(watch, event)
             got = _result(_call(upsert_product, caller.conn, event, who="upsert_product"), what)
-            _verify_caller(caller, f"upsert_product on {what}")
+            caller.verify(f"upsert_product on {what}")
             calls += 1
             return _judge_one(watch, event, before, want, got, what)
 
@@ -402,6 +330,24 @@ def _alone(lab: Any, upsert_product: Callable, rng: Any, tag: str, existing: lis
     return calls
 
 
+def _other_writer(conn: Any, prefix: str) -> None:
+    """Another session's ordinary work on other products: two inserts, an update, a commit."""
+    for i in range(2):
+        _plant(conn, f"{prefix}-{i}", 1)
+    conn.execute("UPDATE products SET version = version + 1, price = price + 1 WHERE sku = %s",
+                 [f"{prefix}-0"])
+    conn.commit()
+
+
+def _blocked_writer(who: str, k: int) -> CheckFailed:
+    return CheckFailed(
+        f"While {who} was held after its statement {k}, another session that inserts and "
+        "updates other products had to wait for it (pg_blocking_pids), although they share no "
+        "row: your function locks the products table (LOCK TABLE, in a mode that blocks "
+        "writers), so every order, stock update and price change queues behind it. Let the "
+        "row locks of INSERT … ON CONFLICT serialise writers of the same sku, and nothing else.")
+
+
 def _unrelated_activity(lab: Any, upsert_product: Callable, rng: Any, tag: str) -> int:
     """The returned action while another session writes other products: the call is held
     after each of its statements while an unrelated writer inserts and updates products of
@@ -420,13 +366,9 @@ def _unrelated_activity(lab: Any, upsert_product: Callable, rng: Any, tag: str) 
                 before, want = _truth(watch, event)
 
             def other(conn: Any, k: int = k, kind: str = kind) -> None:
-                for i in range(2):
-                    _plant(conn, f"Other-{tag}-{kind}-{k}-{i}", 1)
-                conn.execute("UPDATE products SET version = version + 1, price = price + 1 "
-                             "WHERE sku = %s", [f"Other-{tag}-{kind}-{k}-0"])
-                conn.commit()
+                _other_writer(conn, f"Other-{tag}-{kind}-{k}")
 
-            with _Watched(lab, upsert_product, "upsert_product") as watched:
+            with Watched(lab, upsert_product, lambda args: "a call of upsert_product") as watched:
                 run = interleave(lab, lambda c: _result(watched(c, event), "upsert_product"),
                                  other, pause_after=k, settings=settings)
                 where = (f"while another session inserted and updated other products (the call "
@@ -441,6 +383,8 @@ def _unrelated_activity(lab: Any, upsert_product: Callable, rng: Any, tag: str) 
                                       "the check's own writer of other products failed: "
                                       f"{run.second_error}. Does your function lock the whole "
                                       "products table? It must only touch its own sku.")
+                if run.second_blocked:
+                    raise _blocked_writer("upsert_product", k)
                 watched.verify(where)
             races += 1
             with psycopg.connect(lab.url, autocommit=True) as watch:
@@ -512,7 +456,7 @@ def _same_sku_races(lab: Any, upsert_product: Callable, rng: Any, tag: str) -> i
                  ("existing, newer second", lambda n: setup("existing-d"), same(lo), same(hi)),
                  ("existing, older second", lambda n: setup("existing-e"), same(hi), same(lo))]
     scenarios = [(n, s, f, f if g is None else g) for n, s, f, g in scenarios]
-    with _Watched(lab, upsert_product, "upsert_product") as watched:
+    with Watched(lab, upsert_product, lambda args: "a call of upsert_product") as watched:
         return _forced_races(lab, scenarios, run, judge, settings=settings, watched=watched)
 
 
@@ -569,7 +513,7 @@ def q1(lab: Any, upsert_product: Callable[[Any, fd.Event], tuple]) -> str:
             for e in events:
                 again.append(_result(_call(upsert_product, caller.conn, e, who="upsert_product"),
                                      "a replay"))
-                _verify_caller(caller, "upsert_product replaying an event")
+                caller.verify("upsert_product replaying an event")
             after = table_checksum(watch, "products")
         if before != after or any(a != "stale" for _, a in again):
             raise CheckFailed("Applying the same events a second time changed products (or "
@@ -585,7 +529,7 @@ def _stress_events(lab: Any, upsert_product: Callable, events: list[fd.Event]
     """8 workers each apply every event once, in their own order; errors fail the check."""
     failures: list[str] = []
     results: list[tuple[fd.Event, tuple]] = []
-    with _Watched(lab, upsert_product, "upsert_product") as watched:
+    with Watched(lab, upsert_product, lambda args: "a call of upsert_product") as watched:
 
         def op(conn: psycopg.Connection, order: list[int]) -> None:
             for i in order:
@@ -637,7 +581,10 @@ def _case_twins(got: dict[str, tuple], want: dict[str, tuple], missing: Sequence
     return out
 
 
-def _compare_state(got: dict[str, tuple], want: dict[str, tuple], what: str) -> None:
+def _compare_state(got: dict[str, tuple], want: dict[str, tuple], what: str,
+                   batches: Sequence[Sequence[fd.Event]] | None = None) -> None:
+    """Fail, saying why, when a state is not the expected one; ``batches`` (the feeds
+    applied) let it tell versions compared as text from other causes."""
     if got == want:
         return
     missing = sorted(set(want) - set(got))
@@ -658,6 +605,25 @@ def _compare_state(got: dict[str, tuple], want: dict[str, tuple], what: str) -> 
         raise CheckFailed(f"After {what}, products holds sku(s) no valid event created, e.g. "
                           f"{extra[:3]} (malformed rows must be rejected, not stored).")
     older = [s for s in diff if got[s][-1] < want[s][-1]]
+    # the version a text comparison picks in a batch ('9' > '10'), where it is not the newest
+    text_picks: dict[str, set[int]] = {}
+    for batch in batches or ():
+        versions: dict[str, set[int]] = {}
+        for e in batch:
+            if fd.problem(e) is None:
+                versions.setdefault(e["sku"], set()).add(int(e["version"]))
+        for sku, vs in versions.items():
+            if max(vs, key=str) != max(vs):
+                text_picks.setdefault(sku, set()).add(max(vs, key=str))
+    as_text = [s for s in older if got[s][-1] in text_picks.get(s, ())]
+    if as_text:
+        s = as_text[0]
+        raise CheckFailed(
+            f"After {what}, {len(as_text)} sku(s) hold an older version than the newest valid "
+            f"event, e.g. {s}: version {got[s][-1]}, expected {want[s][-1]}. Versions were "
+            f"compared as text ('{got[s][-1]}' sorts after '{want[s][-1]}'): stage and compare "
+            "version as an integer (a version int column, or version::int before ORDER BY and "
+            "the guard).", f"{len(older)} sku(s) older")
     if older:
         s = older[0]
         raise CheckFailed(
@@ -709,6 +675,16 @@ def _price(conn: psycopg.Connection, sku: str) -> tuple[Decimal, int]:
     return conn.execute("SELECT price, version FROM products WHERE sku = %s", [sku]).fetchone()
 
 
+def _version_moved(watch: psycopg.Connection, sku: str, before: int, by: int, what: str) -> None:
+    """Fail unless the product's version is ``before + by`` (the change increments it)."""
+    _, now = _price(watch, sku)
+    if now != before + by:
+        raise CheckFailed(
+            f"After {what}, the product's version went from {before} to {now}, not {before + by}: "
+            "the task says the change increments version (version = version + 1, once per applied "
+            "key, never on a replay). Consumers and the feeds' staleness guard rely on it.")
+
+
 def _norm(response: Any) -> str:
     return json.dumps(response, sort_keys=True, default=str)
 
@@ -735,10 +711,10 @@ def q2(lab: Any, handle_request: Callable[[Any, str, dict], Any]) -> str:
             def call(k: str, what: str) -> Any:
                 response = _call(handle_request, caller.conn, k, dict(request),
                                  who="handle_request")
-                _verify_caller(caller, f"handle_request {what}")
+                caller.verify(f"handle_request {what}")
                 return response
 
-            price0, _ = _price(watch, sku)
+            price0, version0 = _price(watch, sku)
             r1 = call(key, "with a new key")
             if r1 is None:
                 raise CheckFailed("handle_request returned None; it should return the response.")
@@ -746,54 +722,88 @@ def q2(lab: Any, handle_request: Callable[[Any, str, dict], Any]) -> str:
                 raise CheckFailed(f"A request with a new key (price_change {change}) moved the "
                                   f"price from {price0} to {_price(watch, sku)[0]}; it must add "
                                   "the change once, and commit.")
+            _version_moved(watch, sku, version0, 1, "a request with a new key")
             r2 = call(key, "replaying a key")
             price2, _ = _price(watch, sku)
             if price2 != price0 + change:
                 raise CheckFailed(f"Two calls with the same idempotency key moved the price from "
                                   f"{price0} to {price2}; the change (+{change}) must apply once.")
+            _version_moved(watch, sku, version0, 1, "a request and its replay (same key)")
             if _norm(r1) != _norm(r2):
                 raise CheckFailed("The replay's response differs from the first response; store "
                                   "the response with the key and return it on a replay.",
                                   f"first {r1!r}, replay {r2!r}")
             for other, how in ((twin, "the same key in another case"),
                                (like, "a key the first key's LIKE pattern matches")):
-                before, _ = _price(watch, sku)
+                before, version_before = _price(watch, sku)
                 call(other, f"with {how}")
                 if _price(watch, sku)[0] != before + change:
                     raise CheckFailed(
                         f"A request with a new key ({other!r}, {how}: {key!r} was used before) "
                         "did not apply its change. Keys are compared exactly (case sensitive, "
                         "= not LIKE/ILIKE): only a replayed key must be a no-op.")
+                _version_moved(watch, sku, version_before, 1, f"a request with {how}")
 
         def setup(name: str) -> str:
             return f"chk2-{tag}-{name}-{uuid.uuid4().hex[:8]}"
 
-        def run(conn: Any, k: str) -> Any:
-            return watched(conn, k, dict(request))
+        def run(conn: Any, arg: tuple[str, dict]) -> Any:
+            return watched(conn, arg[0], dict(arg[1]))
+
+        # a second request on the same sku, with its own key and another change
+        change_b = Decimal(_money(rng, 1, 9))
+        if change_b == change:
+            change_b += Decimal("0.01")
+        request_b = dict(request, price_change=str(change_b))
 
         def judge(name: str, k: str, n: int, result: Any, *_: Any) -> None:
-            where = f"(the first call held after its statement {n} while the replay ran)"
             with psycopg.connect(lab.url, autocommit=True) as watch:
-                price, _ = _price(watch, sku)
-            if price != state["price"] + change:
+                price, version = _price(watch, sku)
+            moved, bumped = price - state["price"], version - state["version"]
+            state["price"], state["version"] = price, version
+            if name == "two keys":
+                where = (f"(the first request held after its statement {n} while a request with "
+                         "another key on the same sku ran)")
+                if moved != change + change_b:
+                    raise CheckFailed(
+                        f"Two requests with different keys on one sku (price_change {change} and "
+                        f"{change_b}) moved the price by {moved}, not {change + change_b} {where}: "
+                        "one change was lost. A price computed in Python from a price read "
+                        "earlier overwrites a change committed in between (a lost update); let "
+                        "the database do the arithmetic: UPDATE products SET price = price + %s.")
+                if bumped != 2:
+                    raise CheckFailed(f"Two requests with different keys on one sku moved its "
+                                      f"version by {bumped}, not 2 {where}: each applied change "
+                                      "increments version by one (version = version + 1).")
+                return
+            where = f"(the first call held after its statement {n} while the replay ran)"
+            if moved != change:
                 raise CheckFailed(f"Two racing requests with one idempotency key changed the "
-                                  f"price by {price - state['price']}, not {change} {where}: both "
+                                  f"price by {moved}, not {change} {where}: both "
                                   "did the work. Insert the key first (the second request then "
                                   "waits on it) instead of checking for it.")
+            if bumped != 1:
+                raise CheckFailed(f"Two racing requests with one idempotency key moved the "
+                                  f"version by {bumped}, not 1 {where}: the change is applied "
+                                  "once, so version goes up once.")
             if _norm(result.first_result) != _norm(result.second_result):
                 raise CheckFailed(f"Two racing requests with one key got different responses "
                                   f"{where}.", f"{result.first_result!r} vs "
                                   f"{result.second_result!r}")
-            state["price"] = price
 
         with psycopg.connect(lab.url, autocommit=True) as watch:
-            state = {"price": _price(watch, sku)[0]}
-        with _Watched(lab, handle_request, "handle_request") as watched:
-            races = _forced_races(lab, [("replay race", setup, lambda k: k, lambda k: k)],
-                                  run, judge, settings=caller_settings(), watched=watched)
+            price, version = _price(watch, sku)
+            state = {"price": price, "version": version}
+        scenarios = [("replay race", setup, lambda k: (k, request), lambda k: (k, request)),
+                     ("two keys", setup, lambda k: (k + "-a", request),
+                      lambda k: (k + "-b", request_b))]
+        with Watched(lab, handle_request, lambda args: "a call of handle_request") as watched:
+            races = _forced_races(lab, scenarios, run, judge, settings=caller_settings(),
+                                  watched=watched)
         _reused_key(lab, handle_request, key, sku, request, rng)
-    return (f"one effect and one response per key, also in {races} forced races; keys compared "
-            "exactly; a key reused for another request is refused; nothing left behind")
+    return (f"one effect (price + change, version + 1) and one response per key, also in {races} "
+            "forced races (the same key, and two keys on one sku); keys compared exactly; a key "
+            "reused for another request is refused; nothing left behind")
 
 
 def _reused_key(lab: Any, handle_request: Callable[..., Any], key: str, sku: str,
@@ -864,7 +874,7 @@ def q3(lab: Any, load_feed: Callable[[Any, list], Any]) -> str:
     tag = _unique_tag()
     with psycopg.connect(lab.url, autocommit=True) as admin:
         feeds = fd.make_feeds(admin, feeds=4, existing=60, new=20, seed=rng.randrange(1000, 10**6),
-                              sku_prefix=f"Q3{tag}", case_variants=2)
+                              sku_prefix=f"Q3{tag}", case_variants=2, decade_versions=1)
         skus = feeds.skus
         start = fd.read_state(admin, skus)
         admin.execute(_VIEW_DDL)
@@ -874,13 +884,51 @@ def q3(lab: Any, load_feed: Callable[[Any, list], Any]) -> str:
     try:
         with _products_untouched(lab, lambda: skus):
             concurrent_ok = _load_feeds(lab, load_feed, feeds, start)
+            probes = _writers_beside_a_load(lab, load_feed, rng, tag)
     finally:
         with psycopg.connect(lab.url, autocommit=True) as admin:
             admin.execute("DROP TABLE IF EXISTS upserts_check_backup")
     events = sum(len(f) for f in feeds.feeds)
     return (f"{events} events in 4 feeds: right counts and rejections, case-sensitive skus, "
-            f"vendor instants kept, at most {STATEMENTS_PER_BATCH} statements a batch; "
-            f"{concurrent_ok}; a second load changes nothing; nothing left behind")
+            "versions compared as numbers (9 < 10, 99 < 100), vendor instants kept, at most "
+            f"{STATEMENTS_PER_BATCH} statements a batch; {concurrent_ok}; a second load changes "
+            f"nothing; writers of other products never waited for a load ({probes} pause points); "
+            "nothing left behind")
+
+
+def _writers_beside_a_load(lab: Any, load_feed: Callable, rng: Any, tag: str) -> int:
+    """A small load held after each of its statements while another session inserts and
+    updates other products: that session must not wait (a bulk load locks its own rows,
+    not the table)."""
+    settings = caller_settings()
+    held = 0
+    for k in range(1, MAX_PAUSE + 1):
+        batch = [_event(f"Q3{tag}-Beside-{k}-{i}", rng.randint(1, 4), _money(rng, 5, 90))
+                 for i in range(3)]
+        with Watched(lab, load_feed, lambda args: "a call of load_feed") as watched:
+            run = interleave(lab, lambda c: watched(c, [dict(e) for e in batch]),
+                             lambda c: _other_writer(c, f"Other-{tag}-load-{k}"),
+                             pause_after=k, settings=settings)
+            where = (f"while another session inserted and updated other products (the load "
+                     f"held after its statement {k})")
+            if run.first_error is not None:
+                if isinstance(run.first_error, (NotAttempted, CheckFailed)):
+                    raise run.first_error
+                raise CheckFailed(explain_error(run.first_error, "load_feed") + " " + where)
+            if run.second_error is not None:
+                raise CheckFailed(f"While load_feed was held after its statement {k}, the "
+                                  "check's own writer of other products failed: "
+                                  f"{run.second_error}. A load must only touch its own skus.")
+            if run.second_blocked:
+                raise _blocked_writer("load_feed", k)
+            watched.verify(where)
+        held += 1
+        with psycopg.connect(lab.url, autocommit=True) as watch:
+            _compare_state(fd.read_state(watch, [e["sku"] for e in batch]),
+                           fd.expected_state({}, batch), f"a load {where}")
+        if not run.paused:
+            break
+    return held
 
 
 def _load_feeds(lab: Any, load_feed: Callable, feeds: fd.Feeds, start: dict) -> str:
@@ -894,7 +942,7 @@ def _load_feeds(lab: Any, load_feed: Callable, feeds: fd.Feeds, start: dict) -> 
             before = conn.statements
             report = _report(_call(load_feed, conn, [dict(e) for e in feed],
                                    who="load_feed"))
-            _verify_caller(caller, f"load_feed (feed {n})")
+            caller.verify(f"load_feed (feed {n})")
             want = fd.expected_report(state, feed)
             if report[2] != want["rejected"]:
                 lost = sorted(set(want["rejected"]) - set(report[2]))
@@ -904,7 +952,8 @@ def _load_feeds(lab: Any, load_feed: Callable, feeds: fd.Feeds, start: dict) -> 
                     "never drop one silently." + (f" Missing: {lost}." if lost else ""))
             state = fd.expected_state(state, feed)
             with psycopg.connect(lab.url, autocommit=True) as watch:
-                _compare_state(fd.read_state(watch, skus), state, f"loading feeds 0..{n}")
+                _compare_state(fd.read_state(watch, skus), state, f"loading feeds 0..{n}",
+                               feeds.feeds[:n + 1])
             if report[:2] != (want["applied"], want["stale"]):
                 raise CheckFailed(
                     f"Feed {n}: your report says applied={report[0]}, stale={report[1]}; "
@@ -927,7 +976,7 @@ def _load_feeds(lab: Any, load_feed: Callable, feeds: fd.Feeds, start: dict) -> 
         admin.execute("DELETE FROM products WHERE sku = ANY(%s) AND id NOT IN "
                       "(SELECT id FROM upserts_check_backup)", [skus])
     failures: list[str] = []
-    with _Watched(lab, load_feed, "load_feed") as watched:
+    with Watched(lab, load_feed, lambda args: "a call of load_feed") as watched:
 
         def op(conn: psycopg.Connection, order: list[int]) -> None:
             for i in order:
@@ -944,7 +993,7 @@ def _load_feeds(lab: Any, load_feed: Callable, feeds: fd.Feeds, start: dict) -> 
         concurrent = table_checksum(admin, CONTENT_VIEW)
         if concurrent != sequential:
             _compare_state(fd.read_state(admin, skus), state,
-                           "8 workers loading the feeds in different orders")
+                           "8 workers loading the feeds in different orders", feeds.feeds)
             raise CheckFailed("After 8 concurrent workers, table_checksum differs from the "
                               "sequential run's.")
     # 3. everything again, on a caller's connection: nothing changes
@@ -953,7 +1002,7 @@ def _load_feeds(lab: Any, load_feed: Callable, feeds: fd.Feeds, start: dict) -> 
         for n, f in enumerate(feeds.feeds):
             agains.append(_report(_call(load_feed, caller.conn, [dict(e) for e in f],
                                         who="load_feed")))
-            _verify_caller(caller, f"load_feed (feed {n}, loaded again)")
+            caller.verify(f"load_feed (feed {n}, loaded again)")
     with psycopg.connect(lab.url, autocommit=True) as admin:
         again = table_checksum(admin, CONTENT_VIEW)
     if again != sequential or any(r[0] for r in agains):

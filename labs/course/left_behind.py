@@ -13,8 +13,9 @@ answer has no business changing.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import psycopg
 from psycopg import pq
@@ -184,6 +185,54 @@ class Caller:
                 conn.close()
 
     def __enter__(self) -> "Caller":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Watched:
+    """A learner's function wrapped so that every call, on whatever connection it is given
+    (an interleaving's, a stress worker's), is followed by :func:`left_on`.
+
+    Problems are recorded (threads may call at once); :meth:`verify` raises the first.
+    ``describe(args)`` words a call for the message ("transfer(1, 2, 5.00)").
+    """
+
+    def __init__(self, lab: Any, fn: Callable[..., Any],
+                 describe: Callable[[tuple], str]) -> None:
+        self.fn, self.describe = fn, describe
+        self.monitor = psycopg.connect(getattr(lab, "url", lab), autocommit=True)
+        self.problems: list[tuple[tuple, list[str]]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, conn: Any, *args: Any) -> Any:
+        raw = getattr(conn, "_conn", conn)
+        # the settings as found, read in a transaction of our own, outside the call (an
+        # interleaving counts the call's statements, not these)
+        found = session_settings(raw)
+        if not raw.autocommit:
+            raw.rollback()
+        client = client_state(raw)
+        result = self.fn(conn, *args)
+        problems = left_on(conn, settings=found, client=client, monitor=self.monitor)
+        if problems:
+            with self._lock:
+                self.problems.append((args, problems))
+        return result
+
+    def verify(self, when: str) -> None:
+        if self.problems:
+            args, problems = self.problems[0]
+            raise CheckFailed(f"After {self.describe(args)} {when}, the connection was not left "
+                              "as it was found: " + "; ".join(problems) + ".",
+                              f"{len(self.problems)} call(s) left something behind")
+
+    def close(self) -> None:
+        if not self.monitor.closed:
+            self.monitor.close()
+
+    def __enter__(self) -> "Watched":
         return self
 
     def __exit__(self, *exc: Any) -> None:

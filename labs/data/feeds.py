@@ -21,6 +21,9 @@ module derives such feeds from the shared dataset's ``products`` table:
   final state after applying a set of feeds does not depend on their order:
   the highest valid version of each sku wins, unless the table already holds
   a version at least as high (then the event is *stale*);
+* with ``decade_versions``, new products whose versions cross a power of ten (9 and
+  10, 99 and 100: compared as text, ``'9' > '10'``), both in one feed, and in
+  order across feeds;
 * feeds overlap (an event is in one to three feeds), contain exact duplicates,
   are shuffled (out of order), carry stale versions of existing products, and
   contain malformed rows (:data:`MALFORMED_KINDS`), always the same ones for
@@ -203,7 +206,7 @@ def _break(event: Event, kind: str, rng: random.Random) -> Event:
 def make_feeds(conn: psycopg.Connection, *, feeds: int = 4, existing: int = 120, new: int = 40,
                versions: int = 3, stale_share: float = 0.3, duplicate_share: float = 0.08,
                malformed_share: float = 0.04, seed: int = 7, sku_prefix: str = "NEW",
-               case_variants: int = 0) -> Feeds:
+               case_variants: int = 0, decade_versions: int = 0) -> Feeds:
     """Vendor feeds over ``existing`` products of the dataset and ``new`` skus it lacks.
 
     Each chosen product gets up to ``versions`` newer versions (price and
@@ -216,6 +219,12 @@ def make_feeds(conn: psycopg.Connection, *, feeds: int = 4, existing: int = 120,
     the option) adds that many groups of new products whose skus differ only in
     case (lower, upper, mixed), plus new products spelled like one chosen
     existing sku in other cases; every feed carries every version of them.
+
+    ``decade_versions`` (default 0: none) adds that many pairs of new products whose
+    versions cross a power of ten, so that versions compared as text ('9' > '10', '99' >
+    '100') pick the older event: the first of a pair has versions 8, 9 and 10 in every
+    feed (the newest must win inside one batch); the second has 99 in the first feed and
+    99 and 100 in the others (a stored 99 must lose to 100).
     """
     rng = random.Random(seed)
     # The dataset's own products only (skus like CLO-0000359): rows that feeds or
@@ -255,6 +264,18 @@ def make_feeds(conn: psycopg.Connection, *, feeds: int = 4, existing: int = 120,
     for event in _case_variant_events(rows, case_variants, seed, sku_prefix):
         for feed in out:  # in every feed: a batch always holds the whole group
             feed.append(dict(event))
+    for i in range(decade_versions):
+        price = Decimal(1_000 + 37 * i + seed % 500) / 100
+        sku = f"{sku_prefix}-Ten-{seed}-{i}"
+        for feed in out:
+            for v in (8, 9, 10):
+                feed.append(_event(sku, f"Decade item {i} v{v}", "home", "Decade Vendor",
+                                   price + v, {"source": "decade", "v": v}, v))
+        sku = f"{sku_prefix}-Hundred-{seed}-{i}"
+        for n, feed in enumerate(out):
+            for v in ((99,) if n == 0 and len(out) > 1 else (99, 100)):
+                feed.append(_event(sku, f"Hundred item {i} v{v}", "home", "Decade Vendor",
+                                   price + v, {"source": "decade", "v": v}, v))
     malformed: list[set[int]] = []
     broken = 0  # kinds in turn, so that every kind shows up once there are enough rows
     for feed in out:

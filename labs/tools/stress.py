@@ -337,7 +337,7 @@ def run_stress(target: Any, operation: Operation, *, workers: int = 8, operation
 # hooked connections and forced interleavings
 
 
-def _is_commit(sql: Any) -> bool:
+def is_commit(sql: Any) -> bool:
     text = sql.as_string(None) if hasattr(sql, "as_string") else str(sql)
     words = text.strip().rstrip(";").strip().lower().split()
     return bool(words) and words[0] in ("commit", "end") and len(words) <= 2
@@ -429,7 +429,7 @@ class HookedConnection:
         self.statements += 1
         if self._hook:
             self._hook(self.statements, sql)
-        if _is_commit(sql) and not in_transaction(self._conn):
+        if is_commit(sql) and not in_transaction(self._conn):
             self._maybe_lose_ack()
 
     def _maybe_lose_ack(self) -> None:
