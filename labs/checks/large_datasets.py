@@ -23,27 +23,39 @@ tables keep their rows.
 * q1, every row exactly: count and checksum equal those of a reference COPY
   of the same rows; a difference is explained (the last partial batch, a
   shifted or truncated timestamp, an escaping mistake, the rows found before).
+  Partway through the stream (inside the row iterator, while the loader waits
+  for its next row) another session reads events and inserts into it (rolled
+  back) with a short lock_timeout: a loader that LOCKs the table makes them
+  wait. Then two loads that fail partway, after any batch a loader may use: a
+  row PostgreSQL refuses (a customer_id beyond bigint), and the iterator itself
+  raising. The exception must reach the caller (a loader that logs and carries
+  on hides a failed load), and nothing of the stream may be committed (the job
+  reruns the whole feed; events has no key against rows loaded twice).
 * q2, throughput: the same comparison on a larger stream, and the learner's
   rows/s must reach ``MIN_COPY_RATIO`` of the reference COPY *measured in the
   same check* (never an absolute time). Both timings include generating the
   rows, which costs the same for both. A loader that is clearly too slow is
   stopped by a deadline inside the stream; a borderline result is measured once
   more and the better of the two runs counts.
-* q3, memory: tracemalloc's peak of Python allocations while the loader
-  consumes a short and a four-to-five-times longer stream. A streaming loader's
-  peak depends on its batch size, not on the number of rows; one that builds a
-  list (or a DataFrame) of everything grows with the stream. The yardstick is
-  measured in the check too: what holding the rows in a list costs. Both runs
-  must also load every row.
+* q3, memory: one stream of about ``Q3_ROWS`` rows, handed out by an iterator
+  that reads tracemalloc's *current* size as the loader takes rows. Its lowest
+  value inside each of two windows (whole chunks of the generator, each longer
+  than the largest batch allowed, the first after it) is what the loader keeps
+  between batches; it must not grow by ``Q3_BYTES_PER_ROW`` per row from one
+  window to the next (a list of every id costs about 40, an ``array`` of them 8,
+  a streaming loader under 4), and the peak must stay under ``Q3_PEAK_SHARE`` of
+  a list of all the rows. Every row must be loaded.
 
 q4 runs the learner's after-load SQL on a freshly loaded table (autovacuum off,
 so nothing happens behind the check's back) and asserts its effects: column
 statistics for every column (pg_stats), read from another session, and Index
 Only Scans over a seeded range and over the whole index that read no heap page
 (EXPLAIN's "Heap Fetches: 0"), which needs the visibility map VACUUM sets.
-The rows, the index and the table's file stay as they were (a VACUUM FULL
-rewrites the table under an ACCESS EXCLUSIVE lock), the other tables are
-untouched, and no transaction is left open.
+The rows, the index (its file too: REINDEX or DROP and CREATE rebuild it) and
+the table's file stay as they were (a VACUUM FULL rewrites the table under an
+ACCESS EXCLUSIVE lock), the other tables are untouched, their rows and their
+manual VACUUM and ANALYZE counts (a VACUUM without a table name processes all of
+them), and no transaction is left open.
 """
 
 from __future__ import annotations
@@ -53,6 +65,7 @@ import random
 import re
 import secrets
 import time
+import tracemalloc
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -73,11 +86,23 @@ Q1_TRICKY_SHARE = 0.25  # one row in four carries a value that needs escaping
 Q2_MAX_ROWS = 200_000
 MIN_COPY_RATIO = 0.3
 DEADLINE_FACTOR = 2.0  # stop a loader at this many times the slowest passing time
-Q3_ROWS = (5_000, 25_000)
-Q3_GROWTH_SHARE = 0.25  # peak growth must stay under this share of the list's growth
-Q3_PEAK_SHARE = 0.5  # and the peak under this share of the whole list at the longer stream
+Q3_ROWS = 40_000  # about; never fewer than the end of the last window
+# Two windows of the stream, whole chunks of loading.events (4,096 rows) so that the
+# generator holds the same in both, each longer than the largest batch allowed and the
+# first after it: the low point of the memory held in each must be the same.
+Q3_WINDOWS = ((3 * 4_096, 6 * 4_096), (6 * 4_096, 9 * 4_096))
+Q3_MAX_BATCH = 5_000
+Q3_SAMPLE_EVERY = 7
+Q3_BYTES_PER_ROW = 6  # growth allowed between the windows' low points (a list of ids: ~40)
+Q3_PEAK_SHARE = 0.5  # and the peak under this share of a list of all the rows
 Q4_INDEX = "events_customer_id_idx"
 Q4_QUERY = "SELECT count(*) FROM events WHERE customer_id <= {limit}"
+Q1_FAIL_ROWS = 8_000  # the failing row comes after 3/4 of them: after any batch allowed
+PROBE_LOCK_TIMEOUT = "1s"
+PROBES = (("a reader's SELECT count(*) FROM events", "SELECT count(*) FROM events"),
+          ("a writer's INSERT INTO events",
+           "INSERT INTO events (id, customer_id, kind, occurred_at) "
+           "VALUES (-1, 1, 'page_view', now())"))
 PLANTED_ROWS = 40  # about this many rows are in events before the loader runs
 
 # Text a hand-rolled loader gets wrong, beyond loading.TRICKY: COPY escapes
@@ -173,6 +198,10 @@ def _catalog(conn: psycopg.Connection) -> dict[str, Any]:
                        "AND NOT attisdropped ORDER BY attnum"),
         "indexes": one("SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) "
                        "FROM pg_index WHERE indrelid = to_regclass('events') ORDER BY 1"),
+        # a rebuilt index (REINDEX, DROP and CREATE) has the same definition, not the same file
+        "index_files": one("SELECT indexrelid::regclass::text, indexrelid::int8, "
+                           "pg_relation_filenode(indexrelid)::int8 FROM pg_index "
+                           "WHERE indrelid = to_regclass('events') ORDER BY 1"),
         "rules": one("SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass('events') "
                      "UNION ALL SELECT conname FROM pg_constraint "
                      "WHERE conrelid = to_regclass('events') "
@@ -214,6 +243,16 @@ def _catalog_verdict(before: dict[str, Any], after: dict[str, Any], who: str) ->
             "loader appends; the maintenance after a load (VACUUM, ANALYZE) rewrites nothing.")
     changed = [k for k in before if before[k] != after[k]]
     detail = "; ".join(f"{k}: {before[k]} → {after[k]}" for k in changed)
+    if changed == ["index_files"]:
+        rebuilt = [b[0] for b, a in zip(before["index_files"], after["index_files"]) if a != b]
+        raise CheckFailed(
+            f"{who} rebuilt the index {', '.join(rebuilt)} (REINDEX, or DROP INDEX and CREATE "
+            "INDEX): same definition, new file. An index built by CREATE INDEX right after the "
+            "load is already compact, so a rebuild costs a second full build for nothing, and "
+            "meanwhile REINDEX blocks every writer of events (and every query using the index), "
+            "and after a DROP queries run without it. VACUUM keeps the index as it is: leave "
+            "it alone.",
+            detail)
     if "relations" in changed:
         new = sorted(set(after["relations"]) - set(before["relations"]))
         gone = sorted(set(before["relations"]) - set(after["relations"]))
@@ -439,19 +478,165 @@ def _explain_difference(conn: psycopg.Connection, want: str, got_n: int, want_n:
 # the loader
 
 
+class _Probed:
+    """The stream, handed out row by row; at one row, partway, another session reads
+    events and writes to it (rolled back) while the loader waits for its next row.
+
+    Inserting takes ROW EXCLUSIVE on the table, which blocks neither; a loader that
+    LOCKs the table (or rewrites it) makes them wait: they give up after
+    ``PROBE_LOCK_TIMEOUT`` and the check names the locks the loader holds.
+    """
+
+    def __init__(self, lab: Any, rows: Iterator[ld.Row], at: int) -> None:
+        self._it = rows
+        self.at = at
+        self.taken = 0
+        self.blocked: list[str] = []
+        self.held: list[tuple[str, int]] = []
+        self._lab = lab
+
+    def __iter__(self) -> "_Probed":
+        return self
+
+    def __next__(self) -> ld.Row:
+        row = next(self._it)
+        self.taken += 1
+        if self.taken == self.at:
+            self._probe()
+        return row
+
+    def _probe(self) -> None:
+        with self._lab.connect(autocommit=True, application_name="lab check: another session",
+                               options=f"-c lock_timeout={PROBE_LOCK_TIMEOUT}") as other:
+            for what, statement in PROBES:
+                try:
+                    with other.transaction():
+                        other.execute(statement)
+                        raise psycopg.Rollback()
+                except psycopg.errors.LockNotAvailable:
+                    self.blocked.append(what)
+            if self.blocked:
+                self.held = other.execute(
+                    "SELECT mode, count(*) FROM pg_locks WHERE relation = to_regclass('events') "
+                    "AND granted AND pid <> pg_backend_pid() GROUP BY 1 ORDER BY 1").fetchall()
+
+    def verdict(self, n: int) -> None:
+        if not self.blocked:
+            return
+        held = ", ".join(mode for mode, _ in self.held) or "a lock"
+        raise CheckFailed(
+            f"While your loader was partway through the stream (row {self.at:,} of {n:,}), "
+            f"{' and '.join(self.blocked)} from another session waited for a lock on events and "
+            f"gave up after {PROBE_LOCK_TIMEOUT}: your loader holds {held} on it. The "
+            "application keeps reading and writing events during a load; appending (COPY or "
+            "INSERT) takes only ROW EXCLUSIVE, which blocks neither. Take no table lock (no "
+            "LOCK TABLE, nothing that rewrites the table): readers never see uncommitted rows "
+            "anyway.", f"locks granted on events to other sessions: {self.held}")
+
+
+class FeedBroken(Exception):
+    """What the check's stream raises partway, as a broken feed would (a dropped
+    connection to the source, a truncated file)."""
+
+
+class _Failing:
+    """The stream, with one row at ``at`` that PostgreSQL refuses (a customer_id out of
+    bigint's range) or, for ``how="raises"``, the iterator itself failing there."""
+
+    def __init__(self, rows: Iterator[ld.Row], at: int, how: str, rand: random.Random) -> None:
+        self._it = rows
+        self.at = at
+        self.how = how
+        self.bad_id = 2**63 + rand.randrange(1, 10**6)
+        self.taken = 0
+
+    def __iter__(self) -> "_Failing":
+        return self
+
+    def __next__(self) -> ld.Row:
+        row = next(self._it)
+        self.taken += 1
+        if self.taken == self.at:
+            if self.how == "raises":
+                raise FeedBroken(f"the feed broke at row {self.at:,}")
+            row = (row[0], self.bad_id) + tuple(row[2:])
+        return row
+
+    def what(self) -> str:
+        if self.how == "raises":
+            return f"the stream itself raised an exception at row {self.at:,}"
+        return (f"row {self.at:,} has a customer_id of {self.bad_id:,}, beyond bigint's range, "
+                "which PostgreSQL refuses")
+
+
+def _failed_load(lab: Any, load_events: Callable, how: str) -> None:
+    """A load that must fail partway: the error reaches the caller, and nothing of the
+    stream is committed (the job reruns the whole feed; events has no key to stop
+    rows loaded twice)."""
+    rand = adv.rng()
+    stream = _stream(lab, Q1_FAIL_ROWS, spread=0.1, rand=rand)
+    planted = _planted(lab, stream)
+    rows = _Failing(iter(stream), rand.randrange(stream.n * 3 // 4, stream.n - 10), how, rand)
+    _fresh(lab, planted)
+    raised: BaseException | None = None
+    with _new_caller(lab) as caller:
+        conn = caller.conn
+        try:
+            load_events(conn, rows)
+        except Exception as exc:  # what the caller sees; anything will do
+            raised = exc
+        if conn.closed or conn.broken:
+            raise CheckFailed(
+                f"When the load failed partway ({rows.what()}), your loader closed the "
+                "connection it was given (`with conn:` closes it in psycopg 3). Roll back if you "
+                "must, let the exception through, and leave the connection to its owner.")
+        if raised is None and conn.info.transaction_status == pq.TransactionStatus.INTRANS:
+            conn.commit()  # it returned normally, leaving the commit to its caller
+        elif conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            conn.rollback()  # what a caller does when the call raised
+    with lab.connect(autocommit=True) as conn:
+        loaded, before = conn.execute(
+            "SELECT count(*) FILTER (WHERE id >= %(s)s), count(*) FILTER (WHERE id < %(s)s) "
+            "FROM events", {"s": stream.start_id}).fetchone()
+    said = (f"{loaded:,} of its {stream.n:,} rows are committed in events" if loaded
+            else "no row of it is in events")
+    if raised is None:
+        raise CheckFailed(
+            f"The load failed partway ({rows.what()}), yet your loader returned normally, and "
+            f"{said}: it hid the error (an except that prints, rolls back or skips the row, "
+            "and carries on), so the nightly job reports success for a load that did not "
+            "happen as sent. Let the exception reach the caller: catch only to clean up, then "
+            "re-raise (a bare `raise`).", f"stream of {stream.n:,} rows, {before} rows before")
+    if loaded:
+        raise CheckFailed(
+            f"When the load failed partway ({rows.what()}), your loader raised, but {said}: a "
+            "half-done load (committed per batch, per row, or in autocommit). The job reruns "
+            "the whole feed after a failure, and events has no key that would stop those rows "
+            "from being loaded twice. Load the stream in one transaction (commit once, at the "
+            "end, or leave the commit to the caller), so a failed load leaves nothing.",
+            f"the loader raised {type(raised).__name__}: {str(raised)[:200]}")
+
+
 def q1(lab: Any, load_events: Callable) -> str:
-    """Every row arrives exactly: count and checksum equal a reference COPY's."""
+    """Every row arrives exactly: count and checksum equal a reference COPY's; other
+    sessions read and write events meanwhile; a load that fails partway raises and
+    leaves nothing."""
     require(load_events)
     stream = _stream(lab, Q1_ROWS, spread=0.3, tricky_share=Q1_TRICKY_SHARE)
     planted = _planted(lab, stream)
     _fresh(lab, planted)
+    rows = _Probed(lab, iter(stream), adv.rng().randrange(stream.n // 3, 2 * stream.n // 3))
     with _watched(lab, "Your loader", others=True), _new_caller(lab) as caller:
-        call = _call(caller, load_events, iter(stream))
+        call = _call(caller, load_events, rows)
+        rows.verdict(stream.n)
         _report(call)
     _compare(lab, stream, planted, call.zone)
+    for how in adv.rng().sample(("refused", "raises"), 2):
+        _failed_load(lab, load_events, how)
     return (f"all {stream.n:,} rows arrived exactly (tabs, newlines, backslashes, '\\N', NULLs, "
             f"fractions of a second and offsets included), appended to the {planted.n} already "
-            f"there, on a connection in {call.zone} left as it was found")
+            f"there, on a connection in {call.zone} left as it was found, while other sessions "
+            "read and wrote events; a load that failed partway raised and left nothing")
 
 
 def _reference_seconds(lab: Any, stream: Stream) -> float:
@@ -523,39 +708,81 @@ def q2_rows(lab: Any) -> int:
     return min(lab.scale.largest_table_rows, Q2_MAX_ROWS)
 
 
+class _Held:
+    """The stream, handed out row by row, noting the memory the loader holds as it goes.
+
+    Every few rows inside each window it reads tracemalloc's *current* size (not
+    the peak): its minimum over a window is the loader's low point there, right
+    after a batch was written, when only what the loader keeps for good is left
+    (and one chunk of the generator, the same in every window). A loader that
+    streams or batches keeps the same low point in every window; one that keeps
+    something per row (a list of ids, a set of seen keys, a growing buffer) gains
+    those bytes for every row in between.
+    """
+
+    def __init__(self, rows: Iterator[ld.Row]) -> None:
+        self._it = rows
+        self.taken = 0
+        self.lows: list[int | None] = [None] * len(Q3_WINDOWS)
+
+    def __iter__(self) -> "_Held":
+        return self
+
+    def __next__(self) -> ld.Row:
+        row = next(self._it)
+        self.taken += 1
+        k = self.taken
+        if k % Q3_SAMPLE_EVERY == 0:
+            for i, (lo, hi) in enumerate(Q3_WINDOWS):
+                if lo <= k < hi:
+                    now = tracemalloc.get_traced_memory()[0]
+                    low = self.lows[i]
+                    if low is None or now < low:
+                        self.lows[i] = now
+        return row
+
+
 def q3(lab: Any, load_events: Callable) -> str:
-    """Memory: the peak does not grow with the number of rows, and every row is loaded."""
+    """Memory: what the loader holds stays flat along the stream, and every row is loaded."""
     require(load_events)
-    rand = adv.rng()
-    short = _stream(lab, Q3_ROWS[0], spread=0.05, rand=rand)
-    long = _stream(lab, Q3_ROWS[1], spread=0.05, rand=rand)
-    peaks, calls = [], []
-    for stream in (short, long):
-        _fresh(lab)
-        with _watched(lab, "Your loader", others=False), _new_caller(lab) as caller:
-            rows = iter(stream)
-            call, peak = ld.traced_peak(lambda: _call(caller, load_events, rows))
-        peaks.append(peak)
-        calls.append(call)
-        _compare(lab, stream, None, call.zone)
-    lists = [ld.traced_peak(lambda: list(s))[1] for s in (short, long)]
-    mib = lambda b: f"{b / 2**20:.1f} MiB"  # noqa: E731
-    growth, list_growth = peaks[1] - peaks[0], lists[1] - lists[0]
-    detail = (f"peak {mib(peaks[0])} for {short.n:,} rows, {mib(peaks[1])} for {long.n:,}; "
-              f"a list of the rows takes {mib(lists[0])} and {mib(lists[1])}")
-    if growth > Q3_GROWTH_SHARE * list_growth or peaks[1] > Q3_PEAK_SHARE * lists[1]:
+    stream = _stream(lab, Q3_ROWS, spread=0.05)
+    _fresh(lab)
+    with _watched(lab, "Your loader", others=False), _new_caller(lab) as caller:
+        rows = _Held(iter(stream))
+        call, peak = ld.traced_peak(lambda: _call(caller, load_events, rows))
+    _compare(lab, stream, None, call.zone)
+    listed = ld.traced_peak(lambda: list(stream))[1]
+    mib = lambda b: f"{b / 2**20:.2f} MiB"  # noqa: E731
+    (a, b), (c, d) = Q3_WINDOWS
+    lows = rows.lows
+    if None in lows:  # the loader stopped taking rows early, yet loaded them all: cannot be
+        raise RuntimeError(f"the memory samples were not taken ({rows.taken} rows taken)")
+    per_row = (lows[1] - lows[0]) / ((c + d) / 2 - (a + b) / 2)
+    detail = (f"lowest memory held between rows {a:,} and {b:,}: {mib(lows[0])}; between "
+              f"rows {c:,} and {d:,}: {mib(lows[1])}; peak {mib(peak)}; a list of all "
+              f"{stream.n:,} rows takes {mib(listed)}")
+    if per_row > Q3_BYTES_PER_ROW:
+        at_scale = per_row * 10_000_000
         raise CheckFailed(
-            f"Your loader's memory grows with the stream: its peak went from {mib(peaks[0])} "
-            f"({short.n:,} rows) to {mib(peaks[1])} ({long.n:,} rows), as if it held the rows "
-            f"(a list of {long.n:,} rows takes {mib(lists[1])}). At 10 million rows that is "
-            "gigabytes. Consume the iterator as you go (for row in rows: copy.write_row(row)), "
-            "or in fixed-size batches; never list(rows) or one DataFrame of everything.",
-            detail)
-    for call in calls:
-        _report(call)
-    return (f"peak {mib(peaks[1])} for {long.n:,} rows vs {mib(peaks[0])} for {short.n:,}: "
-            f"bounded by the batch, not the stream (holding the rows would take "
-            f"{mib(lists[1])})")
+            f"Your loader's memory grows with the stream: even at its low points (just after "
+            f"a batch is written) it held {mib(lows[1] - lows[0])} more between rows {c:,} and "
+            f"{d:,} than between rows {a:,} and {b:,}, {per_row:,.0f} bytes for every row it "
+            f"had taken (the task allows {Q3_BYTES_PER_ROW}), with a peak of {mib(peak)} (a "
+            f"list of all {stream.n:,} rows takes {mib(listed)}). At 10 million rows that is "
+            f"about {at_scale / 2**30:,.1f} GiB more. Keep nothing per row: consume the iterator as you "
+            "go (for row in rows: copy.write_row(row)), or in fixed-size batches of at most "
+            f"{Q3_MAX_BATCH:,} rows, and count rows instead of collecting their ids; never "
+            "list(rows), a set of every key, or one DataFrame of everything.", detail)
+    if peak > Q3_PEAK_SHARE * listed:
+        raise CheckFailed(
+            f"Your loader's peak memory, {mib(peak)}, is more than {Q3_PEAK_SHARE:.0%} of what "
+            f"holding all {stream.n:,} rows in a list takes ({mib(listed)}): its batches (or "
+            "buffers) are too large to call the load streaming. Write fixed-size batches of at "
+            f"most {Q3_MAX_BATCH:,} rows, and let go of each before building the next.", detail)
+    _report(call)
+    return (f"memory held stays flat along {stream.n:,} rows ({per_row:+.1f} bytes per row "
+            f"between its low points), peak {mib(peak)}: bounded by the batch, not the stream "
+            f"(holding the rows would take {mib(listed)})")
 
 
 # --------------------------------------------------------------------------
@@ -566,6 +793,33 @@ def _statements(sql_text: str) -> list[str]:
     """The learner's SQL, one statement at a time (VACUUM refuses to share a string)."""
     text = re.sub(r"--[^\n]*", "", re.sub(r"/\*.*?\*/", "", sql_text, flags=re.S))
     return [s.strip() for s in text.split(";") if s.strip()]
+
+
+def _maintenance(conn: psycopg.Connection) -> dict[str, tuple[int, int]]:
+    """How often each table but events was VACUUMed and ANALYZEd by hand (autovacuum
+    counts apart), catalogs included: what only an explicit command changes."""
+    return {name: (vacuums, analyses) for name, vacuums, analyses in conn.execute(
+        "SELECT c.oid::regclass::text, pg_stat_get_vacuum_count(c.oid), "
+        "pg_stat_get_analyze_count(c.oid) FROM pg_class c "
+        "WHERE c.relkind IN ('r', 'm') AND c.oid <> to_regclass('events')").fetchall()}
+
+
+def _maintenance_verdict(before: dict[str, tuple[int, int]],
+                         after: dict[str, tuple[int, int]]) -> None:
+    touched = sorted(t for t in before if t in after and after[t] != before[t])
+    if not touched:
+        return
+    users = [t for t in touched if not t.startswith("pg_")]
+    shown = ", ".join((users or touched)[:5]) + (
+        f" and {len(touched) - 5} more" if len(touched) > 5 else "")
+    raise CheckFailed(
+        f"Your SQL also vacuumed or analysed {len(touched)} other table(s) ({shown}), which "
+        "the load did not change. A VACUUM or ANALYZE without a table name processes every "
+        "table in the database, catalogs included: on a large database that reads everything "
+        "for hours, after every nightly load. Name only the table just loaded: "
+        "VACUUM (ANALYZE) events.",
+        "; ".join(f"{t}: vacuums {before[t][0]} → {after[t][0]}, analyses {before[t][1]} → "
+                  f"{after[t][1]}" for t in touched[:8]))
 
 
 def q4_rows(lab: Any) -> int:
@@ -583,6 +837,8 @@ def q4(lab: Any, after_load_sql: str) -> str:
         ld.copy_rows(conn, stream)
         conn.execute(f"CREATE INDEX {Q4_INDEX} ON {TABLE} (customer_id)")
         rows_before = table_checksum(conn, TABLE)
+    with lab.connect(autocommit=True) as conn:
+        maintained = _maintenance(conn)
     with _watched(lab, "Your SQL", others=True), \
             lab.connect(autocommit=True) as conn:
         for statement in _statements(after_load_sql):
@@ -599,6 +855,7 @@ def q4(lab: Any, after_load_sql: str) -> str:
                 "runs in autocommit (VACUUM cannot even run inside a transaction block).")
     # what the next session sees, not what the learner's own session sees
     with lab.connect(autocommit=True) as conn:
+        _maintenance_verdict(maintained, _maintenance(conn))
         if table_checksum(conn, TABLE) != rows_before:
             raise CheckFailed("Your SQL changed the rows of events; the task asks only for the "
                               "maintenance after the load (statistics and the visibility map).")
@@ -668,6 +925,8 @@ HINTS = {
         "second), and the caller's session is not in UTC: pass the datetime itself.",
         "with conn.cursor() as cur, cur.copy('COPY events (id, customer_id, kind, occurred_at, "
         "amount, detail) FROM STDIN') as copy: then copy.write_row(row) for each row.",
+        "No LOCK TABLE (readers never see uncommitted rows anyway), one transaction for the "
+        "whole stream, and no except that swallows an error: a failed load must raise.",
     ],
     "q2": [
         "Every INSERT statement costs a round trip to the server; with autocommit, also a WAL "
@@ -678,6 +937,7 @@ HINTS = {
         "list(rows), a DataFrame of everything or a giant buffer all grow with the stream.",
         "Iterate over `rows` once, writing each row (or each batch of a few thousand) as you go; "
         "after the loop, write the last, partial batch too.",
+        "Keep nothing per row, not even its id: to report what was loaded, count the rows.",
     ],
     "q4": [
         "Two things are missing after a bulk load: statistics for the planner, and the "
