@@ -8,8 +8,9 @@ from the run's seed (``labs.course.adversarial``):
 * q1 puts products back as the dataset has them (``products_sku_key``, no view), runs
   the learner's statements one by one while an ordinary writer holds ``ROW EXCLUSIVE``
   on products (``migrations_probe.probe_steps``: an index build or drop that waits for a
-  lock conflicting with writers is the outage, whatever its words), watches that no row
-  changed, then, in a transaction it rolls back on a non-UTC session: changes products
+  lock conflicting with writers is the outage, whatever its words; after each statement a
+  valid unique index on products (sku) must still stand), watches that no row changed,
+  then, in a transaction it rolls back on a non-UTC session: changes products
   *after* the answer ran (a product deleted must vanish from ``active_products``, a
   re-listed one appear: a materialized view does neither), plants rows (a ``deleted_at``
   in the future, SKUs that differ only by case or hold LIKE metacharacters, a price of
@@ -19,15 +20,24 @@ from the run's seed (``labs.course.adversarial``):
 * q2 hands ``restore_product`` a caller's connection (``left_behind.Caller``) and asks
   it the easy cases (a free SKU, a twin deleted under the same SKU, a case variant and a
   LIKE look-alike that are *other* SKUs), the no-ops (a live product, a missing id),
-  the conflict, and then the race: another session re-lists the SKU after each of the
-  restore's statements in turn (a check-then-update lets the 23505 escape);
+  a deleted_at ahead of the clock, the conflict, a lock timeout (a short lock_timeout
+  while another transaction holds the row: 55P03 must reach the caller, not become a
+  ValueError), a re-listing in flight (an uncommitted INSERT committed, or rolled back,
+  once the restore waits for it), and then the race: another session re-lists the SKU
+  after each of the restore's statements in turn (a check-then-update lets the 23505
+  escape); after every statement, no lock on products that stops writers;
 * q3 plants orders at and around a seeded cutoff instant (microseconds before and
   after, the cutoff itself, the local and UTC midnights around it), for several
   customers, with a tie group on ``created_at`` larger than a batch and a size no
   batch divides; runs the archiver on non-UTC caller connections, crashes it after
   three committed batches, resumes it, and compares counts and checksums of live ∪
   archive, and of each side, with the state before and with the rule
-  ``created_at < cutoff AND status IN (closed)``.
+  ``created_at < cutoff AND status IN (closed)``; no order on one side with an item on the
+  other, after the crash and at the end; no writer-blocking lock on orders or order_items
+  after any statement; last, on new orders, another session reopens an order of the batch
+  after the archiver's 1st..4th statement in turn: a reopening that commits first keeps the
+  order live with all its items and out of the returned count, one that waits finds it
+  archived whole.
 """
 
 from __future__ import annotations
@@ -44,10 +54,11 @@ import psycopg
 
 from ..course import adversarial as adv
 from ..course.checking import CheckFailed, NotAttempted, compare_results, require
-from ..course.left_behind import Caller, untouched
+from ..course.left_behind import Caller, caller_settings, untouched
 from ..data.dataset import query_checksum
 from ..tools import explain as ex
-from ..tools.migrations_probe import Interrupted, RecordingConnection, StepEvidence, probe_steps
+from ..tools.migrations_probe import (WRITE_BLOCKING, Interrupted, RecordingConnection,
+                                      StepEvidence, probe_steps)
 from ..tools.stress import HookedConnection
 from .indexing import split_statements
 
@@ -213,11 +224,15 @@ def _locks_verdict(evidence: Sequence[StepEvidence]) -> None:
             ev.row()[1])
 
 
-def _run_by_locks(lab: Any, soft_delete_sql: str) -> None:
-    """Run each statement (for real) while a writer holds ROW EXCLUSIVE on products."""
+def _run_by_locks(lab: Any, soft_delete_sql: str) -> str | None:
+    """Run each statement (for real) while a writer holds ROW EXCLUSIVE on products.
+
+    Returns the first statement after which no unique index on products (sku) stood.
+    """
     statements = split_statements(soft_delete_sql)
     if not statements:
         raise NotAttempted()
+    gap = None
     for statement in statements:
         evidence = probe_steps(lab, [statement], table="products", timeout=PROBE_TIMEOUT)
         ev = evidence[0]
@@ -225,6 +240,43 @@ def _run_by_locks(lab: Any, soft_delete_sql: str) -> None:
             raise CheckFailed(f"PostgreSQL rejected your statements: {ev.error.split(': ', 1)[-1]}",
                               f"SQLSTATE {ev.error.split(':')[0]}; statement: {statement}")
         _locks_verdict(evidence)
+        if gap is None and not _uniqueness_kept(lab):
+            gap = statement
+    return gap
+
+
+def _uniqueness_kept(lab: Any) -> bool:
+    """After each statement, some valid unique index on products (sku) must still stand.
+
+    Dropping the old index before the partial one is built leaves the storefront without
+    any SKU uniqueness for the whole build (minutes at 10 million rows): two live
+    products can take one SKU meanwhile, and the build then fails, INVALID.
+    """
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        # sku alone (with or without a predicate), or (sku, deleted_at) NULLS NOT DISTINCT:
+        # each keeps two live products from sharing a SKU
+        kept = conn.execute("""
+            SELECT count(*) FROM pg_index i
+            WHERE i.indrelid = 'products'::regclass AND i.indisunique AND i.indisvalid
+              AND i.indexprs IS NULL AND i.indkey[0] = %(sku)s
+              AND (i.indnkeyatts = 1 OR (i.indnkeyatts = 2 AND i.indnullsnotdistinct
+                                         AND i.indkey[1] = %(deleted)s))""",
+                            {"sku": _sku_attnum(conn), "deleted": conn.execute(
+                                "SELECT attnum FROM pg_attribute WHERE attrelid = "
+                                "'products'::regclass AND attname = 'deleted_at'").fetchone()[0]}
+                            ).fetchone()[0]
+    return bool(kept)
+
+
+def _uniqueness_gap_verdict(statement: str | None) -> None:
+    if statement is not None:
+        shown = " ".join(statement.split())
+        raise CheckFailed(
+            f"After `{shown}`, products had no valid unique index on sku at all: from then "
+            "until your partial unique index is built (minutes at 10 million rows), nothing "
+            "stops two live products from taking one SKU, and if that happens the build fails "
+            "and leaves an INVALID index. Build the partial unique index first (CREATE UNIQUE "
+            "INDEX CONCURRENTLY … WHERE deleted_at IS NULL), then drop products_sku_key.")
 
 
 def _view_against_products(conn: psycopg.Connection, when: str) -> None:
@@ -258,7 +310,7 @@ def q1(lab: Any, soft_delete_sql: str) -> str:
             "SELECT id, deleted_at FROM products WHERE deleted_at IS NOT NULL").fetchall())
     with untouched(lab, ["products", "orders", "order_items", *OTHER_TABLES],
                    why="exercise 1 changes the schema (a view, indexes), never rows"):
-        _run_by_locks(lab, soft_delete_sql)
+        gap = _run_by_locks(lab, soft_delete_sql)
         with psycopg.connect(lab.url, autocommit=True) as conn:
             deleted_after = dict(conn.execute(
                 "SELECT id, deleted_at FROM products WHERE deleted_at IS NOT NULL").fetchall())
@@ -293,6 +345,7 @@ def q1(lab: Any, soft_delete_sql: str) -> str:
                               "found; uniqueness among active products must be enforced by a "
                               "partial unique index on sku alone (an INVALID index, left by a "
                               "failed CREATE INDEX CONCURRENTLY, enforces nothing).")
+        _uniqueness_gap_verdict(gap)  # the end state is right; the way there was not
         live = [row[0] for row in conn.execute(
             "SELECT sku FROM products WHERE deleted_at IS NULL ORDER BY id").fetchall()]
         gone = [row[0] for row in conn.execute(
@@ -387,9 +440,18 @@ def _reuse_and_duplicates(conn: psycopg.Connection, r: Any) -> None:
     sku = f"CHECK-{uuid.uuid4().hex[:10]}"
     _new_product(conn, sku)
     for round_ in (1, 2):  # delete and re-list twice: two deleted rows, one live, same SKU
-        conn.execute("UPDATE products SET deleted_at = now() WHERE sku = %s AND deleted_at IS NULL",
-                     [sku])
         conn.execute("SAVEPOINT reuse")
+        try:  # the same now() both times: one transaction
+            conn.execute("UPDATE products SET deleted_at = now() WHERE sku = %s "
+                         "AND deleted_at IS NULL", [sku])
+        except psycopg.errors.UniqueViolation as exc:
+            raise CheckFailed(
+                "Soft-deleting a product (UPDATE products SET deleted_at = now()) failed with "
+                f"23505 ({exc.diag.message_primary}) because another product with the same SKU "
+                "had been deleted at the same instant: your unique index still counts deleted "
+                "rows (deleted_at as a key column, NULLS NOT DISTINCT, …), so deleting can "
+                "fail. Uniqueness must cover live products only: a partial unique index on "
+                "sku alone, WHERE deleted_at IS NULL.") from None
         try:
             _new_product(conn, sku, vendor=f"Re-lister {round_}")
         except psycopg.errors.UniqueViolation as exc:
@@ -429,11 +491,44 @@ def _reuse_and_duplicates(conn: psycopg.Connection, r: Any) -> None:
 # q2: restore
 
 
-def _restore(caller: Caller, restore_product: Callable[[Any, int], bool], conn: Any,
-             product_id: int) -> tuple[str, Any]:
-    """("ok", result) or ("ValueError", message); any other error fails the check."""
+def _strong_locks(monitor: psycopg.Connection, pid: int,
+                  tables: Sequence[str]) -> list[tuple[str, str]]:
+    """(table, mode) of the locks a backend holds on ``tables`` that stop ordinary writers."""
+    return monitor.execute(
+        "SELECT relation::regclass::text, mode FROM pg_locks WHERE pid = %s AND granted "
+        "AND locktype = 'relation' AND mode = ANY(%s) AND relation = ANY(%s::regclass[]) "
+        "ORDER BY 1, 2", [pid, sorted(WRITE_BLOCKING), list(tables)]).fetchall()
+
+
+def _locks_taken_verdict(taken: list[tuple[str, str, str]], who: str, fix: str) -> None:
+    """Fail on a table lock that conflicts with the ROW EXCLUSIVE lock of every writer."""
+    if taken:
+        table, mode, after = taken[0]
+        raise CheckFailed(
+            f"{who} took {mode} on {table} (held right after `{' '.join(after.split())[:80]}`): "
+            "that lock conflicts with the ROW EXCLUSIVE lock every INSERT, UPDATE and DELETE "
+            f"takes, so it queues behind every running writer on {table} and then stops them "
+            f"all until it commits (checkout, the vendor feed, support). {fix}")
+
+
+def _restore(caller: Caller, restore_product: Callable[[Any, int], bool], watch: Any,
+             product_id: int, hook: Callable[[int, Any], None] | None = None) -> tuple[str, Any]:
+    """("ok", result) or ("ValueError", message); any other error fails the check.
+
+    The function gets the caller's connection behind a hook that reads, after each of its
+    statements, the table locks it holds on products (``watch`` is the monitor), then
+    calls ``hook``.
+    """
+    taken: list[tuple[str, str, str]] = []
+
+    def after(n: int, sql: Any) -> None:
+        taken.extend((t, m, _text(sql)) for t, m in _strong_locks(watch, caller.pid,
+                                                                  ["products"]))
+        if hook is not None:
+            hook(n, sql)
+
     try:
-        result = restore_product(conn, product_id)
+        result = restore_product(HookedConnection(caller.conn, after), product_id)
     except ValueError as exc:
         outcome: tuple[str, Any] = ("ValueError", str(exc))
     except (NotAttempted, CheckFailed):
@@ -442,6 +537,13 @@ def _restore(caller: Caller, restore_product: Callable[[Any, int], bool], conn: 
         outcome = ("psycopg", exc)
     else:
         outcome = ("ok", result)
+    if caller.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and \
+            outcome[0] == "psycopg":
+        caller.conn.rollback()  # what the caller does with a failed transaction
+    _locks_taken_verdict(
+        taken, f"restore_product(conn, {product_id})",
+        "Row locks are all a restore needs: UPDATE the one row and let the partial unique "
+        "index decide (catch UniqueViolation), no LOCK TABLE.")
     if outcome[0] != "psycopg":
         _verify(caller, f"restore_product(conn, {product_id})")
     return outcome
@@ -454,8 +556,9 @@ def _text(sql: Any) -> str:
         return repr(sql)
 
 
-def _relisted_during(lab: Any, caller: Caller, restore_product: Callable[[Any, int], bool],
-                     product_id: int, sku: str, pause_after: int) -> dict[str, Any]:
+def _relisted_during(lab: Any, watch: psycopg.Connection, caller: Caller,
+                     restore_product: Callable[[Any, int], bool], product_id: int, sku: str,
+                     pause_after: int) -> dict[str, Any]:
     """Run the restore; after its ``pause_after``-th statement another session re-lists ``sku``.
 
     The other session's INSERT runs until it commits or waits in the lock manager
@@ -488,9 +591,8 @@ def _relisted_during(lab: Any, caller: Caller, restore_product: Callable[[Any, i
             t.join(0.002)
 
     try:
-        hooked = HookedConnection(caller.conn, hook)
         try:
-            box["outcome"] = _restore(caller, restore_product, hooked, product_id)
+            box["outcome"] = _restore(caller, restore_product, watch, product_id, hook)
         finally:
             if caller.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 box.setdefault("left_open", True)
@@ -514,7 +616,7 @@ def q2(lab: Any, restore_product: Callable[[Any, int], bool]) -> str:
                       why="restoring changes one product"):
         # first the call that needs nothing (and that an unanswered stub refuses)
         products_before = query_checksum(watch, "SELECT * FROM products")
-        kind, value = _restore(caller, restore_product, caller.conn, 2**62)
+        kind, value = _restore(caller, restore_product, watch, 2**62)
         if kind != "ok" or value is not False:
             shown_as = f"returned {value!r}" if kind == "ok" else f"raised {kind} {value}"
             raise CheckFailed(f"Restoring a product that does not exist {shown_as}; it should "
@@ -564,7 +666,7 @@ def _q2_cases(lab: Any, watch: psycopg.Connection, caller: Caller,
         return row[0] if row else "missing"
 
     def must_restore(pid: int, why: str) -> None:
-        kind, value = _restore(caller, restore_product, caller.conn, pid)
+        kind, value = _restore(caller, restore_product, watch, pid)
         if kind == "psycopg":
             raise CheckFailed(f"restore_product(conn, {pid}) raised SQLSTATE {value.sqlstate} "
                               f"({value.diag.message_primary}) for {why}.")
@@ -587,10 +689,18 @@ def _q2_cases(lab: Any, watch: psycopg.Connection, caller: Caller,
                  "different SKU: the partial unique index is case-sensitive)")
     must_restore(like[1], "a product whose SKU, used as a LIKE pattern, matches a live product's "
                  "(a different SKU: compare SKUs with =, never LIKE)")
+    # deleted, with a deleted_at ahead of the database's clock (an application server's
+    # clock, a delisting entered for later): active_products hides it, so it is deleted
+    ahead = r.randint(2, 3_000_000) + r.randint(1, 999_999) / 1e6
+    future = _new_product(watch, f"{prefix}-ahead", deleted_at=dt.datetime.now(dt.timezone.utc)
+                          + dt.timedelta(seconds=ahead))
+    must_restore(future, f"a product whose deleted_at is {ahead:,.6f} s ahead of the "
+                 "database's clock (it is deleted: active_products hides it; whether a product "
+                 "is deleted is deleted_at IS NOT NULL, never a comparison with now())")
     for pid, what in ((free, "an already active product"), (2**62, "a product that does not "
                                                                    "exist")):
         before = query_checksum(watch, "SELECT * FROM products WHERE id = %s", [pid])
-        kind, value = _restore(caller, restore_product, caller.conn, pid)
+        kind, value = _restore(caller, restore_product, watch, pid)
         if kind != "ok" or value is not False:
             shown_as = f"returned {value!r}" if kind == "ok" else f"raised {kind} {value}"
             raise CheckFailed(
@@ -605,7 +715,7 @@ def _q2_cases(lab: Any, watch: psycopg.Connection, caller: Caller,
     taker = _new_product(watch, sku, name="Re-listed item", price="2.00")
     for pid, holder, how in ((taken, taker, "a new product listed since"),
                              (twin, free, "the twin restored a moment ago")):
-        kind, value = _restore(caller, restore_product, caller.conn, pid)
+        kind, value = _restore(caller, restore_product, watch, pid)
         if kind == "psycopg":
             raise CheckFailed(
                 f"restore_product let SQLSTATE {value.sqlstate} escape "
@@ -620,12 +730,14 @@ def _q2_cases(lab: Any, watch: psycopg.Connection, caller: Caller,
             raise CheckFailed("restore_product refused the conflicting restore but changed "
                               "which product is active anyway.")
 
+    _row_locked_elsewhere(lab, caller, restore_product, watch, prefix, r)
+
     # the race: the SKU is re-listed by another session in the middle of the restore
     for pause_after in range(1, 13):
         pid = _new_product(watch, f"{prefix}-race-{pause_after}",
                            deleted_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3))
         sku = f"{prefix}-race-{pause_after}"
-        box = _relisted_during(lab, caller, restore_product, pid, sku, pause_after)
+        box = _relisted_during(lab, watch, caller, restore_product, pid, sku, pause_after)
         if not box["fired"]:
             break
         kind, value = box["outcome"]
@@ -657,6 +769,113 @@ def _q2_cases(lab: Any, watch: psycopg.Connection, caller: Caller,
                 f"restore_product returned {value!r} for a deleted product while another "
                 f"session re-listed its SKU (right after `{after}`): it must either restore it "
                 "(True) or refuse with ValueError.")
+    # a re-listing already in flight (not committed) when the restore starts
+    for commit in (True, False):
+        _pending_listing(lab, caller, restore_product, watch, prefix, commit)
+
+
+def _row_locked_elsewhere(lab: Any, caller: Caller, restore_product: Callable[[Any, int], bool],
+                          watch: psycopg.Connection, prefix: str, r: Any) -> None:
+    """Another transaction holds the row past the caller's lock_timeout: not a conflict."""
+    pid = _new_product(watch, f"{prefix}-busy", deleted_at=dt.datetime.now(dt.timezone.utc)
+                       - dt.timedelta(days=r.randint(1, 30)))
+    timeout = f"{r.randint(150, 400)}ms"
+    settings = {**caller_settings(caller.zone), "lock_timeout": timeout}
+    holder = psycopg.connect(lab.url, application_name="lab check row holder")
+    release = threading.Timer(20.0, holder.rollback)  # an answer that waits forever goes on
+    try:
+        holder.execute("SELECT 1 FROM products WHERE id = %s FOR UPDATE", [pid])
+        release.start()
+        with Caller(lab, settings=settings) as busy:
+            try:
+                result: Any = restore_product(busy.conn, pid)
+            except ValueError as exc:
+                raise CheckFailed(
+                    f"restore_product raised ValueError ({exc}) when it could not lock the "
+                    f"product's row within the caller's lock_timeout ({timeout}: another "
+                    "transaction was updating the row). Nothing holds its SKU: that is a lock "
+                    "timeout (SQLSTATE 55P03), which the caller retries, not a conflict it "
+                    "must resolve. Catch only psycopg.errors.UniqueViolation; let lock "
+                    "timeouts, deadlocks and lost connections reach the caller.") from None
+            except (NotAttempted, CheckFailed):
+                raise
+            except Exception:  # the lock timeout, as it came or wrapped: the caller's to handle
+                return
+    finally:
+        release.cancel()
+        holder.close()
+    if result is not True:
+        raise CheckFailed(
+            f"restore_product returned {result!r} for a deleted product whose row another "
+            f"transaction held locked past the caller's lock_timeout ({timeout}): nothing was "
+            "restored, and the caller must not be told there was nothing to restore. Let the "
+            "lock timeout (SQLSTATE 55P03) reach the caller.")
+
+
+def _pending_listing(lab: Any, caller: Caller, restore_product: Callable[[Any, int], bool],
+                     watch: psycopg.Connection, prefix: str, commit: bool) -> None:
+    """Another session's INSERT of the SKU is in flight when the restore starts.
+
+    It commits (or rolls back) once the restore waits for it in the lock manager: no
+    SELECT or NOT EXISTS of the restore can see that row; only the unique index can.
+    """
+    sku = f"{prefix}-pending-{int(commit)}"
+    pid = _new_product(watch, sku, deleted_at=dt.datetime.now(dt.timezone.utc)
+                       - dt.timedelta(days=5))
+    other = psycopg.connect(lab.url, application_name="lab check importer")
+    monitor = psycopg.connect(lab.url, autocommit=True)
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["outcome"] = _restore(caller, restore_product, watch, pid)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            box["error"] = exc
+
+    try:
+        listed = _new_product(other, sku, name="Listed by the importer")
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        deadline = time.monotonic() + 30
+        while t.is_alive() and time.monotonic() < deadline:
+            if monitor.execute("SELECT cardinality(pg_blocking_pids(%s))",
+                               [caller.pid]).fetchone()[0]:
+                break
+            t.join(0.002)
+        other.commit() if commit else other.rollback()
+        t.join(60)
+    finally:
+        other.close()
+        monitor.close()
+    if "error" in box:
+        raise box["error"]
+    kind, value = box["outcome"]
+    active = [row[0] for row in watch.execute(
+        "SELECT id FROM products WHERE sku = %s AND deleted_at IS NULL", [sku]).fetchall()]
+    when = ("another session's INSERT of the same SKU, not yet committed when the restore "
+            "began, committed while the restore waited for it")
+    if not commit:
+        if kind != "ok" or value is not True or active != [pid]:
+            shown = {"ok": f"returned {value!r}", "ValueError": f"raised ValueError ({value})",
+                     "psycopg": f"raised SQLSTATE {getattr(value, 'sqlstate', '')}"}[kind]
+            raise CheckFailed(
+                f"restore_product {shown} when another session's INSERT of the same SKU, "
+                "in flight when the restore began, was rolled back: the SKU was free after "
+                "all, so the product must come back (True). Let the partial unique index "
+                "decide: it waits for the other transaction and only refuses if it commits.")
+        return
+    if kind == "psycopg":
+        raise CheckFailed(
+            f"restore_product let SQLSTATE {value.sqlstate} escape "
+            f"({value.diag.message_primary}) when {when}. A SELECT or NOT EXISTS cannot see a "
+            "row that is not committed yet; only the unique index sees it, and waits. Catch "
+            "UniqueViolation on the UPDATE, roll back, raise ValueError.")
+    if kind != "ValueError" or active != [listed]:
+        shown = "raised ValueError" if kind == "ValueError" else f"returned {value!r}"
+        raise CheckFailed(
+            f"restore_product {shown} when {when}; the active products with that SKU are now "
+            f"{active} (the importer's is {listed}). The SKU is taken: leave the product "
+            "deleted and raise ValueError.")
 
 
 # --------------------------------------------------------------------------
@@ -878,26 +1097,34 @@ def _archive_runs(lab: Any, archive_orders: Callable[..., int], cutoff: dt.datet
     settings = {"lock_timeout": "5min", "statement_timeout": "7min",
                 "idle_in_transaction_session_timeout": "11min", "TimeZone": zone,
                 "application_name": "lab check caller"}
-    with Caller(lab, settings=settings) as first:
-        crashing = RecordingConnection(first.conn, interrupt_after_commits=3)
-        try:
-            _call(archive_orders, crashing, given, batch, who="archive_orders")
-            crashed = False
-        except Interrupted:
-            crashed = True
-        # the process died: its connection goes with it (an open transaction rolls back)
-    with psycopg.connect(lab.url, autocommit=True) as conn:
-        crashed_state = _state(conn, cutoff)
-        _not_lost(before, crashed_state, "After a crash following the third committed batch")
-    remaining = crashed_state["orders_eligible"][0]
+    taken: list[tuple[str, str, str]] = []
     call = f"archive_orders(conn, cutoff, batch_size={batch})"
-    with Caller(lab, settings=settings) as second:
-        resumed = RecordingConnection(second.conn)
-        moved = _call(archive_orders, resumed, given, batch, who="archive_orders")
-        _verify(second, call)
+    with psycopg.connect(lab.url, autocommit=True) as monitor:
+        with Caller(lab, settings=settings) as first:
+            crashing = RecordingConnection(first.conn, interrupt_after_commits=3,
+                                           on_statement=_lock_recorder(monitor, first.pid, taken))
+            try:
+                _call(archive_orders, crashing, given, batch, who="archive_orders")
+                crashed = False
+            except Interrupted:
+                crashed = True
+            # the process died: its connection goes with it (an open transaction rolls back)
+        with psycopg.connect(lab.url, autocommit=True) as conn:
+            crashed_state = _state(conn, cutoff)
+            _not_lost(before, crashed_state, "After a crash following the third committed batch")
+            _split_verdict(conn, "After a crash following the third committed batch")
+        _locks_taken_verdict(taken, "Your archiver", _ARCHIVER_LOCKS)
+        remaining = crashed_state["orders_eligible"][0]
+        with Caller(lab, settings=settings) as second:
+            resumed = RecordingConnection(second.conn,
+                                          on_statement=_lock_recorder(monitor, second.pid, taken))
+            moved = _call(archive_orders, resumed, given, batch, who="archive_orders")
+            _verify(second, call)
+        _locks_taken_verdict(taken, "Your archiver", _ARCHIVER_LOCKS)
     with psycopg.connect(lab.url, autocommit=True) as conn:
         after = _state(conn, cutoff)
         _not_lost(before, after, "After the archiver, resumed, finished")
+        _split_verdict(conn, "After the archiver, resumed, finished")
         _boundary_verdict(conn, planted, cutoff, zone)
     if after["orders_archive"] != before["orders_eligible"]:
         with psycopg.connect(lab.url, autocommit=True) as conn:
@@ -953,9 +1180,230 @@ def _archive_runs(lab: Any, archive_orders: Callable[..., int], cutoff: dt.datet
         raise CheckFailed(f"A second run, with nothing left to archive, returned {again!r}"
                           + (" and changed the tables" if changed else "")
                           + "; it should return 0 and change nothing.")
+    _reopen_races(lab, archive_orders, given, settings)
     return (f"{eligible:,} orders (at and around a cutoff with microseconds, on a {zone} "
             f"session) and {before['items_eligible'][0]:,} items archived in batches of {batch}, "
-            "resumed after a crash; live ∪ archive counts and checksums unchanged")
+            "resumed after a crash; live ∪ archive counts and checksums unchanged; orders "
+            "reopened by another session mid-batch stay live with all their items")
+
+
+_ARCHIVER_LOCKS = ("Row locks are all an archiver needs: the DELETEs lock the rows they move, "
+                   "and SELECT … FOR UPDATE locks a batch's orders before their items move; "
+                   "no LOCK TABLE.")
+
+
+def _lock_recorder(monitor: psycopg.Connection, pid: int,
+                   taken: list[tuple[str, str, str]]) -> Callable[[Any], None]:
+    """An on_statement hook: write down the writer-blocking locks held on orders/order_items.
+
+    It only records (the verdict comes after the call): a hook that raised would raise
+    inside the learner's code, where an ``except`` could swallow it.
+    """
+    def record(st: Any) -> None:
+        taken.extend((t, m, st.sql) for t, m in _strong_locks(monitor, pid,
+                                                              ["orders", "order_items"]))
+    return record
+
+
+def _split_verdict(conn: psycopg.Connection, when: str) -> None:
+    """No order may be on one side and any of its items on the other."""
+    for items, orders, story in (
+            ("order_items_archive", "orders",
+             "archived items belong to orders still in the live table (the customer's order "
+             "has lost its lines)"),
+            ("order_items", "orders_archive",
+             "live items belong to archived orders (lines pointing at an order the live "
+             "tables no longer have)")):
+        rows = conn.execute(f"""
+            SELECT i.order_id, count(*) FROM {items} i
+            WHERE EXISTS (SELECT 1 FROM {orders} o WHERE o.id = i.order_id)
+            GROUP BY 1 ORDER BY 1""").fetchall()
+        if rows:
+            raise CheckFailed(
+                f"{when}, {sum(n for _, n in rows):,} {story}: orders such as "
+                f"{[o for o, _ in rows[:3]]}. Items were moved in a different transaction "
+                "from their order (a commit between them, or all items before any order), so "
+                "a crash, or simply the moment between the two, leaves them apart. An order "
+                "and its items move in ONE transaction: items first, then the order, then "
+                "COMMIT.")
+
+
+REOPEN_BATCH = 3  # the reopen races: small batches of planted orders, the only eligible ones
+
+
+def _reopen_races(lab: Any, archive_orders: Callable[..., int], given: dt.datetime,
+                  settings: dict[str, str]) -> None:
+    """Another session reopens an order of the batch right after the archiver's k-th statement.
+
+    Only the planted orders are eligible (the main run archived the rest). The reopening
+    UPDATE either commits at once (the archiver had not locked the order yet: the order
+    must then stay live, with all its items, and not be counted) or waits in the lock
+    manager until the batch commits (the archiver had it: it must be archived, whole, and
+    the reopening then finds nothing). The same interleaving on every run, no sleeps.
+    """
+    r = adv.rng()
+    for pause_after in range(1, 5):
+        ids: list[int] = []
+        try:
+            with psycopg.connect(lab.url, autocommit=True) as conn:
+                with conn.transaction():
+                    ids = _plant_reopen_batch(conn, r, given)
+                orders = {row[0]: row for row in conn.execute(
+                    f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ANY(%s)", [ids])}
+                items = _items_by_order(conn, "order_items", ids)
+            fired = _reopen_once(lab, archive_orders, given, settings, ids, orders, items,
+                                 pause_after)
+        finally:
+            if ids:
+                _remove_planted(lab, ids)
+        if not fired:
+            break
+
+
+def _plant_reopen_batch(conn: psycopg.Connection, r: Any, given: dt.datetime) -> list[int]:
+    customers = [row[0] for row in conn.execute(
+        "SELECT id FROM customers WHERE NOT is_load_test ORDER BY id LIMIT 50").fetchall()]
+    products = [row[0] for row in conn.execute("SELECT id FROM products ORDER BY id LIMIT 50")]
+    ids = []
+    for _ in range(2 * REOPEN_BATCH + 1):
+        when = given - dt.timedelta(days=r.randint(30, 600), microseconds=r.randint(1, 10**6))
+        oid = conn.execute(
+            "INSERT INTO orders (customer_id, status, created_at, total, shipping_country, note) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            [r.choice(customers), r.choice(CLOSED), when, f"{r.randint(1, 99_999) / 100:.2f}",
+             r.choice(("FR", "NP", "CA")), f"lab check reopen {r.randint(1, 10**6)}"]).fetchone()[0]
+        for _ in range(r.randint(1, 3)):  # every order has lines: a split shows
+            conn.execute("INSERT INTO order_items (order_id, product_id, quantity, unit_price) "
+                         "VALUES (%s, %s, %s, %s)",
+                         [oid, r.choice(products), r.randint(1, 4),
+                          f"{r.randint(1, 9_999) / 100:.2f}"])
+        ids.append(oid)
+    return ids
+
+
+def _items_by_order(conn: psycopg.Connection, table: str, ids: list[int]) -> dict[int, list]:
+    out: dict[int, list] = {i: [] for i in ids}
+    for row in conn.execute(f"SELECT {ITEM_COLUMNS} FROM {table} WHERE order_id = ANY(%s) "
+                            "ORDER BY id", [ids]).fetchall():
+        out[row[1]].append(row)
+    return out
+
+
+def _reopen_once(lab: Any, archive_orders: Callable[..., int], given: dt.datetime,
+                 settings: dict[str, str], ids: list[int], orders: dict[int, tuple],
+                 items: dict[int, list], pause_after: int) -> bool:
+    box: dict[str, Any] = {}
+    taken: list[tuple[str, str, str]] = []
+    other = psycopg.connect(lab.url, autocommit=True, application_name="lab check support")
+    monitor = psycopg.connect(lab.url, autocommit=True)
+    threads: list[threading.Thread] = []
+    seen = [0]
+
+    def reopen(oid: int) -> None:
+        try:
+            box["reopened"] = other.execute(
+                "UPDATE orders SET status = 'shipped' WHERE id = %s", [oid]).rowcount
+        except psycopg.Error as exc:
+            box["reopen_error"] = exc
+
+    try:
+        with Caller(lab, settings=settings) as caller:
+            record = _lock_recorder(monitor, caller.pid, taken)
+
+            def on_statement(st: Any) -> None:
+                record(st)
+                seen[0] += 1
+                if seen[0] != pause_after or threads:
+                    return
+                row = monitor.execute(f"SELECT min(id) FROM orders WHERE id = ANY(%(ids)s) "
+                                      f"AND {ELIGIBLE}", {"ids": ids, "cutoff": given}).fetchone()
+                if row[0] is None:
+                    return
+                box["order"], box["after"] = row[0], st.sql
+                t = threading.Thread(target=reopen, args=(row[0],), daemon=True)
+                threads.append(t)
+                t.start()
+                deadline = time.monotonic() + 30
+                while t.is_alive() and time.monotonic() < deadline:
+                    if monitor.execute("SELECT cardinality(pg_blocking_pids(%s))",
+                                       [other.info.backend_pid]).fetchone()[0]:
+                        box["waited"] = True
+                        break
+                    t.join(0.002)
+
+            rec = RecordingConnection(caller.conn, on_statement=on_statement)
+            try:
+                moved = _call(archive_orders, rec, given, REOPEN_BATCH, who="archive_orders")
+            finally:
+                if caller.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    caller.conn.rollback()  # let a waiting reopening finish
+                for t in threads:
+                    t.join(30)
+            _verify(caller, f"archive_orders(conn, cutoff, batch_size={REOPEN_BATCH})")
+    finally:
+        other.close()
+        monitor.close()
+    _locks_taken_verdict(taken, "Your archiver", _ARCHIVER_LOCKS)
+    if "order" not in box:
+        return False
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        live = {row[0]: row for row in conn.execute(
+            f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = ANY(%s)", [ids])}
+        archived = {row[0]: row for row in conn.execute(
+            f"SELECT {ORDER_COLUMNS} FROM orders_archive WHERE id = ANY(%s)", [ids])}
+        items_live = _items_by_order(conn, "order_items", ids)
+        items_archived = _items_by_order(conn, "order_items_archive", ids)
+    x, after = box["order"], " ".join(box["after"].split())[:80]
+    if "reopen_error" in box:
+        exc = box["reopen_error"]
+        raise CheckFailed(
+            f"Another session reopening order {x} (UPDATE orders SET status = 'shipped') right "
+            f"after your archiver's `{after}` failed with SQLSTATE {exc.sqlstate} "
+            f"({exc.diag.message_primary}): an ordinary update of an order must simply wait "
+            "for the batch that holds it, then go on.")
+    story = (f"Another session reopened order {x} (a dispute: status → shipped) right after "
+             f"your archiver's `{after}`")
+    if box.get("reopened") == 1:  # committed before the archiver locked the order
+        if x in archived or x not in live or live[x][2] != "shipped":
+            raise CheckFailed(
+                f"{story}, and committed before the archiver locked it; your archiver then "
+                "archived it anyway (with its new status), on the strength of a SELECT that "
+                "was out of date: a customer's open order left the live table. Lock the "
+                "batch's orders when you choose them (SELECT … ORDER BY id LIMIT n FOR UPDATE: "
+                "an order reopened before is not chosen, one reopened after waits), or "
+                "re-check eligibility in every statement that moves rows.")
+        if items_archived[x] or items_live[x] != items[x]:
+            raise CheckFailed(
+                f"{story}, before the batch locked it; your archiver left the order live (its "
+                f"DELETE re-checked eligibility) but moved {len(items_archived[x])} of its "
+                "items to order_items_archive (their DELETE did not re-check): the reopened order "
+                "has no lines. Lock the batch's orders before moving anything (SELECT … FOR "
+                "UPDATE), so that a reopening either comes before (the order is not chosen) "
+                "or waits until the batch commits.")
+    else:  # it waited: the archiver held the order and archived it first
+        if x not in archived or items_archived[x] != items[x] or items_live[x]:
+            raise CheckFailed(
+                f"{story}; it waited for your archiver's lock, yet the order and its items "
+                f"did not end up archived together (order archived: {x in archived}, items "
+                f"archived {len(items_archived[x])} of {len(items[x])}).")
+    reopened = {x} if box.get("reopened") == 1 else set()
+    for oid in ids:
+        if oid in reopened:
+            continue
+        if oid not in archived or archived[oid] != orders[oid] or \
+                items_archived[oid] != items[oid] or items_live[oid]:
+            raise CheckFailed(
+                f"With another session reopening order {x} right after your archiver's "
+                f"`{after}`, the other eligible order {oid} was not archived whole and "
+                f"unchanged (order archived: {oid in archived}; items archived "
+                f"{len(items_archived[oid])} of {len(items[oid])}, left live "
+                f"{len(items_live[oid])}).")
+    if moved != len(archived):
+        raise CheckFailed(
+            f"{story}; your archiver archived {len(archived)} orders in that call but returned "
+            f"{moved!r}. Return what the DELETEs moved (the sum of their row counts), not how "
+            "many ids were selected: an order can drop out between the two.")
+    return True
 
 
 HINTS = {
@@ -968,7 +1416,9 @@ HINTS = {
            "Do not look for a holder of the SKU first: another session can take it between your "
            "SELECT and your UPDATE. Let the UPDATE fail: except psycopg.errors.UniqueViolation: "
            "conn.rollback(); raise ValueError(...)"],
-    "q3": ["Keyset on id: SELECT id … WHERE id > last AND <eligible> ORDER BY id LIMIT batch.",
+    "q3": ["Keyset on id, the batch locked as it is chosen: SELECT id … WHERE id > last AND "
+           "<eligible> ORDER BY id LIMIT batch FOR UPDATE (a reopened order is then not "
+           "chosen, or its reopening waits for the batch's COMMIT).",
            "In one transaction: WITH moved AS (DELETE FROM order_items WHERE order_id = ANY(%s) "
            "RETURNING *) INSERT INTO order_items_archive SELECT * FROM moved; the same for orders; "
            "commit.",
