@@ -138,3 +138,37 @@ def test_probe_waits_for_a_transaction_outside_it(database_url):
         timer.join()
     assert [e.error for e in evidence] == ["", ""]
     assert evidence[0].lock_awaited == "AccessExclusiveLock"
+
+
+def test_idle_counts_only_time_with_no_transaction_open(database_url):
+    """A pause after the commit is idle time; the same pause inside the transaction is not."""
+    import time
+
+    def batches(conn, inside):
+        for lo in (0, 25, 50):
+            with conn.transaction():
+                conn.execute("UPDATE users SET n = n WHERE id > %s AND id <= %s", [lo, lo + 25])
+                if inside:
+                    time.sleep(0.05)
+            if not inside:
+                time.sleep(0.05)
+
+    with psycopg.connect(database_url, autocommit=True) as raw:
+        outside = RecordingConnection(raw)
+        batches(outside, inside=False)
+        inside = RecordingConnection(raw)
+        batches(inside, inside=True)
+    assert outside.commits == inside.commits == 3
+    assert outside.idle_outside_transactions() >= 0.09  # two pauses between three batches
+    assert inside.idle_outside_transactions() < 0.04
+
+
+def test_lock_timeout_in_effect_is_read_after_a_lock_timeout(database_url):
+    """After a 55P03 on an idle autocommit connection, the lock_timeout it ran with is kept."""
+    with psycopg.connect(database_url, autocommit=True) as raw:
+        conn = RecordingConnection(raw, read_lock_timeout=True)
+        conn.execute("SET lock_timeout = '300ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            conn.execute("DO $$BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '55P03'; END$$")
+        raw.execute("RESET lock_timeout")
+    assert conn.errors("55P03")[0].lock_timeout == "300ms"

@@ -19,7 +19,13 @@ migration is fast too. What tells right from wrong is deterministic evidence:
   changed nothing. Both calls run on a caller's connection
   (``labs.course.left_behind.Caller``) whose own lock_timeout and
   statement_timeout are not the defaults: they must be as found afterwards
-  (RESET is not restore), with no transaction left open.
+  (RESET is not restore), with no transaction left open; also after a statement
+  that fails otherwise (42701). After each 55P03 the session's lock_timeout is
+  read (at most 500 ms on every attempt). A statement that raises 55P03 at once
+  replays 30 attempts with ``time.sleep`` recorded, not slept: the pauses must
+  add up to a second or more, none above 20 s (a capped backoff). An application
+  transaction idle all along, and each reader, must still be alive (no
+  ``pg_terminate_backend`` of the application).
 * q2, q3 (expand, backfill, contract): ``labs.tools.migrations_probe.probe_steps``
   runs each statement while a writer holds ROW EXCLUSIVE, reads the lock it
   queued for from ``pg_locks``, and reads PostgreSQL's DEBUG1 account of
@@ -31,8 +37,13 @@ migration is fast too. What tells right from wrong is deterministic evidence:
   transaction it is in; the rows each transaction wrote are then counted by
   ``xmin``. Sizes are seeded and not round (a batch size that divides no row
   count, a few planted old users past a gap in the ids), so a last partial
-  batch that is never run shows.
-* q4 (Alembic): catalogue snapshots compared with ``==``.
+  batch that is never run shows. The expand may write no existing row (xmin
+  horizon); the backfill leaves the catalogue and relfilenode of ``users`` as the
+  expand left them; its idle time outside transactions covers the pauses; the
+  callers' TimeZone has DST and planted users sit in its repeated fall-back hour.
+* q4 (Alembic): catalogue snapshots compared with ``==``, at every revision: up one
+  revision at a time, down one at a time (0002, 0001, base), up again.
+* q3 also requires the index to be a plain, non-unique B-tree.
 * q5 (squawk): the linter's findings, by rule.
 """
 
@@ -42,10 +53,12 @@ import datetime as dt
 import inspect
 import random
 import re
+import threading
 import time
 from collections import Counter
 from contextlib import ExitStack
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import pq
@@ -67,6 +80,15 @@ BUDGET_S = 1.0  # no workload query may wait longer than this for a lock
 PATIENCE_S = 3.0  # how long q1 lets a DDL statement queue before calling it an outage
 GIVE_UP_ATTEMPTS = 3  # q1 asks run_ddl for this many attempts while the lock never frees
 GIVE_UP_CAP_S = 15.0  # ... and calls it "never gives up" after this long
+MAX_LOCK_TIMEOUT_MS = 500  # no attempt may let the lock queue stall longer than this
+RETRY_ATTEMPTS = 30  # q1 replays this many attempts of a statement that always fails with 55P03
+MIN_PAUSES_S = 1.0  # ... whose pauses must add up to at least this (the queue drains) ...
+MAX_PAUSE_S = 20.0  # ... and none of which may be longer than this (a capped backoff)
+# A statement that fails at once with 55P03, as a lock timeout does: the whole retry schedule
+# of run_ddl replays in a fraction of a second (its sleeps recorded, not slept).
+ALWAYS_55P03 = ("DO $$BEGIN RAISE EXCEPTION 'canceling statement due to lock timeout' "
+                "USING ERRCODE = '55P03'; END$$")
+DUPLICATE_DDL = "ALTER TABLE users ADD COLUMN id integer"  # fails with 42701, lock or not
 COLUMN = "created_at"
 PROBE_DDL = "ALTER TABLE users ADD COLUMN lock_probe integer"
 # The application signs a user up and logs the event in one transaction, so
@@ -177,17 +199,17 @@ def backfill_kwargs(rows: int, rand: random.Random | None = None) -> dict[str, A
             batch = adv.non_round(around, rand=rand, spread=0.25)
             if rows % batch:
                 break
-    return {"batch_size": batch, "pause": 0.005}
+    return {"batch_size": batch, "pause": 0.02}
 
 
 # --------------------------------------------------------------------------
 # q1: the lock queue, prevented
 
 
-def _caller(lab: Any) -> Caller:
+def _caller(lab: Any, zone: str | None = None) -> Caller:
     """The connection run_ddl gets: autocommit, and its caller's own, non-default timeouts."""
     r = adv.rng()
-    settings = caller_settings()
+    settings = caller_settings(zone)
     settings["lock_timeout"] = f"{r.randint(2, 9)}min"  # seeded: no hard-coded value restores it
     settings["statement_timeout"] = f"{r.randint(11, 19)}min"
     return Caller(lab, autocommit=True, settings=settings)
@@ -269,6 +291,64 @@ def _chain_has_lock_timeout(exc: BaseException | None) -> bool:
     return False
 
 
+def _chain_has(exc: BaseException | None, sqlstate: str) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, psycopg.Error) and exc.sqlstate == sqlstate:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _ms(value: str) -> float | None:
+    """A duration setting as current_setting() shows it (200ms, 1s, 5min, 0) in ms."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*", value or "")
+    if not m:
+        return None
+    scale = {"us": 0.001, "ms": 1, None: 1, "s": 1000, "min": 60_000, "h": 3_600_000,
+             "d": 86_400_000}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def _short_lock_timeouts(conn: RecordingConnection, since: int = 0) -> None:
+    """Every attempt that failed with 55P03 ran with a lock_timeout of a few hundred ms."""
+    for st in conn.statements[since:]:
+        if st.sqlstate != "55P03":
+            continue
+        ms = _ms(st.lock_timeout) if st.lock_timeout is not None else None
+        waited = st.end - st.start
+        if ms is not None and st.sql != ALWAYS_55P03 and ms == 0:
+            continue  # the 55P03 came from elsewhere (NOWAIT): nothing queued on a timeout
+        if (ms is not None and (ms == 0 or ms > MAX_LOCK_TIMEOUT_MS)) or \
+                (ms is None and waited > 1.5 * MAX_LOCK_TIMEOUT_MS / 1000):
+            shown = f"lock_timeout = {st.lock_timeout}" if ms is not None else \
+                f"a lock wait of {waited:.2f} s"
+            attempt = sum(1 for x in conn.statements[since:conn.statements.index(st) + 1]
+                          if x.sqlstate == "55P03")
+            raise CheckFailed(
+                f"Your run_ddl made an attempt with {shown} (lock timeout number {attempt} "
+                "here): while an attempt waits for its lock, every query on users queues "
+                "behind it, so each attempt may stall the application only for a few hundred "
+                f"milliseconds (at most {MAX_LOCK_TIMEOUT_MS} ms), on every attempt: keep "
+                "lock_timeout short and fixed, and let the pauses between attempts grow "
+                "instead.", f"{st.sql}: {st.message}")
+
+
+def _alive(lab: Any, pid: int) -> bool:
+    with lab.connect(autocommit=True) as c:
+        return bool(c.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                              [pid]).fetchone()[0])
+
+
+def _terminated(what: str) -> CheckFailed:
+    return CheckFailed(
+        f"Your run_ddl terminated the application's transaction ({what}): "
+        "pg_terminate_backend kills the session, its work and the request it was serving. A "
+        "migration that cannot get its lock gives up and retries, and in the end stops the "
+        "deploy so that someone looks at the transaction in the way; the only backends it "
+        "may cancel are this database's ordinary autovacuum workers.")
+
+
 def _succeeds_after_reader(lab: Any, wl: Workload, s: Sessions, caller: Caller,
                            conn: RecordingConnection, run_ddl: Callable[..., Any]) -> int:
     """A reader holds ACCESS SHARE, then commits: run_ddl must time out, retry, succeed."""
@@ -282,9 +362,14 @@ def _succeeds_after_reader(lab: Any, wl: Workload, s: Sessions, caller: Caller,
             time.sleep(0.01)
         timeouts = len(conn.errors("55P03"))
         still_waiting = thread.is_alive()
+        reader_alive = _alive(lab, s.pid("reader"))
         wl.mark("reader commits")
-        s.reader("COMMIT")
+        if reader_alive:
+            s.reader("COMMIT")
         thread.join(60)
+    if not reader_alive:
+        raise _terminated("the reader holding ACCESS SHARE on users, idle in its transaction, "
+                          "was killed, and your ALTER TABLE took its lock")
     if timeouts == 0 and still_waiting:
         raise CheckFailed(
             f"Your ALTER TABLE queued behind a reader's open transaction for {PATIENCE_S:.0f} s "
@@ -302,6 +387,7 @@ def _succeeds_after_reader(lab: Any, wl: Workload, s: Sessions, caller: Caller,
         raise exc  # the learner's own error: labs.check reports it as "your answer raised"
     if thread.is_alive():
         raise CheckFailed("Your run_ddl did not finish within 60 s of the reader committing.")
+    _short_lock_timeouts(conn)
     if not _lock_probe_exists(lab):
         raise CheckFailed("run_ddl returned, but the column it was given to add does not exist: "
                           "it must run the statement it is given (and succeed).")
@@ -323,9 +409,15 @@ def _gives_up(lab: Any, wl: Workload, s: Sessions, caller: Caller,
         thread, box = run_in_thread(lambda: run_ddl(conn, PROBE_DDL, attempts=GIVE_UP_ATTEMPTS))
         thread.join(GIVE_UP_CAP_S)
         gave_up = not thread.is_alive()
+        reader_alive = _alive(lab, s.pid("reader"))
         wl.mark("reader commits")
-        s.reader("COMMIT")
+        if reader_alive:
+            s.reader("COMMIT")
         thread.join(60)
+    if not reader_alive:
+        _drop_lock_probe(lab)
+        raise _terminated("the reader holding ACCESS SHARE on users, idle in its transaction, "
+                          "was killed")
     tries = sum(1 for st in conn.statements[mark:] if st.sqlstate == "55P03")
     with lab.connect(autocommit=True) as c:
         changed = catalog_snapshot(c) != schema
@@ -358,8 +450,110 @@ def _gives_up(lab: Any, wl: Workload, s: Sessions, caller: Caller,
     if changed:
         raise CheckFailed("Your run_ddl gave up on the lock, yet the schema of users changed: a "
                           "statement that failed must leave nothing behind.")
+    _short_lock_timeouts(conn, mark)
     _left_as_found(caller, "run_ddl, giving up,")
     return tries
+
+
+def _other_error(caller: Caller, conn: RecordingConnection, run_ddl: Callable[..., Any]) -> None:
+    """A statement that fails for another reason (42701) raises it, connection as found."""
+    try:
+        run_ddl(conn, DUPLICATE_DDL)
+    except Exception as exc:  # noqa: BLE001 - what it raised is judged below
+        if not _chain_has(exc, "42701"):
+            raise
+    else:
+        raise CheckFailed(
+            f"run_ddl(conn, \"{DUPLICATE_DDL}\") returned without an error, but users already "
+            "has a column id (PostgreSQL: 42701, column \"id\" of relation \"users\" already "
+            "exists): an error that is not a lock timeout must reach the caller at once.")
+    _left_as_found(caller, "run_ddl, when its statement failed with 42701 (column already "
+                           "exists),")
+
+
+class _PauseRecorder:
+    """Within one thread, time.sleep(x) records x and returns at once (others sleep as usual)."""
+
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        self.namespace, self.sleeps, self.ident = namespace, [], None
+        self._real = time.sleep
+
+    def sleep(self, seconds: float) -> None:
+        if threading.get_ident() != self.ident:
+            return self._real(seconds)
+        self.sleeps.append(float(seconds))
+        return None
+
+    def __enter__(self) -> "_PauseRecorder":
+        time.sleep = self.sleep
+        self._patched = [k for k, v in self.namespace.items() if v is self._real]
+        for k in self._patched:
+            self.namespace[k] = self.sleep
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        time.sleep = self._real
+        for k in self._patched:
+            if self.namespace.get(k) is self.sleep:
+                self.namespace[k] = self._real
+
+
+def _retry_schedule(caller: Caller, conn: RecordingConnection,
+                    run_ddl: Callable[..., Any]) -> list[float]:
+    """run_ddl(ALWAYS_55P03, attempts=30): the pauses it asks for, attempt after attempt."""
+    mark = len(conn.statements)
+    recorder = _PauseRecorder(getattr(run_ddl, "__globals__", {}))
+
+    def replay() -> Any:
+        recorder.ident = threading.get_ident()
+        return run_ddl(conn, ALWAYS_55P03, attempts=RETRY_ATTEMPTS)
+
+    with recorder:
+        thread, box = run_in_thread(replay)
+        thread.join(20)
+    if thread.is_alive():
+        raise CheckFailed(
+            f"Asked for attempts={RETRY_ATTEMPTS} of a statement that fails at once with 55P03, "
+            "your run_ddl was still retrying after 20 s (not counting its time.sleep pauses): "
+            "it must make at most `attempts` attempts and wait with time.sleep between them.")
+    attempts = [st for st in conn.statements[mark:] if st.sqlstate == "55P03"]
+    _short_lock_timeouts(conn, mark)
+    if "error" not in box or not _chain_has(box["error"], "55P03"):
+        if "error" in box and not isinstance(box["error"], Exception):
+            raise box["error"]
+        raise CheckFailed(
+            f"Asked for attempts={RETRY_ATTEMPTS} of a statement that failed with 55P03 every "
+            f"time, your run_ddl made {len(attempts)} attempts and then "
+            + ("returned without an error" if "error" not in box else
+               f"raised {type(box['error']).__name__}") + ": after the last attempt, re-raise "
+            "the LockNotAvailable.")
+    if len(attempts) > RETRY_ATTEMPTS + 1:
+        raise CheckFailed(f"Asked for attempts={RETRY_ATTEMPTS}, your run_ddl tried "
+                          f"{len(attempts)} times: bound the attempts by `attempts`.")
+    sleeps = recorder.sleeps
+    gaps = [b.start - a.end for a, b in zip(attempts, attempts[1:])]
+    shown = ", ".join(f"{x:.3g}" for x in sleeps[:8]) + (", …" if len(sleeps) > 8 else "")
+    longest = max(sleeps, default=0.0)
+    if longest > MAX_PAUSE_S:
+        at = sleeps.index(longest) + 1
+        raise CheckFailed(
+            f"Your run_ddl's backoff has no cap: after attempt {at} of {len(attempts)} it asked "
+            f"time.sleep for {longest:,.0f} s (pauses requested: {shown}; the last "
+            f"{sleeps[-1]:,.0f} s). Exponential backoff doubles each time, so by attempt 20 the "
+            f"deploy sleeps for hours: cap each pause (min(cap, base * 2 ** attempt), a cap of "
+            f"a few seconds, never above {MAX_PAUSE_S:.0f} s) and add jitter under the cap.",
+            f"pauses requested: {shown}")
+    total = sum(sleeps) + sum(max(0.0, g) for g in gaps)
+    if total < MIN_PAUSES_S:
+        raise CheckFailed(
+            f"Between its {len(attempts)} attempts your run_ddl paused {total:.3f} s in all "
+            f"(time.sleep asked for: {shown or 'nothing'}): retrying at once puts the ALTER "
+            "back at the head of the lock queue before the application's queries that waited "
+            "behind the last attempt have run. Sleep between attempts, a little longer each "
+            f"time with jitter (over {RETRY_ATTEMPTS} attempts, at least "
+            f"{MIN_PAUSES_S:.0f} s in all).", f"pauses requested: {shown}")
+    _left_as_found(caller, "run_ddl, giving up after a lock timeout at every attempt,")
+    return sleeps
 
 
 def q1(lab: Any, run_ddl: Callable[..., Any]) -> str:
@@ -369,30 +563,79 @@ def q1(lab: Any, run_ddl: Callable[..., Any]) -> str:
     require(run_ddl)
     _drop_lock_probe(lab)
     wl = live_workload(lab)
-    with ExitStack() as stack:
-        caller = stack.enter_context(_caller(lab))
-        conn = RecordingConnection(caller.conn)
-        stack.callback(_drop_lock_probe, lab)
-        with wl, Sessions(lab, "reader", application_name="lab check") as s:
-            timeouts = _succeeds_after_reader(lab, wl, s, caller, conn, run_ddl)
-            _accepts_attempts(run_ddl)
-            tries = _gives_up(lab, wl, s, caller, conn, run_ddl)
+    try:
+        with ExitStack() as stack:
+            caller = stack.enter_context(_caller(lab))
+            conn = RecordingConnection(caller.conn, read_lock_timeout=True)
+            stack.callback(_drop_lock_probe, lab)
+            # an application transaction idle since the start (it blocks no DDL): it must
+            # still be alive at the end
+            app = stack.enter_context(psycopg.connect(lab.url, application_name="lab app"))
+            app.execute("SELECT 1")
+            with wl, Sessions(lab, "reader", application_name="lab check") as s:
+                timeouts = _succeeds_after_reader(lab, wl, s, caller, conn, run_ddl)
+                _accepts_attempts(run_ddl)
+                tries = _gives_up(lab, wl, s, caller, conn, run_ddl)
+                _other_error(caller, conn, run_ddl)
+                pauses = _retry_schedule(caller, conn, run_ddl)
+            if not _alive(lab, app.info.backend_pid):
+                raise _terminated("a session idle in its transaction, which held no lock "
+                                  "your ALTER TABLE needed, was killed")
+            app.rollback()
+    except psycopg.errors.AdminShutdown as exc:
+        raise _terminated(f"a session of the check was killed: {exc}") from None
     _workload_failed(wl, "run_ddl")
     waited = _budget(wl, "run_ddl")
     return (f"gave up {timeouts} times with 55P03 while the reader held its lock, then "
-            f"succeeded; raised after {tries} attempts when it never freed; caller's settings "
-            f"kept; longest workload lock wait {waited * 1000:.0f} ms")
+            f"succeeded; raised after {tries} attempts when it never freed; lock_timeout short "
+            f"on every attempt; {len(pauses)} pauses over {RETRY_ATTEMPTS} attempts, "
+            f"{sum(pauses):.1f} s in all, longest {max(pauses, default=0):.1f} s; caller's "
+            f"settings kept; longest workload lock wait {waited * 1000:.0f} ms")
 
 
 # --------------------------------------------------------------------------
 # q2: expand and backfill
 
 
-def _plant_users(lab: Any) -> list[int]:
+# Zones with daylight saving time and a non-whole-hour offset: the q2 callers' TimeZone.
+DST_ZONES = ("America/St_Johns", "Pacific/Chatham", "Australia/Adelaide", "Australia/Lord_Howe")
+
+
+def _fall_back(zone: str, year: int) -> tuple[dt.datetime, dt.timedelta]:
+    """The UTC instant of the zone's first fall-back of ``year``, and how far clocks go back."""
+    tz = ZoneInfo(zone)
+    t = dt.datetime(year, 1, 1, tzinfo=dt.timezone.utc)
+    step = dt.timedelta(hours=1)
+    while t.year == year:
+        if t.astimezone(tz).utcoffset() > (t + step).astimezone(tz).utcoffset():
+            lo, hi = t, t + step  # refine to the second
+            while hi - lo > dt.timedelta(seconds=1):
+                mid = lo + (hi - lo) / 2
+                if mid.astimezone(tz).utcoffset() == lo.astimezone(tz).utcoffset():
+                    lo = mid
+                else:
+                    hi = mid
+            hi = hi.replace(microsecond=0)
+            return hi, lo.astimezone(tz).utcoffset() - hi.astimezone(tz).utcoffset()
+        t += step
+    raise ValueError(f"{zone} has no fall-back in {year}")
+
+
+def _ambiguous_instants(zone: str, r: random.Random) -> list[dt.datetime]:
+    """Instants in the first pass of the zone's fall-back hour: as local times they repeat,
+    and PostgreSQL reads such a local time back as the second pass."""
+    when, back = _fall_back(zone, r.randint(2020, 2024))
+    span = int(back.total_seconds())
+    return [when - dt.timedelta(seconds=r.randint(1, span - 1), microseconds=r.randint(1, 999_999))
+            for _ in range(3)]
+
+
+def _plant_users(lab: Any, zone: str | None = None) -> list[int]:
     """A few old users past gaps in the ids, sign-up times at fractions of a second.
 
     A backfill that pages by ``count(*)`` (ids 1..N) or stops at the old maximum
-    misses them; their times sit around a month boundary, to the microsecond.
+    misses them; their times sit around a month boundary, to the microsecond, and
+    (with ``zone``) in the first pass of that zone's fall-back hour.
     """
     r = adv.rng()
     with lab.connect(autocommit=True) as c:
@@ -403,13 +646,19 @@ def _plant_users(lab: Any) -> list[int]:
             nxt += r.randint(2, 400)
             ids.append(nxt)
         edge = dt.datetime(r.randint(2020, 2024), r.randint(1, 12), 1, tzinfo=dt.timezone.utc)
-        times = adv.instants_around(edge)
+        edges = adv.instants_around(edge)
+        times = [edges[i % len(edges)] for i in range(len(ids))]
+        if zone:
+            for when in _ambiguous_instants(zone, r):
+                nxt += r.randint(2, 400)
+                ids.append(nxt)
+                times.append(when)
         with c.transaction():
-            for i, user_id in enumerate(ids):
+            for user_id, when in zip(ids, times):
                 c.execute("INSERT INTO users (id, name) VALUES (%s, %s)",
                           [user_id, f"planted user {user_id}"])
                 c.execute(f"INSERT INTO {LEGACY_TABLE} (user_id, signed_up_at) VALUES (%s, %s)",
-                          [user_id, times[i % len(times)]])
+                          [user_id, when])
     return ids
 
 
@@ -460,11 +709,25 @@ class _TableLocks:
 
 
 def _expand(lab: Any, wl: Workload, expand_steps: list[str], before: tuple[int, str],
-            node: int) -> None:
+            node: int) -> dict[str, Any]:
+    """Run the expand steps and judge them; return the schema of users they left."""
+    with lab.connect(autocommit=True) as c:
+        horizon = c.execute("SELECT pg_current_xact_id()::xid::text").fetchone()[0]
     with wl.step("expand"):
         evidence = probe_steps(lab, expand_steps)
     _outages(evidence, "expand steps")
     with lab.connect(autocommit=True) as c:
+        written = c.execute(f"SELECT count(*) FROM users WHERE id < {WRITER_ID_BASE} "
+                            "AND age(xmin) < age(%s::xid)", [horizon]).fetchone()[0]
+        if written:
+            raise CheckFailed(
+                f"Your expand steps wrote {written:,} of the {before[0]:,} existing users (their "
+                "xmin changed): an UPDATE, DELETE or INSERT of the whole table in one "
+                "transaction, hidden in the expand, locks every row it touches until it "
+                "commits and leaves a dead copy of each. The expand only changes the catalogue: "
+                "add the column nullable with no value for existing rows, SET DEFAULT now() for "
+                "new ones, and leave the writing to the batched backfill.",
+                evidence_table(evidence))
         exists, notnull = _column_state(c)
         if not exists:
             raise CheckFailed(f"After your expand steps users has no column {COLUMN}.")
@@ -492,6 +755,7 @@ def _expand(lab: Any, wl: Workload, expand_steps: list[str], before: tuple[int, 
                 f"{LEGACY_TABLE}, and add NOT NULL only after the backfill (q3).",
                 f"{stamped} existing rows have {COLUMN} set")
         _new_rows_get_now(c, "expand steps")
+        return catalog_snapshot(c)
 
 
 def _new_rows_get_now(c: psycopg.Connection, what: str) -> None:
@@ -538,7 +802,8 @@ def q2(lab: Any, expand_steps: list[str], backfill: Callable[..., Any]) -> str:
     prepare(lab)
     reset_migration(lab, COLUMN)
     with ExitStack() as stack:
-        planted = _plant_users(lab)
+        zone = adv.rng().choice(DST_ZONES)
+        planted = _plant_users(lab, zone)
         stack.callback(_unplant_users, lab, planted)
         with lab.connect(autocommit=True) as c:
             before = original_rows_checksum(c)
@@ -550,12 +815,12 @@ def q2(lab: Any, expand_steps: list[str], backfill: Callable[..., Any]) -> str:
         stack.callback(table_locks.close)
         wl = live_workload(lab)
         with wl:
-            _expand(lab, wl, expand_steps, before, node)
+            schema = _expand(lab, wl, expand_steps, before, node)
             with lab.connect(autocommit=True) as c:
                 held = _held_rows(c)
             with RowLockWatch(lab, held) as watch:
                 # first run, interrupted after three committed batches: a crash or a deploy
-                with _caller(lab) as caller:
+                with _caller(lab, zone) as caller:
                     first = RecordingConnection(caller.conn, interrupt_after_commits=3,
                                                 on_statement=table_locks.hook(caller.conn))
                     t0 = time.perf_counter()
@@ -570,17 +835,37 @@ def q2(lab: Any, expand_steps: list[str], backfill: Callable[..., Any]) -> str:
                     done_xmin = dict(c.execute(
                         f"SELECT id, xmin::text FROM users WHERE id < {WRITER_ID_BASE} "
                         f"AND {COLUMN} IS NOT NULL").fetchall())
-                caller = stack.enter_context(_caller(lab))
+                caller = stack.enter_context(_caller(lab, zone))
                 second = RecordingConnection(caller.conn,
                                              on_statement=table_locks.hook(caller.conn))
                 t0 = time.perf_counter()
                 with wl.step("backfill (resumed)", caller.conn):
                     backfill(second, **kwargs)
                 second_seconds = time.perf_counter() - t0
-                zone = caller.zone
                 _left_as_found(caller, "the resumed backfill")
             if watch.error is not None:
                 raise RuntimeError(f"the row-lock watch failed: {watch.error}")
+        with lab.connect(autocommit=True) as c:
+            schema_after, node_after = catalog_snapshot(c), relfilenode(c)
+        if schema_after != schema or node_after != node:
+            diff = snapshot_diff(schema, schema_after)
+            nullness = [r for r in schema_after["columns"] if r[0] == COLUMN and r[2]]
+            indexes = schema_after["indexes"] != schema["indexes"]
+            raise CheckFailed(
+                "Your backfill changed users itself, not only its data: "
+                + ("it made created_at NOT NULL (SET NOT NULL takes ACCESS EXCLUSIVE and scans "
+                   "the whole table to prove it, every query on users waits); "
+                   if nullness else "")
+                + ("it left the indexes of users changed (an index is the contract's, built "
+                   "there with CREATE INDEX CONCURRENTLY: a plain CREATE INDEX holds a SHARE lock "
+                   "for the whole build, every INSERT, UPDATE and DELETE waits); "
+                   if indexes else "")
+                + ("it rewrote the table (its relfilenode changed: VACUUM FULL or CLUSTER copy "
+                   "every row under ACCESS EXCLUSIVE); " if node_after != node else "")
+                + "the backfill only writes created_at, batch by batch. NOT NULL and the index "
+                "are the contract's (exercise 3), where each is added without a long lock; "
+                "plain VACUUM (ANALYZE) is the clean-up that blocks nobody.",
+                "; ".join(diff) or f"relfilenode {node} → {node_after}")
         sampled = sorted({(mode, f"during the {s.label}") for s in wl.steps
                           if s.label.startswith("backfill") for rel, mode, _ in s.locks
                           if rel == "users" and mode in WRITE_BLOCKING})
@@ -643,8 +928,9 @@ def q2(lab: Any, expand_steps: list[str], backfill: Callable[..., Any]) -> str:
             raise CheckFailed(
                 f"{v['wrong_backfill']:,} users have a {COLUMN} other than their "
                 f"{LEGACY_TABLE}.signed_up_at: copy each user's own instant, timestamptz to "
-                "timestamptz (no AT TIME ZONE, no text or date in between: the backfill ran on "
-                f"a session whose TimeZone is {zone}).", str(v))
+                "timestamptz (no AT TIME ZONE, no text, date or timestamp in between: the "
+                f"backfill ran on a session whose TimeZone is {zone}, and a local time in the "
+                "hour that repeats when clocks go back cannot say which pass it was).", str(v))
         if after != before:
             raise CheckFailed("The backfill changed the id or name of existing users (their "
                               "checksum differs); it must only set created_at.",
@@ -654,11 +940,18 @@ def q2(lab: Any, expand_steps: list[str], backfill: Callable[..., Any]) -> str:
                               "already done: resume from where it stopped (a progress row "
                               "committed with each batch, or WHERE created_at IS NULL).")
         commits = first.commits + second.commits
-        floor = (commits - 2) * kwargs["pause"]
-        if first_seconds + second_seconds < floor:
-            raise CheckFailed(f"Your backfill committed {commits} batches in "
-                              f"{first_seconds + second_seconds:.3f} s: it must sleep `pause` "
-                              "seconds between batches, so vacuum and replicas keep up.")
+        batches = -(-before[0] // batch)  # at least this many batches, whatever the plan
+        floor = 0.8 * max(batches - 2, 0) * kwargs["pause"]
+        idle = first.idle_outside_transactions() + second.idle_outside_transactions()
+        if idle < floor:
+            raise CheckFailed(
+                f"Your backfill committed {commits} batches ({before[0]:,} users in batches of "
+                f"{batch:,}) and spent only {idle:.3f} s between them with no transaction open "
+                f"(pause={kwargs['pause']} s each: at least {floor:.3f} s expected): after each "
+                "batch commits, sleep `pause` seconds, outside the transaction, so vacuum, "
+                "replicas and the application keep up (a sleep inside the batch's transaction "
+                "holds its row locks through the pause).",
+                f"{first_seconds + second_seconds:.3f} s in all")
         _workload_failed(wl, "the expand and backfill")
         waited = _budget(wl, "the expand and backfill")
     return (f"expand without rewrite or scan; {commits} batches of ≤ {batch:,} rows, each its "
@@ -710,11 +1003,14 @@ def q3(lab: Any, contract_steps: list[str]) -> str:
     with lab.connect(autocommit=True) as c:
         _, notnull = _column_state(c)
         v = validation(c, COLUMN)
-        indexed = c.execute("""
-            SELECT count(*) FROM pg_index i JOIN pg_attribute a
+        on_column = c.execute("""
+            SELECT i.indexrelid::regclass::text, am.amname, i.indisunique
+            FROM pg_index i JOIN pg_attribute a
               ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+            JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
             WHERE i.indrelid = 'users'::regclass AND a.attname = %s AND i.indisvalid
-              AND i.indpred IS NULL""", [COLUMN]).fetchone()[0]
+              AND i.indpred IS NULL""", [COLUMN]).fetchall()
+        indexed = [n for n, am, unique in on_column if am == "btree" and not unique]
         after = original_rows_checksum(c)
         events_after = events_checksum(c)
         if v.get("nulls") is None:
@@ -737,6 +1033,18 @@ def q3(lab: Any, contract_steps: list[str]) -> str:
         raise CheckFailed("An index on users is INVALID (pg_index.indisvalid is false), left by "
                           "a failed concurrent build: drop it concurrently and build it again.",
                           str(v["invalid_indexes"]))
+    wrong = [(n, am, unique) for n, am, unique in on_column if am != "btree" or unique]
+    if not indexed and wrong:
+        name, am, unique = wrong[0]
+        raise CheckFailed(
+            f"The index {name} on {COLUMN} is "
+            + (f"USING {am}: it serves {COLUMN} = x only (a {am} index cannot answer a range "
+               "or an ORDER BY), so 'sign-ups per week' still reads the whole table."
+               if am != "btree" else
+               "UNIQUE: two users who sign up in the same microsecond (one transaction, now() "
+               "is the same for both: a batch import) are refused with 23505.")
+            + " Build a plain B-tree index: CREATE INDEX CONCURRENTLY users_created_at_idx ON "
+            "users (created_at).", str(on_column))
     if not indexed:
         raise CheckFailed(f"No valid index on users starts with {COLUMN} (a partial index does "
                           "not count): add CREATE INDEX CONCURRENTLY users_created_at_idx ON "
@@ -760,7 +1068,7 @@ def q4(lab: Any, run_ddl: Callable[..., Any], expand_steps: list[str],
        downgrade_steps: dict[str, list[str]]) -> str:
     """Alembic upgrade → downgrade → upgrade under the workload; catalogue and data as expected."""
     require(run_ddl, expand_steps, backfill, contract_steps, downgrade_steps)
-    from ..tools.migrations_alembic import Plan, downgrade, upgrade
+    from ..tools.migrations_alembic import Plan, downgrade, make_environment, upgrade
 
     if not isinstance(downgrade_steps, dict) or set(downgrade_steps) != {"expand", "contract"}:
         raise CheckFailed("downgrade_steps must be a dict with the keys 'contract' and 'expand' "
@@ -774,15 +1082,39 @@ def q4(lab: Any, run_ddl: Callable[..., Any], expand_steps: list[str],
         events = events_checksum(c)
     plan = Plan(run_ddl, expand_steps, backfill, contract_steps, downgrade_steps,
                 backfill_kwargs(before[0], adv.rng()))
+    cfg = make_environment(lab.sqlalchemy_url)
     wl = live_workload(lab)
+    at: dict[str, dict[str, Any]] = {}
     with wl:
-        with wl.step("alembic upgrade head"):
-            upgrade(lab, plan)
+        # one revision at a time, the catalogue after each: each downgrade must bring it back
+        for rev in ("0001", "0002", "0003"):
+            with wl.step(f"alembic upgrade {rev}"):
+                upgrade(lab, plan, rev, cfg=cfg)
+            with lab.connect(autocommit=True) as c:
+                at[rev] = catalog_snapshot(c)
         with lab.connect(autocommit=True) as c:
-            head = catalog_snapshot(c)
+            head = at["0003"]
             v_head = validation(c, COLUMN)
+        for rev, undone, label in (("0002", "contract", "0003_contract"),
+                                   ("0001", "backfill", "0002_backfill")):
+            with wl.step(f"alembic downgrade {rev}"):
+                downgrade(lab, plan, rev, cfg=cfg)
+            with lab.connect(autocommit=True) as c:
+                now = catalog_snapshot(c)
+                v_now = validation(c, COLUMN)
+            if now != at[rev]:
+                raise CheckFailed(
+                    f"`alembic downgrade {rev}` (rolling back only {label}) does not restore the "
+                    f"schema users had at revision {rev}: downgrade_steps['{undone}'] must undo "
+                    f"exactly what the {undone} did, nothing more (the expand's downgrade drops "
+                    "the column) and nothing less.", "; ".join(snapshot_diff(at[rev], now)))
+            if rev == "0002" and (v_now.get("nulls") is None or v_now.get("wrong_backfill")):
+                raise CheckFailed(
+                    "`alembic downgrade 0002` (rolling back only the contract) lost the "
+                    f"backfilled values of users.{COLUMN}: undoing the contract keeps the data.",
+                    str(v_now))
         with wl.step("alembic downgrade base"):
-            downgrade(lab, plan)
+            downgrade(lab, plan, "base", cfg=cfg)
         with lab.connect(autocommit=True) as c:
             down = catalog_snapshot(c)
         with wl.step("alembic upgrade head again"):

@@ -121,6 +121,8 @@ class Statement:
     rowcount: int = -1
     sqlstate: str | None = None
     message: str = ""
+    in_txn: bool = False  # a transaction was still open after it
+    lock_timeout: str | None = None  # after a 55P03, the session's lock_timeout (when readable)
 
 
 class Interrupted(BaseException):
@@ -139,10 +141,14 @@ class RecordingConnection:
     """
 
     def __init__(self, conn: psycopg.Connection, interrupt_after_commits: int | None = None,
-                 on_statement: Callable[[Statement], None] | None = None) -> None:
+                 on_statement: Callable[[Statement], None] | None = None,
+                 read_lock_timeout: bool = False) -> None:
         self._conn = conn
         self._on_statement = on_statement  # called after each statement, its transaction open
+        # after a 55P03 on an idle autocommit connection, read the lock_timeout in effect
+        self._read_lock_timeout = read_lock_timeout
         self.statements: list[Statement] = []
+        self.ended_at: list[float] = []  # when each transaction ended (commit or rollback)
         self.interrupt_after = interrupt_after_commits
         self._t0 = time.perf_counter()
         self.commits = 0
@@ -166,8 +172,12 @@ class RecordingConnection:
             st.sqlstate = exc.sqlstate
             st.message = (exc.diag.message_primary if getattr(exc, "diag", None) else "") or str(exc)
             st.end = time.perf_counter() - self._t0
+            st.in_txn = in_transaction(self._conn)
+            if self._read_lock_timeout and exc.sqlstate == "55P03":
+                st.lock_timeout = self._setting("lock_timeout")
             raise
         st.end = time.perf_counter() - self._t0
+        st.in_txn = in_transaction(self._conn)
         cur = cursor()
         st.rowcount = cur.rowcount
         # the command tag, not the text: a WITH … DELETE … INSERT counts as the INSERT it is
@@ -179,6 +189,27 @@ class RecordingConnection:
         self._after(text)
         return result
 
+    def _setting(self, name: str) -> str | None:
+        """A setting of the session, read without opening or touching a transaction."""
+        if not self._conn.autocommit or in_transaction(self._conn):
+            return None
+        try:
+            return self._conn.execute("SELECT current_setting(%s)", [name]).fetchone()[0]
+        except psycopg.Error:
+            return None
+
+    def idle_outside_transactions(self) -> float:
+        """Seconds between statements with no transaction open (a pause between batches)."""
+        idle, ends = 0.0, sorted(self.ended_at)
+        for prev, nxt in zip(self.statements, self.statements[1:]):
+            if not prev.in_txn:
+                idle += max(0.0, nxt.start - prev.end)
+            else:  # idle only from the moment that transaction ended, if it did
+                done = [t for t in ends if prev.end <= t <= nxt.start]
+                if done:
+                    idle += max(0.0, nxt.start - done[0])
+        return idle
+
     def _after(self, text: str) -> None:
         words = text.strip().rstrip(";").lower().split()
         in_txn = in_transaction(self._conn)
@@ -186,10 +217,16 @@ class RecordingConnection:
                                                             and words[:1] != ["rollback"])
         if words[:1] == ["rollback"]:
             self._open_rows = 0
+            if not in_txn:
+                self._ended()
         if committed and not in_txn:
             self._committed()
 
+    def _ended(self) -> None:
+        self.ended_at.append(time.perf_counter() - self._t0)
+
     def _committed(self) -> None:
+        self._ended()
         if self._open_rows:
             self.txn_rows.append(self._open_rows)
             self.commits += 1
@@ -216,6 +253,7 @@ class RecordingConnection:
 
     def rollback(self) -> None:
         self._conn.rollback()
+        self._ended()
         self._open_rows = 0
 
     def transaction(self, *args: Any, **kwargs: Any) -> Any:
@@ -223,6 +261,7 @@ class RecordingConnection:
             if committed:
                 self._committed()
             else:
+                self._ended()
                 self._open_rows = 0
 
         return TrackedTransaction(self._conn, ended, *args, **kwargs)
@@ -237,7 +276,7 @@ class RecordingConnection:
         else:
             setattr(self._conn, name, value)
 
-    _OWN = frozenset({"statements", "interrupt_after", "commits", "txn_rows"})
+    _OWN = frozenset({"statements", "interrupt_after", "commits", "txn_rows", "ended_at"})
 
     def __enter__(self) -> "RecordingConnection":
         return self
