@@ -9,6 +9,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 SCALE  ?=
+WORKERS ?= 2
 JUPYTER_ROOT_FLAG := $(shell [ "$$(id -u)" = "0" ] && echo --allow-root)
 export PLOOMBER_STATS_ENABLED := false
 
@@ -53,13 +54,14 @@ lab: $(STAMP)
 	@$(PY) -m labs data --if-missing $(SCALE)
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(JUPYTER_ROOT_FLAG) --ServerApp.root_dir=$(CURDIR)
 
-# The default suite runs at tiny scale on two workers; one notebook stays on one worker.
+# The default suite runs at tiny scale; one notebook stays on one worker. WORKERS: see
+# the measurement in the comment of the variable below.
 test: $(STAMP)
 	@$(PY) -m labs db
-	LAB_SCALE=tiny $(PY) -m pytest -n 2 --dist loadscope $(PYTEST_ARGS)
+	LAB_SCALE=tiny $(PY) -m pytest -n $(WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	LAB_SCALE=tiny $(PY) -m pytest -n 2 --dist loadscope -m "not notebook" $(PYTEST_ARGS)
+	LAB_SCALE=tiny $(PY) -m pytest -n $(WORKERS) --dist loadscope -m "not notebook" $(PYTEST_ARGS)
 
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "Usage: make grade SUBMISSIONS=path/to/submissions/"; exit 2; }

@@ -334,13 +334,28 @@ def isolate(server: Server, learner: str, topic: str, scale_template: str) -> Is
     tag = f"{_slug(learner)}_{_slug(topic)[:12]}_{secrets.token_hex(3)}"
     iso = Isolation(server, f"{GRADE_PREFIX}{tag}", secrets.token_urlsafe(18),
                     f"{GRADE_PREFIX}tpl_{tag}", f"grade_{tag}_")
+    try:
+        _make(iso, scale_template)
+    except BaseException:
+        release(iso)  # a half-made role or template is dropped, not left on the server
+        raise
+    return iso
+
+
+def _make(iso: Isolation, scale_template: str) -> None:
+    server = iso.server
     role = sql.Identifier(iso.role)
     with psycopg.connect(server.url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER CREATEDB NOCREATEROLE "
-                              "PASSWORD {}").format(role, sql.Literal(iso.password)))
-        admin.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(role))
-        # checks remove their own planted rows past triggers (versioned data)
-        admin.execute(sql.SQL("GRANT SET ON PARAMETER session_replication_role TO {}").format(role))
+        with admin.transaction():
+            # the first GRANT SET ON PARAMETER inserts a shared catalogue row: two graders
+            # doing it at once collide (23505 on pg_parameter_acl), so one at a time
+            admin.execute("SELECT pg_advisory_xact_lock(hashtext('lab grading roles'))")
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER CREATEDB NOCREATEROLE "
+                                  "PASSWORD {}").format(role, sql.Literal(iso.password)))
+            admin.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(role))
+            # checks remove their own planted rows past triggers (versioned data)
+            admin.execute(sql.SQL("GRANT SET ON PARAMETER session_replication_role TO {}")
+                          .format(role))
         comment = admin.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
                                 "WHERE datname = %s", [scale_template]).fetchone()
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY = FILE_COPY OWNER {}")
@@ -363,13 +378,16 @@ def isolate(server: Server, learner: str, topic: str, scale_template: str) -> Is
         for function in ("pg_stat_statements_reset(oid, oid, bigint)", "pg_stat_reset()"):
             conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
                 sql.SQL(function), role))
-    return iso
 
 
 def release(iso: Isolation) -> list[str]:
     """Drop every database the role owns, its template, and the role. Returns what failed."""
     problems = []
     with psycopg.connect(iso.server.url, autocommit=True) as admin:
+        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [iso.role]).fetchone() \
+                is None and admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                          [iso.template]).fetchone() is None:
+            return problems  # never made
         owned = [r[0] for r in admin.execute(
             "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles "
             "WHERE rolname = %s) OR datname = %s", [iso.role, iso.template]).fetchall()]
@@ -380,8 +398,13 @@ def release(iso: Isolation) -> list[str]:
             except psycopg.Error as exc:
                 problems.append(f"could not drop {name}: {exc}")
         try:
-            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(iso.role)))
-            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(iso.role)))
+            with admin.transaction():
+                # dropping the role deletes its pg_parameter_acl grant: same lock as granting
+                admin.execute("SELECT pg_advisory_xact_lock(hashtext('lab grading roles'))")
+                if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                 [iso.role]).fetchone():
+                    admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(iso.role)))
+                    admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(iso.role)))
         except psycopg.Error as exc:
             problems.append(f"could not drop role {iso.role}: {exc}")
     return problems
