@@ -730,16 +730,21 @@ def _pages_on_planted(lab, page_sql: str, zone: str,
             return None
         planted = plant(conn, customer, before)
         want = conn.execute(sql, {"customer": customer}).fetchall()
-        conn.execute("SELECT set_config('TimeZone', %s, true)", [zone])
-        _, page1 = _rows_on(conn, page_sql, {"customer": customer, **FIRST_PAGE},
-                            "your page query")
-        if not page1:
-            raise CheckFailed("Your page query returned no rows for the first page.")
-        last = page1[-1]
-        _, page2 = _rows_on(conn, page_sql, {"customer": customer,
-                                             "before_created_at": last[2],
-                                             "before_id": last[0]}, "your page query")
+        page1, page2 = _first_two_pages(conn, page_sql, customer, zone)
     return want, page1, page2, planted
+
+
+def _first_two_pages(conn: psycopg.Connection, page_sql: str, customer: int,
+                     zone: str) -> tuple[list[tuple], list[tuple]]:
+    """The learner's first page and the page after its last row, on a session in ``zone``."""
+    conn.execute("SELECT set_config('TimeZone', %s, true)", [zone])
+    _, page1 = _rows_on(conn, page_sql, {"customer": customer, **FIRST_PAGE}, "your page query")
+    if not page1:
+        raise CheckFailed("Your page query returned no rows for the first page.")
+    last = page1[-1]
+    _, page2 = _rows_on(conn, page_sql, {"customer": customer, "before_created_at": last[2],
+                                         "before_id": last[0]}, "your page query")
+    return page1, page2
 
 
 def _skipped_repeated(got_ids: list[int], want_ids: list[int]) -> str:
@@ -868,15 +873,7 @@ def _check_ties(lab, page_sql: str, zone: str) -> None:
         conn.execute("UPDATE orders SET created_at = %s WHERE id = %s",
                      [stamp - dt.timedelta(microseconds=1), ids[first + k]])
         want = conn.execute(sql, {"customer": customer}).fetchall()
-        conn.execute("SELECT set_config('TimeZone', %s, true)", [zone])
-        _, page1 = _rows_on(conn, page_sql, {"customer": customer, **FIRST_PAGE},
-                            "your page query")
-        if not page1:
-            raise CheckFailed("Your page query returned no rows for the first page.")
-        last = page1[-1]
-        _, page2 = _rows_on(conn, page_sql, {"customer": customer,
-                                             "before_created_at": last[2],
-                                             "before_id": last[0]}, "your page query")
+        page1, page2 = _first_two_pages(conn, page_sql, customer, zone)
     got_ids = [row[0] for row in page1] + [row[0] for row in page2]
     want_ids = [row[0] for row in want]
     if got_ids != want_ids:
