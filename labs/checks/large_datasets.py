@@ -26,7 +26,11 @@ tables keep their rows.
   Partway through the stream (inside the row iterator, while the loader waits
   for its next row) another session reads events and inserts into it (rolled
   back) with a short lock_timeout: a loader that LOCKs the table makes them
-  wait. Then two loads that fail partway, after any batch a loader may use: a
+  wait, sees no row of the stream yet, and finds no connection the loader opened
+  itself; once the stream is exhausted another session holds ROW EXCLUSIVE on events
+  until the loader returns, and the check notes it if the loader waits behind it (a
+  LOCK TABLE before a final INSERT ... SELECT). No temporary table may be left in the
+  caller's session. Then two loads that fail partway, after any batch a loader may use: a
   row PostgreSQL refuses (a customer_id beyond bigint), and the iterator itself
   raising. The exception must reach the caller (a loader that logs and carries
   on hides a failed load), and nothing of the stream may be committed (the job
@@ -64,6 +68,7 @@ import datetime as dt
 import random
 import re
 import secrets
+import threading
 import time
 import tracemalloc
 from contextlib import contextmanager
@@ -337,12 +342,38 @@ def _call(caller: Caller, load_events: Callable, rows: Any) -> Call:
         conn.commit()  # the task lets the loader leave the commit to its caller
     seconds = time.perf_counter() - started
     problems = caller.problems()
+    problems += _temp_left(conn)
     if not (conn.closed or conn.broken) and conn.autocommit != autocommit:
         problems.append(
             f"it switched the connection's autocommit {'on' if conn.autocommit else 'off'} and "
             "left it so, which changes what the caller's next statements do (save "
             "conn.autocommit and put it back, or do the work in `with conn.transaction():`)")
     return Call(seconds, problems, caller.zone)
+
+
+def _temp_left(conn: psycopg.Connection) -> list[str]:
+    """Temporary tables the loader left in the caller's session (a pooled connection keeps
+    them, and the next load's CREATE TEMP TABLE fails with 'already exists')."""
+    if conn.closed or conn.broken or conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        return []
+    with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+        left = [r[0] for r in cur.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = pg_my_temp_schema() "
+            "AND relkind IN ('r', 'p') ORDER BY 1").fetchall()]
+    if not conn.autocommit:
+        conn.rollback()  # end the transaction the query opened
+    if not left:
+        return []
+    return [f"it left the temporary table(s) {', '.join(left)} in the caller's session (a "
+            "pooled connection keeps them: the next load on it fails with 'relation already "
+            "exists', or reads the old rows); create a staging table with ON COMMIT DROP, "
+            "or drop it, or better, COPY straight into events"]
+
+
+def _client_backends(conn: psycopg.Connection) -> set[int]:
+    return {r[0] for r in conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND backend_type = 'client backend'").fetchall()}
 
 
 def _new_caller(lab: Any) -> Caller:
@@ -487,23 +518,86 @@ class _Probed:
     ``PROBE_LOCK_TIMEOUT`` and the check names the locks the loader holds.
     """
 
-    def __init__(self, lab: Any, rows: Iterator[ld.Row], at: int) -> None:
+    def __init__(self, lab: Any, rows: Iterator[ld.Row], at: int, start_id: int) -> None:
         self._it = rows
         self.at = at
+        self.start_id = start_id
         self.taken = 0
         self.blocked: list[str] = []
         self.held: list[tuple[str, int]] = []
+        self.visible = 0
+        self.strangers: list[tuple[int, str]] = []
+        self.late_lock: str | None = None
+        self.caller_pid = 0
+        self.known: set[int] = set()
         self._lab = lab
+        self._holder: psycopg.Connection | None = None
+        self._watcher: threading.Thread | None = None
+        self._done = threading.Event()
+
+    def watch(self, caller: Caller) -> None:
+        """Note the caller's backend and the sessions open before the call."""
+        self.caller_pid = caller.pid
+        with self._lab.connect(autocommit=True) as conn:
+            self.known = _client_backends(conn)
 
     def __iter__(self) -> "_Probed":
         return self
 
     def __next__(self) -> ld.Row:
-        row = next(self._it)
+        try:
+            row = next(self._it)
+        except StopIteration:
+            if self._holder is None and self._watcher is None and self.caller_pid:
+                self._hold_after_stream()
+            raise
         self.taken += 1
         if self.taken == self.at:
             self._probe()
         return row
+
+    def _hold_after_stream(self) -> None:
+        """Once the stream is exhausted, another session holds ROW EXCLUSIVE on events (what
+        any writer holds) until the loader returns; a thread watches whether the loader's
+        backend waits for a lock on events meanwhile (a LOCK TABLE before a final INSERT ...
+        SELECT), notes it, and lets go."""
+        if self.blocked:  # the loader already holds a lock no writer gets past
+            return
+        holder = self._lab.connect(application_name="lab check: a writer",
+                                   options=f"-c lock_timeout={PROBE_LOCK_TIMEOUT}")
+        self._holder = holder
+        try:
+            holder.execute("LOCK TABLE events IN ROW EXCLUSIVE MODE")
+        except psycopg.errors.LockNotAvailable:
+            self.late_lock = "a lock that blocks writers"
+            holder.rollback()
+            return
+        monitor = self._lab.connect(autocommit=True, application_name="lab check: monitor")
+
+        def watch() -> None:
+            try:
+                deadline = time.monotonic() + 30
+                while not self._done.is_set() and time.monotonic() < deadline:
+                    waiting = monitor.execute(
+                        "SELECT mode FROM pg_locks WHERE pid = %s AND NOT granted "
+                        "AND relation = to_regclass('events')", [self.caller_pid]).fetchone()
+                    if waiting:
+                        self.late_lock = waiting[0]
+                        break
+                    self._done.wait(0.01)
+            finally:
+                holder.rollback()
+                monitor.close()
+
+        self._watcher = threading.Thread(target=watch, daemon=True)
+        self._watcher.start()
+
+    def release(self) -> None:
+        self._done.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        if self._holder is not None:
+            self._holder.close()
 
     def _probe(self) -> None:
         with self._lab.connect(autocommit=True, application_name="lab check: another session",
@@ -519,8 +613,43 @@ class _Probed:
                 self.held = other.execute(
                     "SELECT mode, count(*) FROM pg_locks WHERE relation = to_regclass('events') "
                     "AND granted AND pid <> pg_backend_pid() GROUP BY 1 ORDER BY 1").fetchall()
+            if not self.blocked:  # a reader would wait for the lock it reported
+                self.visible = other.execute("SELECT count(*) FROM events WHERE id >= %s",
+                                             [self.start_id]).fetchone()[0]
+            if self.caller_pid:
+                self.strangers = [(pid, app) for pid, app in other.execute(
+                    "SELECT pid, application_name FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND backend_type = 'client backend' "
+                    "AND pid <> pg_backend_pid() AND NOT (pid = ANY(%s)) "
+                    "AND application_name NOT LIKE 'lab check%%'",
+                    [list(self.known)]).fetchall()]
 
     def verdict(self, n: int) -> None:
+        if self.strangers:
+            raise CheckFailed(
+                f"While your loader was partway through the stream (row {self.at:,} of {n:,}), "
+                "it was working on a database connection of its own, not the one it was given "
+                f"(the caller's is backend {self.caller_pid}): the load is then no part of the "
+                "caller's transaction (a caller that rolls back still has the rows committed), "
+                "and every call opens a connection outside the pool. Load on `conn`, the "
+                "connection passed in.",
+                f"sessions opened during the call: {self.strangers}")
+        if self.visible:
+            raise CheckFailed(
+                f"While your loader was partway through the stream (row {self.at:,} of {n:,}), "
+                f"another session already saw {self.visible:,} of its rows in events: they were "
+                "committed before the stream was done (per batch, per row, or in autocommit). "
+                "Readers see half a load, and a failure or a killed job leaves those rows for "
+                "the rerun to load twice. Load the stream in one transaction: commit once at "
+                "the end, or leave the commit to the caller.")
+        if self.late_lock:
+            raise CheckFailed(
+                f"After the last row of the stream, your loader asked for {self.late_lock} on "
+                "events and waited for another session that was writing events (a LOCK TABLE "
+                "before a final INSERT ... SELECT?): every reader or writer of the table queues "
+                "behind such a lock for as long as the final copy takes, millions of rows at "
+                "scale. Appending takes only ROW EXCLUSIVE, which blocks no other writer: take "
+                "no table lock, before or after reading the stream.")
         if not self.blocked:
             return
         held = ", ".join(mode for mode, _ in self.held) or "a lock"
@@ -543,12 +672,16 @@ class _Failing:
     """The stream, with one row at ``at`` that PostgreSQL refuses (a customer_id out of
     bigint's range) or, for ``how="raises"``, the iterator itself failing there."""
 
-    def __init__(self, rows: Iterator[ld.Row], at: int, how: str, rand: random.Random) -> None:
+    def __init__(self, rows: Iterator[ld.Row], at: int, how: str, rand: random.Random,
+                 lab: Any = None, start_id: int = 0) -> None:
         self._it = rows
         self.at = at
         self.how = how
         self.bad_id = 2**63 + rand.randrange(1, 10**6)
         self.taken = 0
+        self.visible = 0
+        self._lab = lab
+        self.start_id = start_id
 
     def __iter__(self) -> "_Failing":
         return self
@@ -557,6 +690,10 @@ class _Failing:
         row = next(self._it)
         self.taken += 1
         if self.taken == self.at:
+            if self._lab is not None:  # after any batch allowed: has some of it been committed?
+                with self._lab.connect(autocommit=True) as other:
+                    self.visible = other.execute("SELECT count(*) FROM events WHERE id >= %s",
+                                                 [self.start_id]).fetchone()[0]
             if self.how == "raises":
                 raise FeedBroken(f"the feed broke at row {self.at:,}")
             row = (row[0], self.bad_id) + tuple(row[2:])
@@ -576,7 +713,8 @@ def _failed_load(lab: Any, load_events: Callable, how: str) -> None:
     rand = adv.rng()
     stream = _stream(lab, Q1_FAIL_ROWS, spread=0.1, rand=rand)
     planted = _planted(lab, stream)
-    rows = _Failing(iter(stream), rand.randrange(stream.n * 3 // 4, stream.n - 10), how, rand)
+    rows = _Failing(iter(stream), rand.randrange(stream.n * 3 // 4, stream.n - 10), how, rand,
+                    lab, stream.start_id)
     _fresh(lab, planted)
     raised: BaseException | None = None
     with _new_caller(lab) as caller:
@@ -594,6 +732,7 @@ def _failed_load(lab: Any, load_events: Callable, how: str) -> None:
             conn.commit()  # it returned normally, leaving the commit to its caller
         elif conn.info.transaction_status != pq.TransactionStatus.IDLE:
             conn.rollback()  # what a caller does when the call raised
+        left = caller.problems() + _temp_left(conn)
     with lab.connect(autocommit=True) as conn:
         loaded, before = conn.execute(
             "SELECT count(*) FILTER (WHERE id >= %(s)s), count(*) FILTER (WHERE id < %(s)s) "
@@ -607,6 +746,15 @@ def _failed_load(lab: Any, load_events: Callable, how: str) -> None:
             "and carries on), so the nightly job reports success for a load that did not "
             "happen as sent. Let the exception reach the caller: catch only to clean up, then "
             "re-raise (a bare `raise`).", f"stream of {stream.n:,} rows, {before} rows before")
+    if rows.visible:
+        raise CheckFailed(
+            f"Before the load failed ({rows.what()}), another session already saw "
+            f"{rows.visible:,} of the stream's rows in events: your loader commits as it goes "
+            "(per batch, per row, or in autocommit), so readers see half a load, and a crash or "
+            "a killed job between batches leaves those rows for the rerun to load twice (undoing "
+            "them afterwards cannot cover that). Load the stream in one transaction: commit "
+            "once, at the end, or leave the commit to the caller.",
+            f"the loader raised {type(raised).__name__}: {str(raised)[:200]}")
     if loaded:
         raise CheckFailed(
             f"When the load failed partway ({rows.what()}), your loader raised, but {said}: a "
@@ -614,6 +762,13 @@ def _failed_load(lab: Any, load_events: Callable, how: str) -> None:
             "the whole feed after a failure, and events has no key that would stop those rows "
             "from being loaded twice. Load the stream in one transaction (commit once, at the "
             "end, or leave the commit to the caller), so a failed load leaves nothing.",
+            f"the loader raised {type(raised).__name__}: {str(raised)[:200]}")
+    if left:
+        raise CheckFailed(
+            f"When the load failed partway ({rows.what()}), your loader raised as it should, "
+            "but it did not leave the caller's connection as it found it (once the caller had "
+            "rolled back): " + "; ".join(left) + ". Whatever a loader changes it must put back "
+            "on the failure path too: in a `finally:`, or use `with conn.transaction():`.",
             f"the loader raised {type(raised).__name__}: {str(raised)[:200]}")
 
 
@@ -625,9 +780,14 @@ def q1(lab: Any, load_events: Callable) -> str:
     stream = _stream(lab, Q1_ROWS, spread=0.3, tricky_share=Q1_TRICKY_SHARE)
     planted = _planted(lab, stream)
     _fresh(lab, planted)
-    rows = _Probed(lab, iter(stream), adv.rng().randrange(stream.n // 3, 2 * stream.n // 3))
+    rows = _Probed(lab, iter(stream), adv.rng().randrange(stream.n // 3, 2 * stream.n // 3),
+                   stream.start_id)
     with _watched(lab, "Your loader", others=True), _new_caller(lab) as caller:
-        call = _call(caller, load_events, rows)
+        rows.watch(caller)
+        try:
+            call = _call(caller, load_events, rows)
+        finally:
+            rows.release()
         rows.verdict(stream.n)
         _report(call)
     _compare(lab, stream, planted, call.zone)
@@ -724,6 +884,11 @@ class _Held:
         self._it = rows
         self.taken = 0
         self.lows: list[int | None] = [None] * len(Q3_WINDOWS)
+        # the highest memory inside each window (tracemalloc's peak, reset at its edges),
+        # and the highest outside them, so that the overall peak is still known
+        self.peaks: list[int | None] = [None] * len(Q3_WINDOWS)
+        self.top = 0
+        self._edges = {lo for lo, _ in Q3_WINDOWS} | {hi for _, hi in Q3_WINDOWS}
 
     def __iter__(self) -> "_Held":
         return self
@@ -732,6 +897,13 @@ class _Held:
         row = next(self._it)
         self.taken += 1
         k = self.taken
+        if k in self._edges:
+            peak = tracemalloc.get_traced_memory()[1]
+            self.top = max(self.top, peak)
+            for i, (lo, hi) in enumerate(Q3_WINDOWS):
+                if k == hi:
+                    self.peaks[i] = peak
+            tracemalloc.reset_peak()
         if k % Q3_SAMPLE_EVERY == 0:
             for i, (lo, hi) in enumerate(Q3_WINDOWS):
                 if lo <= k < hi:
@@ -749,7 +921,17 @@ def q3(lab: Any, load_events: Callable) -> str:
     _fresh(lab)
     with _watched(lab, "Your loader", others=False), _new_caller(lab) as caller:
         rows = _Held(iter(stream))
-        call, peak = ld.traced_peak(lambda: _call(caller, load_events, rows))
+        was_tracing = tracemalloc.is_tracing()
+        if not was_tracing:
+            tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            call = _call(caller, load_events, rows)
+            peak = max(rows.top, tracemalloc.get_traced_memory()[1]) - base
+        finally:
+            if not was_tracing:
+                tracemalloc.stop()
     _compare(lab, stream, None, call.zone)
     listed = ld.traced_peak(lambda: list(stream))[1]
     mib = lambda b: f"{b / 2**20:.2f} MiB"  # noqa: E731
@@ -773,6 +955,20 @@ def q3(lab: Any, load_events: Callable) -> str:
             "go (for row in rows: copy.write_row(row)), or in fixed-size batches of at most "
             f"{Q3_MAX_BATCH:,} rows, and count rows instead of collecting their ids; never "
             "list(rows), a set of every key, or one DataFrame of everything.", detail)
+    peaks = rows.peaks
+    if None in peaks:
+        raise RuntimeError(f"the memory peaks were not taken ({rows.taken} rows taken)")
+    peak_per_row = (peaks[1] - peaks[0]) / ((c + d) / 2 - (a + b) / 2)
+    detail += (f"; highest between rows {a:,} and {b:,}: {mib(peaks[0])}, between rows {c:,} "
+               f"and {d:,}: {mib(peaks[1])}")
+    if peak_per_row > Q3_BYTES_PER_ROW:
+        raise CheckFailed(
+            f"Your loader's batches grow with the stream: the most memory it held between rows "
+            f"{c:,} and {d:,} was {mib(peaks[1] - peaks[0])} more than between rows {a:,} and "
+            f"{b:,} ({peak_per_row:,.0f} bytes for every row taken in between; the task allows "
+            f"{Q3_BYTES_PER_ROW}). A batch that grows (doubles, or grows by half, each time) "
+            "reaches millions of rows at 10 million rows. Use a fixed batch size of at most "
+            f"{Q3_MAX_BATCH:,} rows, or stream row by row (copy.write_row).", detail)
     if peak > Q3_PEAK_SHARE * listed:
         raise CheckFailed(
             f"Your loader's peak memory, {mib(peak)}, is more than {Q3_PEAK_SHARE:.0%} of what "
