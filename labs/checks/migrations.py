@@ -21,7 +21,11 @@ migration is fast too. What tells right from wrong is deterministic evidence:
   statement_timeout are not the defaults: they must be as found afterwards
   (RESET is not restore), with no transaction left open; also after a statement
   that fails otherwise (42701). After each 55P03 the session's lock_timeout is
-  read (at most 500 ms on every attempt). A statement that raises 55P03 at once
+  read (at most 500 ms on every attempt), and after each DDL that succeeded its
+  statement_timeout (0 or at least 5 min). The 42701 must reach the caller at once (one
+  attempt). A ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` runs while an application write
+  stays open 1-2 s: the index must end VALID (a lock_timeout there leaves it INVALID and
+  the retry's IF NOT EXISTS skips it). A statement that raises 55P03 at once
   replays 30 attempts with ``time.sleep`` recorded, not slept: the pauses must
   add up to a second or more, none above 20 s (a capped backoff). An application
   transaction idle all along, and each reader, must still be alive (no
@@ -84,6 +88,7 @@ MAX_LOCK_TIMEOUT_MS = 500  # no attempt may let the lock queue stall longer than
 RETRY_ATTEMPTS = 30  # q1 replays this many attempts of a statement that always fails with 55P03
 MIN_PAUSES_S = 1.0  # ... whose pauses must add up to at least this (the queue drains) ...
 MAX_PAUSE_S = 20.0  # ... and none of which may be longer than this (a capped backoff)
+MIN_STATEMENT_TIMEOUT_MS = 5 * 60_000  # a DDL's statement_timeout: 0 (none) or at least this
 # A statement that fails at once with 55P03, as a lock timeout does: the whole retry schedule
 # of run_ddl replays in a fraction of a second (its sleeps recorded, not slept).
 ALWAYS_55P03 = ("DO $$BEGIN RAISE EXCEPTION 'canceling statement due to lock timeout' "
@@ -456,12 +461,21 @@ def _gives_up(lab: Any, wl: Workload, s: Sessions, caller: Caller,
 
 
 def _other_error(caller: Caller, conn: RecordingConnection, run_ddl: Callable[..., Any]) -> None:
-    """A statement that fails for another reason (42701) raises it, connection as found."""
+    """A statement that fails for another reason (42701) raises it at once, connection as found."""
+    mark = len(conn.statements)
     try:
         run_ddl(conn, DUPLICATE_DDL)
     except Exception as exc:  # noqa: BLE001 - what it raised is judged below
         if not _chain_has(exc, "42701"):
             raise
+        tries = sum(1 for st in conn.statements[mark:] if st.sqlstate == "42701")
+        if tries > 1:
+            raise CheckFailed(
+                f"run_ddl(conn, \"{DUPLICATE_DDL}\") ran the statement {tries} times: it "
+                "failed with 42701 (column \"id\" of relation \"users\" already exists), "
+                "which no retry can fix. Retry only on a lock timeout (catch "
+                "psycopg.errors.LockNotAvailable, SQLSTATE 55P03, not psycopg.Error) and let "
+                "every other error reach the caller at once.") from None
     else:
         raise CheckFailed(
             f"run_ddl(conn, \"{DUPLICATE_DDL}\") returned without an error, but users already "
@@ -469,6 +483,114 @@ def _other_error(caller: Caller, conn: RecordingConnection, run_ddl: Callable[..
             "exists): an error that is not a lock timeout must reach the caller at once.")
     _left_as_found(caller, "run_ddl, when its statement failed with 42701 (column already "
                            "exists),")
+
+
+CONCURRENT_INDEX = "lab_q1_concurrent_idx"
+CONCURRENT_DDL = f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {CONCURRENT_INDEX} ON users (name)"
+
+
+def _drop_concurrent_index(lab: Any) -> None:
+    with lab.connect(autocommit=True) as c:
+        c.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {CONCURRENT_INDEX}")
+
+
+def _concurrent_build(lab: Any, wl: Workload, caller: Caller, conn: RecordingConnection,
+                      run_ddl: Callable[..., Any]) -> float:
+    """A concurrent build while an application write stays open > 1 s: the index ends VALID.
+
+    CREATE INDEX CONCURRENTLY waits for running writers *after* its index is in the
+    catalogue; a short lock_timeout there cancels it and leaves the index INVALID, which a
+    retry with IF NOT EXISTS skips. Its waits block no application query, so the answer is
+    judged by what it leaves: a valid index, the writer alive.
+    """
+    _drop_concurrent_index(lab)
+    hold = adv.rng().uniform(1.2, 2.0)
+    writer = psycopg.connect(lab.url, application_name="lab app writer")
+    try:
+        with lab.connect(autocommit=True) as c:
+            uid = c.execute(f"SELECT min(id) FROM users WHERE id < {WRITER_ID_BASE}").fetchone()[0]
+        writer.execute("UPDATE users SET name = name WHERE id = %s", [uid])  # open, uncommitted
+        with wl.step("run_ddl(CREATE INDEX CONCURRENTLY) while a write stays open", caller.conn):
+            thread, box = run_in_thread(run_ddl, conn, CONCURRENT_DDL)
+            thread.join(hold)
+            writer_alive = _alive(lab, writer.info.backend_pid)
+            if writer_alive:
+                try:
+                    writer.commit()
+                except psycopg.Error:
+                    writer_alive = False
+            thread.join(60)
+    finally:
+        writer.close()
+    try:
+        if not writer_alive:
+            raise _terminated("an application transaction that had updated a user, still open "
+                              "while your CREATE INDEX CONCURRENTLY waited for it, was killed")
+        if thread.is_alive():
+            raise CheckFailed(f"run_ddl(conn, \"{CONCURRENT_DDL}\") did not finish within 60 s "
+                              "of the application's transaction committing.")
+        with lab.connect(autocommit=True) as c:
+            row = c.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                            "to_regclass(%s)", [CONCURRENT_INDEX]).fetchone()
+        error = box.get("error")
+        if row is not None and not row[0]:
+            raise CheckFailed(
+                f"run_ddl(conn, \"{CONCURRENT_DDL}\"), run while an application transaction "
+                f"that had updated a user stayed open for {hold:.1f} s, "
+                + ("returned" if error is None else f"raised {type(error).__name__}")
+                + f" and left {CONCURRENT_INDEX} INVALID (pg_index.indisvalid is false): the "
+                "planner never uses it, yet every write maintains it. CREATE INDEX CONCURRENTLY "
+                "waits for running transactions after its index is in the catalogue; a "
+                "lock_timeout cancels it there (55P03) and leaves the index INVALID, and a retry "
+                "with IF NOT EXISTS skips it because the name exists. Its waits block no "
+                "application query (SHARE UPDATE EXCLUSIVE conflicts with no SELECT, INSERT, "
+                "UPDATE or DELETE): run concurrent builds without the short lock_timeout (or "
+                "DROP INDEX CONCURRENTLY the invalid index before retrying), and check "
+                "pg_index.indisvalid afterwards.",
+                f"{len(conn.errors('55P03'))} lock timeouts recorded in all")
+        if error is not None:
+            if not isinstance(error, Exception):
+                raise error
+            raise CheckFailed(
+                f"run_ddl(conn, \"{CONCURRENT_DDL}\") raised {type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}, while an application "
+                f"transaction stayed open for {hold:.1f} s and then committed: a concurrent "
+                "build waits for running transactions, which blocks no application query; "
+                "let it wait (no short lock_timeout for CONCURRENTLY) so the build completes.")
+        if row is None:
+            raise CheckFailed(f"run_ddl(conn, \"{CONCURRENT_DDL}\") returned, but the index "
+                              "does not exist: it must run the statement it is given.")
+    finally:
+        _drop_concurrent_index(lab)
+    _left_as_found(caller, "run_ddl, after a CREATE INDEX CONCURRENTLY,")
+    return hold
+
+
+def _statement_timeout_hook(raw: psycopg.Connection,
+                            seen: list[tuple[str, str]]) -> Callable[[Any], None]:
+    """After each DDL the check gave run_ddl succeeds, read the statement_timeout it ran with."""
+    def hook(st: Any) -> None:
+        if st.sql in (PROBE_DDL, CONCURRENT_DDL) and st.sqlstate is None:
+            try:
+                seen.append((st.sql, raw.execute(
+                    "SELECT current_setting('statement_timeout')").fetchone()[0]))
+            except psycopg.Error:
+                pass
+    return hook
+
+
+def _long_statement_timeouts(seen: list[tuple[str, str]]) -> None:
+    """A statement_timeout too short for the slowest step at 10 million rows cancels it."""
+    for sql_text, value in seen:
+        ms = _ms(value)
+        if ms is not None and 0 < ms < MIN_STATEMENT_TIMEOUT_MS:
+            raise CheckFailed(
+                f"Your run_ddl ran `{sql_text}` with statement_timeout = {value}: at 10 million "
+                "rows a VALIDATE CONSTRAINT or a CREATE INDEX CONCURRENTLY runs for minutes "
+                "(blocking no one), and a short statement_timeout cancels it (a cancelled "
+                "concurrent build also leaves an INVALID index). lock_timeout bounds the wait "
+                "for the lock; statement_timeout only stops a runaway statement: 0 (none) or "
+                f"at least {MIN_STATEMENT_TIMEOUT_MS // 60_000} minutes (30min, say).")
 
 
 class _PauseRecorder:
@@ -567,6 +689,8 @@ def q1(lab: Any, run_ddl: Callable[..., Any]) -> str:
         with ExitStack() as stack:
             caller = stack.enter_context(_caller(lab))
             conn = RecordingConnection(caller.conn, read_lock_timeout=True)
+            seen_timeouts: list[tuple[str, str]] = []
+            conn._on_statement = _statement_timeout_hook(caller.conn, seen_timeouts)
             stack.callback(_drop_lock_probe, lab)
             # an application transaction idle since the start (it blocks no DDL): it must
             # still be alive at the end
@@ -576,8 +700,11 @@ def q1(lab: Any, run_ddl: Callable[..., Any]) -> str:
                 timeouts = _succeeds_after_reader(lab, wl, s, caller, conn, run_ddl)
                 _accepts_attempts(run_ddl)
                 tries = _gives_up(lab, wl, s, caller, conn, run_ddl)
+                stack.callback(_drop_concurrent_index, lab)
+                held = _concurrent_build(lab, wl, caller, conn, run_ddl)
                 _other_error(caller, conn, run_ddl)
                 pauses = _retry_schedule(caller, conn, run_ddl)
+            _long_statement_timeouts(seen_timeouts)
             if not _alive(lab, app.info.backend_pid):
                 raise _terminated("a session idle in its transaction, which held no lock "
                                   "your ALTER TABLE needed, was killed")
@@ -587,7 +714,8 @@ def q1(lab: Any, run_ddl: Callable[..., Any]) -> str:
     _workload_failed(wl, "run_ddl")
     waited = _budget(wl, "run_ddl")
     return (f"gave up {timeouts} times with 55P03 while the reader held its lock, then "
-            f"succeeded; raised after {tries} attempts when it never freed; lock_timeout short "
+            f"succeeded; raised after {tries} attempts when it never freed; a concurrent index "
+            f"build left VALID after a write stayed open {held:.1f} s; lock_timeout short "
             f"on every attempt; {len(pauses)} pauses over {RETRY_ATTEMPTS} attempts, "
             f"{sum(pauses):.1f} s in all, longest {max(pauses, default=0):.1f} s; caller's "
             f"settings kept; longest workload lock wait {waited * 1000:.0f} ms")
@@ -685,11 +813,12 @@ def _held_rows(c: psycopg.Connection) -> list[int]:
 
 
 class _TableLocks:
-    """After each statement of the backfill, its locks on users (read from pg_locks)."""
+    """After each statement of the backfill, its locks on the tables the application writes
+    (users and signup_events: a sign-up inserts into both), read from pg_locks."""
 
     def __init__(self, lab: Any) -> None:
         self.monitor = psycopg.connect(lab.url, autocommit=True)
-        self.seen: list[tuple[str, str]] = []  # (mode, statement)
+        self.seen: list[tuple[str, str, str]] = []  # (table, mode, statement)
 
     def hook(self, raw: psycopg.Connection) -> Callable[[Any], None]:
         pid = raw.info.backend_pid
@@ -697,11 +826,13 @@ class _TableLocks:
         def after(statement: Any) -> None:
             if not in_transaction(raw):
                 return  # autocommit: its locks went with its own transaction
-            for (mode,) in self.monitor.execute(
-                    "SELECT mode FROM pg_locks WHERE pid = %s AND locktype = 'relation' "
-                    "AND relation = 'users'::regclass AND granted", [pid]).fetchall():
+            for table, mode in self.monitor.execute(
+                    "SELECT relation::regclass::text, mode FROM pg_locks WHERE pid = %s "
+                    "AND locktype = 'relation' AND granted AND relation = ANY(ARRAY["
+                    f"'users'::regclass, '{LEGACY_TABLE}'::regclass])", [pid]).fetchall():
                 if mode in WRITE_BLOCKING:
-                    self.seen.append((mode, f"after `{' '.join(statement.sql.split())[:120]}`"))
+                    self.seen.append((table, mode,
+                                      f"after `{' '.join(statement.sql.split())[:120]}`"))
         return after
 
     def close(self) -> None:
@@ -866,20 +997,21 @@ def q2(lab: Any, expand_steps: list[str], backfill: Callable[..., Any]) -> str:
                 "are the contract's (exercise 3), where each is added without a long lock; "
                 "plain VACUUM (ANALYZE) is the clean-up that blocks nobody.",
                 "; ".join(diff) or f"relfilenode {node} → {node_after}")
-        sampled = sorted({(mode, f"during the {s.label}") for s in wl.steps
+        sampled = sorted({(rel, mode, f"during the {s.label}") for s in wl.steps
                           if s.label.startswith("backfill") for rel, mode, _ in s.locks
-                          if rel == "users" and mode in WRITE_BLOCKING})
-        seen = [(mode, f"while it queued behind user {w.key}, held by the application")
+                          if rel in ("users", LEGACY_TABLE) and mode in WRITE_BLOCKING})
+        seen = [("users", mode, f"while it queued behind user {w.key}, held by the application")
                 for w in watch.waits for mode, _ in w.table_locks if mode in WRITE_BLOCKING]
         locked = table_locks.seen + seen + sampled
         if locked:
-            mode, where = locked[0]
+            table, mode, where = locked[0]
             raise CheckFailed(
-                f"Your backfill locks the whole users table ({mode}, seen in pg_locks "
+                f"Your backfill locks the whole {table} table ({mode}, seen in pg_locks "
                 f"{where}): while it holds that lock every INSERT, UPDATE and DELETE of the "
-                "application waits, batch after batch. A batch needs only the row locks its "
-                "UPDATE takes (ROW EXCLUSIVE on the table, which blocks nobody): drop the LOCK "
-                "TABLE.", "; ".join(f"{m} {w}" for m, w in locked[:5]))
+                f"application on {table} waits (a sign-up writes users and {LEGACY_TABLE}), "
+                "batch after batch. A batch needs only the row locks its UPDATE takes (ROW "
+                f"EXCLUSIVE on users, ACCESS SHARE to read {LEGACY_TABLE}, which block nobody): "
+                "drop the LOCK TABLE.", "; ".join(f"{t} {m} {w}" for t, m, w in locked[:5]))
         with lab.connect(autocommit=True) as c:
             biggest, how = _biggest_transaction(watch, first.txn_rows + second.txn_rows, c)
             if biggest > 2 * batch + 10:

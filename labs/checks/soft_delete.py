@@ -769,9 +769,87 @@ def _q2_cases(lab: Any, watch: psycopg.Connection, caller: Caller,
                 f"restore_product returned {value!r} for a deleted product while another "
                 f"session re-listed its SKU (right after `{after}`): it must either restore it "
                 "(True) or refuse with ValueError.")
+    _restored_twice(lab, watch, caller, restore_product, prefix)
     # a re-listing already in flight (not committed) when the restore starts
     for commit in (True, False):
         _pending_listing(lab, caller, restore_product, watch, prefix, commit)
+
+
+def _restored_twice(lab: Any, watch: psycopg.Connection, caller: Caller,
+                    restore_product: Callable[[Any, int], bool], prefix: str) -> None:
+    """Two restores of one product at once: after each statement of the first, a second one.
+
+    The second runs on its own connection until it returns or waits in the lock manager
+    (then it finishes once the first's transaction ends): exactly one may return True.
+    """
+    for pause_after in range(1, 13):
+        pid = _new_product(watch, f"{prefix}-twice-{pause_after}",
+                           deleted_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=4))
+        box: dict[str, Any] = {"fired": False}
+        monitor = psycopg.connect(lab.url, autocommit=True)
+        second = Caller(lab)
+        thread: list[threading.Thread] = []
+
+        def again() -> None:
+            try:
+                box["second"] = ("ok", restore_product(second.conn, pid))
+            except BaseException as exc:  # noqa: BLE001 - judged below
+                box["second"] = (type(exc).__name__, exc)
+                if second.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    second.conn.rollback()
+
+        def hook(n: int, sql: Any) -> None:
+            if n != pause_after or thread:
+                return
+            box["fired"], box["after"] = True, _text(sql)
+            t = threading.Thread(target=again, daemon=True)
+            thread.append(t)
+            t.start()
+            deadline = time.monotonic() + 30
+            while t.is_alive() and time.monotonic() < deadline:
+                if monitor.execute("SELECT cardinality(pg_blocking_pids(%s))",
+                                   [second.pid]).fetchone()[0]:
+                    break
+                t.join(0.002)
+
+        try:
+            try:
+                first = _restore(caller, restore_product, watch, pid, hook)
+            finally:
+                if thread:
+                    if caller.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                        caller.conn.rollback()  # let a waiting second restore finish
+                    thread[0].join(30)
+        finally:
+            monitor.close()
+            second.conn.close()
+        if not box["fired"]:
+            return
+        other = box.get("second", ("still running", None))
+        after = " ".join(box["after"].split())[:80]
+        if isinstance(other[1], BaseException) and not isinstance(other[1], Exception):
+            raise other[1]  # an interrupt, not an answer
+        trues = [who for who, (kind, value) in (("first", first), ("second", other))
+                 if kind == "ok" and value is True]
+        active = watch.execute("SELECT deleted_at IS NULL FROM products WHERE id = %s",
+                               [pid]).fetchone()[0]
+        if len(trues) > 1:
+            raise CheckFailed(
+                f"Two restores of product {pid} ran at once (an admin's double-click, an API "
+                f"retry after a timeout: the second began right after `{after}` of the first) "
+                "and both returned True: each decided on a read that was out of date by the "
+                "time it wrote, so the product was 'restored' twice (two audit entries, "
+                "updated_at bumped twice). Let the UPDATE decide: UPDATE ... WHERE id = %s AND "
+                "deleted_at IS NOT NULL, and return whether it changed a row (rowcount == 1); "
+                "a second UPDATE waits for the first's row lock, then finds nothing to do.")
+        if not trues or not active:
+            shown = ", ".join(f"{w}: {k} {v!r}" for w, (k, v) in (("first", first),
+                                                                   ("second", other)))
+            raise CheckFailed(
+                f"Two restores of product {pid} ran at once (the second began right after "
+                f"`{after}` of the first): exactly one must restore it and return True, the "
+                "other return False; " + ("the product is still deleted" if not active else
+                                          "neither returned True") + f" ({shown}).")
 
 
 def _row_locked_elsewhere(lab: Any, caller: Caller, restore_product: Callable[[Any, int], bool],
@@ -1181,10 +1259,12 @@ def _archive_runs(lab: Any, archive_orders: Callable[..., int], cutoff: dt.datet
                           + (" and changed the tables" if changed else "")
                           + "; it should return 0 and change nothing.")
     _reopen_races(lab, archive_orders, given, settings)
+    _item_update_races(lab, archive_orders, given, settings)
     return (f"{eligible:,} orders (at and around a cutoff with microseconds, on a {zone} "
             f"session) and {before['items_eligible'][0]:,} items archived in batches of {batch}, "
             "resumed after a crash; live ∪ archive counts and checksums unchanged; orders "
-            "reopened by another session mid-batch stay live with all their items")
+            "reopened by another session mid-batch stay live with all their items; an item updated "
+            "mid-batch keeps its update, live or archived")
 
 
 _ARCHIVER_LOCKS = ("Row locks are all an archiver needs: the DELETEs lock the rows they move, "
@@ -1405,6 +1485,113 @@ def _reopen_once(lab: Any, archive_orders: Callable[..., int], given: dt.datetim
             "many ids were selected: an order can drop out between the two.")
     return True
 
+
+
+def _item_update_races(lab: Any, archive_orders: Callable[..., int], given: dt.datetime,
+                       settings: dict[str, str]) -> None:
+    """Another session changes an item of the batch right after the archiver's k-th statement.
+
+    A partial refund (``UPDATE order_items SET quantity = ...``) either commits at once (the
+    item was not locked yet: its one copy, live or archived, must carry the new quantity)
+    or waits until the batch commits (the archiver's DELETE had it: it then finds nothing,
+    and the archived copy is the one the DELETE moved). Deterministic, no sleeps.
+    """
+    r = adv.rng()
+    for pause_after in range(1, 6):
+        ids: list[int] = []
+        try:
+            with psycopg.connect(lab.url, autocommit=True) as conn:
+                with conn.transaction():
+                    ids = _plant_reopen_batch(conn, r, given)
+            fired = _item_update_once(lab, archive_orders, given, settings, ids, pause_after, r)
+        finally:
+            if ids:
+                _remove_planted(lab, ids)
+        if not fired:
+            break
+
+
+def _item_update_once(lab: Any, archive_orders: Callable[..., int], given: dt.datetime,
+                      settings: dict[str, str], ids: list[int], pause_after: int,
+                      r: Any) -> bool:
+    box: dict[str, Any] = {}
+    other = psycopg.connect(lab.url, autocommit=True, application_name="lab check refunds")
+    monitor = psycopg.connect(lab.url, autocommit=True)
+    threads: list[threading.Thread] = []
+    seen = [0]
+    bump = r.randint(5, 40)
+
+    def refund(item_id: int) -> None:
+        try:
+            box["updated"] = other.execute(
+                "UPDATE order_items SET quantity = quantity + %s WHERE id = %s",
+                [bump, item_id]).rowcount
+        except psycopg.Error as exc:
+            box["update_error"] = exc
+
+    try:
+        with Caller(lab, settings=settings) as caller:
+            def on_statement(st: Any) -> None:
+                seen[0] += 1
+                if seen[0] != pause_after or threads:
+                    return
+                # an item of the first order the archiver has not moved (live, eligible)
+                row = monitor.execute(
+                    f"SELECT i.id, i.quantity FROM order_items i JOIN orders o "
+                    f"ON o.id = i.order_id WHERE o.id = (SELECT min(id) FROM orders "
+                    f"WHERE id = ANY(%(ids)s) AND {ELIGIBLE}) ORDER BY i.id LIMIT 1",
+                    {"ids": ids, "cutoff": given}).fetchone()
+                if row is None:
+                    return
+                box["item"], box["old"], box["after"] = row[0], row[1], st.sql
+                t = threading.Thread(target=refund, args=(row[0],), daemon=True)
+                threads.append(t)
+                t.start()
+                deadline = time.monotonic() + 30
+                while t.is_alive() and time.monotonic() < deadline:
+                    if monitor.execute("SELECT cardinality(pg_blocking_pids(%s))",
+                                       [other.info.backend_pid]).fetchone()[0]:
+                        break
+                    t.join(0.002)
+
+            rec = RecordingConnection(caller.conn, on_statement=on_statement)
+            try:
+                _call(archive_orders, rec, given, REOPEN_BATCH, who="archive_orders")
+            finally:
+                if caller.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    caller.conn.rollback()  # let a waiting update finish
+                for t in threads:
+                    t.join(30)
+            _verify(caller, f"archive_orders(conn, cutoff, batch_size={REOPEN_BATCH})")
+    finally:
+        other.close()
+        monitor.close()
+    if "item" not in box:
+        return False
+    item, old, after = box["item"], box["old"], " ".join(box["after"].split())[:80]
+    if "update_error" in box:
+        exc = box["update_error"]
+        raise CheckFailed(
+            f"Another session updating item {item} (UPDATE order_items SET quantity = ...) "
+            f"right after your archiver's `{after}` failed with SQLSTATE {exc.sqlstate} "
+            f"({exc.diag.message_primary}): an ordinary update must simply wait for the batch "
+            "that holds the row, then go on.")
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        copies = [row[0] for t in ("order_items", "order_items_archive") for row in
+                  conn.execute(f"SELECT quantity FROM {t} WHERE id = %s", [item]).fetchall()]
+    expected = old + bump if box.get("updated") == 1 else old
+    if copies != [expected]:
+        raise CheckFailed(
+            f"Another session changed item {item}'s quantity from {old} to {old + bump} (a "
+            f"partial refund) right after your archiver's `{after}`, and its update committed "
+            f"(the item was not locked yet); afterwards live ∪ archive hold {copies} for that "
+            f"item instead of [{expected}]: the update was lost. Under READ COMMITTED each "
+            "statement sees the rows committed before it started: a copy (INSERT … SELECT) "
+            "and a DELETE in separate statements can copy one version and delete a later one "
+            "(a FOR UPDATE on the order does not lock its items). Move each table's rows in "
+            "one statement: WITH moved AS (DELETE … RETURNING *) INSERT INTO … SELECT * FROM "
+            "moved.")
+    return True
 
 HINTS = {
     "q1": ["CREATE OR REPLACE VIEW active_products AS SELECT * FROM products "
