@@ -36,15 +36,17 @@ import importlib.util
 import sys
 from types import ModuleType
 
+from .course.catalogue import course_map
 from .course.challenge import Lab, setup
 from .course.checking import (TODO, CheckFailed, NotAttempted, check, check_all, compare_results,
                               hint, require, solution)
+from .course.progress import show as progress
 from .runtime.config import current_scale
 from .runtime.errors import LabError
 
 __all__ = [
     "Lab", "setup", "TODO", "CheckFailed", "NotAttempted", "check", "check_all", "hint", "solution",
-    "compare_results", "require", "current_scale", "LabError",
+    "compare_results", "require", "current_scale", "LabError", "course_map", "progress",
 ]
 
 # short name -> the layer that holds it

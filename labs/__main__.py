@@ -7,6 +7,9 @@
     python -m labs ensure-data   build the default scale's template if missing
     python -m labs notebooks [--check]   regenerate learner notebooks
     python -m labs grade DIR [--out DIR] [--timeout S] [--notebook-timeout S] [-j N] [--keep]
+    python -m labs map           the course map: each challenge, what it needs, level, time
+    python -m labs progress      your checks passed, challenge by challenge, and what is next
+    python -m labs jupyterlab-settings   JupyterLab defaults for the lab (no news pop-up)
 
 Lab errors are printed as their learner-facing message, without a traceback.
 """
@@ -79,6 +82,27 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
+def cmd_map(args: argparse.Namespace) -> int:
+    from .course.catalogue import course_map
+
+    course_map()
+    return 0
+
+
+def cmd_progress(args: argparse.Namespace) -> int:
+    from .course.progress import show
+
+    show()
+    return 0
+
+
+def cmd_jupyterlab_settings(args: argparse.Namespace) -> int:
+    from .runtime.jupyterlab import configure
+
+    configure()
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .runtime import server
     from .runtime.config import SCALES, current_scale
@@ -145,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="keep each graded notebook's databases and role, for inspection")
     grade.add_argument("--no-progress", action="store_true")
     grade.set_defaults(func=cmd_grade)
+    sub.add_parser("map").set_defaults(func=cmd_map)
+    sub.add_parser("progress").set_defaults(func=cmd_progress)
+    sub.add_parser("jupyterlab-settings").set_defaults(func=cmd_jupyterlab_settings)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -27,6 +27,24 @@ def test_calling_the_todo_stub_is_not_attempted():
         TODO()
 
 
+def test_not_attempted_names_the_placeholder_the_answer_has():
+    """A Python stub says TODO, an empty SQL answer says -- YOUR SQL HERE, a stub body names
+    its function: never the other kind's placeholder."""
+    with pytest.raises(NotAttempted) as python:
+        require(TODO)
+    with pytest.raises(NotAttempted) as sql:
+        require("\n    -- YOUR SQL HERE\n")
+
+    def transfer(conn, src, dst, amount):
+        TODO()
+
+    with pytest.raises(NotAttempted) as body:
+        transfer(None, 1, 2, 3)
+    assert "TODO" in python.value.message and "YOUR SQL HERE" not in python.value.message
+    assert "-- YOUR SQL HERE" in sql.value.message and "TODO" not in sql.value.message
+    assert "transfer()" in body.value.message
+
+
 def test_compare_ignores_order_unless_asked():
     """Unordered comparison accepts any order; ordered names the order problem."""
     cols = ["id", "name"]
@@ -66,15 +84,22 @@ def test_check_records_verdicts_and_summarises(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(checking, "_find", lambda cid: getattr(FakeModule, cid.split(".")[1]))
     checking.check("demo.q1", 42)
-    with pytest.raises(NotAttempted):
+    with pytest.raises(NotAttempted) as unsolved:
         checking.check("demo.q1", TODO)
-    with pytest.raises(CheckFailed):
+    with pytest.raises(CheckFailed) as wrong:
         checking.check("demo.q1", 7)
     lines = [json.loads(x) for x in results.read_text().splitlines()]
     assert [(v["passed"], v["attempted"]) for v in lines] == [(True, True), (False, False),
                                                                 (False, True)]
     out = capsys.readouterr().out
-    assert "✓ demo.q1: right" in out and "✗ demo.q1: not attempted yet" in out
+    assert "✓ demo.q1: right" in out
+    # a failure is said once: by the exception as a notebook renders it, not also printed
+    assert "✗" not in out
+    assert unsolved.value._render_traceback_()[0].startswith("✗ demo.q1: not attempted yet")
+    rendered = unsolved.value._render_traceback_() + wrong.value._render_traceback_()
+    assert sum("The answer is a number between 41 and 43" in line for line in rendered) == 1
+    monkeypatch.setattr(checking, "checks_of", lambda topic: ["demo.q1"])
+    assert checking.check_all("demo") is None  # no stray (passed, total) under the summary
 
 
 def test_learner_code_raising_is_reported_as_a_failed_check(monkeypatch):
@@ -148,14 +173,14 @@ def test_a_failed_check_names_the_way_forward(monkeypatch, capsys):
     monkeypatch.setattr(checking, "_hints_shown", {})
     monkeypatch.setattr(checking, "_find", lambda cid: lambda: (_ for _ in ()).throw(
         CheckFailed("wrong")))
-    with pytest.raises(CheckFailed):
+    with pytest.raises(CheckFailed) as first:
         checking.check("start_here.q1")
-    assert 'Next: hint("start_here.q1") gives hint 1 of 2' in capsys.readouterr().out
+    assert 'Next: hint("start_here.q1") gives hint 1 of 2' in first.value._render_traceback_()[-1]
     checking.hint("start_here.q1")
     checking.hint("start_here.q1")
-    with pytest.raises(CheckFailed):
+    with pytest.raises(CheckFailed) as again:
         checking.check("start_here.q1")
-    assert 'labs.solution("start_here.q1")' in capsys.readouterr().out
+    assert 'labs.solution("start_here.q1")' in again.value._render_traceback_()[-1]
     monkeypatch.setenv("LAB_REVEAL_SOLUTIONS", "0")
     checking.solution("start_here.q1")
     out = capsys.readouterr().out

@@ -20,6 +20,7 @@ import psycopg
 
 from ..runtime import server as server_mod
 from ..runtime.config import Scale, current_scale, namespace
+from ..runtime.errors import PLACEHOLDER_FIX, NotAttempted, placeholder_only
 
 # jupysql ships anonymous usage statistics; the lab's machines have no route
 # to them, and a learner's notebook should not phone home anyway.
@@ -30,6 +31,15 @@ def database_name(challenge: str) -> str:
     if not re.fullmatch(r"[a-z0-9_]+", challenge):
         raise ValueError("challenge names are lower_snake_case, e.g. 'race_conditions'")
     return f"lab_{namespace()}{challenge}"
+
+
+def _written(sql: Any) -> None:
+    from .checking import TODO
+
+    # a cell that runs the learner's answer before it is written says so, in the lab's
+    # words, instead of PostgreSQL's "syntax error at end of input"
+    if sql is TODO or placeholder_only(sql):
+        raise NotAttempted(PLACEHOLDER_FIX["demo"])
 
 
 @dataclass
@@ -74,6 +84,7 @@ class Lab:
 
     def query(self, sql: str, params: Any = None):
         """Run one read query and return a pandas DataFrame."""
+        _written(sql)
         import pandas as pd
 
         with psycopg.connect(self.url, autocommit=True) as conn, conn.cursor() as cur:
@@ -92,11 +103,13 @@ class Lab:
 
     def execute(self, sql: str, params: Any = None) -> int:
         """Run statements in autocommit mode; returns the last row count."""
+        _written(sql)
         with psycopg.connect(self.url, autocommit=True) as conn, conn.cursor() as cur:
             cur.execute(sql, params)
             return cur.rowcount
 
     def scalar(self, sql: str, params: Any = None) -> Any:
+        _written(sql)
         with psycopg.connect(self.url, autocommit=True) as conn:
             row = conn.execute(sql, params).fetchone()
             return row[0] if row else None

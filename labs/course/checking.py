@@ -11,7 +11,9 @@ string); checks call :func:`require` first, so an unsolved exercise reports
 "not attempted yet" rather than a confusing error.
 
 ``check`` raises on failure so that nbval (and instructors' grading) marks
-the cell as failed; ``check_all("topic")`` ends each notebook with
+the cell as failed, and the failure shows its verdict once, without the
+checker's traceback. Learner copies tag check cells ``raises-exception``, so
+JupyterLab's Run All goes on to the next cell and shows every verdict; ``check_all("topic")`` ends each notebook with
 "N/M checks passed" and names what failed. When ``LAB_RESULTS_FILE`` is set,
 every verdict is also appended there as a JSON line, which is how
 ``labs.course.grading`` builds its report.
@@ -27,6 +29,7 @@ import json
 import math
 import os
 import re
+import sys
 import sysconfig
 import traceback
 from dataclasses import dataclass
@@ -34,8 +37,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ..runtime.errors import CheckFailed, NotAttempted
-from . import adversarial
+from ..runtime.errors import PLACEHOLDER_FIX, CheckFailed, NotAttempted, placeholder_only
+from . import adversarial, progress
 
 
 class _Todo:
@@ -48,6 +51,10 @@ class _Todo:
         return False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # TODO() stands for a function body the learner has not written yet
+        caller = sys._getframe(1).f_code.co_name
+        if caller.isidentifier() and not caller.startswith("<"):
+            raise NotAttempted(PLACEHOLDER_FIX["function"].format(name=caller))
         raise NotAttempted()
 
 
@@ -66,9 +73,7 @@ class Verdict:
 RESULTS: dict[str, Verdict] = {}
 
 
-def _sql_is_empty(sql: str) -> bool:
-    without_comments = re.sub(r"--[^\n]*", "", re.sub(r"/\*.*?\*/", "", sql, flags=re.S))
-    return not without_comments.strip(" \n\t;")
+_sql_is_empty = placeholder_only
 
 
 def require(*answers: Any, what: str = "") -> None:
@@ -77,7 +82,7 @@ def require(*answers: Any, what: str = "") -> None:
         if answer is TODO or answer is None or answer is Ellipsis:
             raise NotAttempted(what)
         if isinstance(answer, str) and _sql_is_empty(answer):
-            raise NotAttempted(what)
+            raise NotAttempted(what or PLACEHOLDER_FIX["sql"])
 
 
 def _find(check_id: str) -> Callable[..., Any]:
@@ -114,6 +119,7 @@ _KEY = _read_key()
 
 def _record(verdict: Verdict) -> None:
     RESULTS[verdict.check_id] = verdict
+    progress.record(verdict.check_id, verdict.passed, verdict.attempted)
     path = os.environ.get("LAB_RESULTS_FILE")
     if path:
         line = dict(verdict.__dict__)
@@ -189,17 +195,15 @@ def check(check_id: str, *answers: Any, seed: int | None = None, **kwargs: Any) 
         result = func(*answers, **kwargs)
     except NotAttempted as exc:
         _record(Verdict(check_id, False, exc.message, attempted=False))
-        print(f"✗ {check_id}: {exc.message}")
-        print(_way_forward(check_id))
+        exc.verdict_lines = [f"✗ {check_id}: {exc.message}", _way_forward(check_id)]
         raise
     except CheckFailed as exc:
         exc.message = f"{exc.message} {adversarial.replay_note(seed)}"
         exc.args = (exc.message + (f"\n  Detail: {exc.detail}" if exc.detail else ""),)
         _record(Verdict(check_id, False, exc.message))
-        print(f"✗ {check_id}: {exc.message}")
-        if exc.detail:
-            print(f"  Detail: {exc.detail}")
-        print(_way_forward(check_id))
+        exc.verdict_lines = ([f"✗ {check_id}: {exc.message}"]
+                             + ([f"  Detail: {exc.detail}"] if exc.detail else [])
+                             + [_way_forward(check_id)])
         raise
     except Exception as exc:
         who = _blame(exc, answers)
@@ -215,9 +219,9 @@ def check(check_id: str, *answers: Any, seed: int | None = None, **kwargs: Any) 
                        "Look for a state the task rules out, or report this check")
         message = f"{message} {adversarial.replay_note(seed)}"
         _record(Verdict(check_id, False, message))
-        print(f"✗ {check_id}: {message}")
-        print(_way_forward(check_id))
-        raise CheckFailed(message) from exc
+        failed = CheckFailed(message)
+        failed.verdict_lines = [f"✗ {check_id}: {message}", _way_forward(check_id)]
+        raise failed from exc
     finally:
         adversarial.end(token)
     message = result if isinstance(result, str) else "correct"
@@ -234,8 +238,11 @@ def checks_of(topic: str) -> list[str]:
     return [f"{topic}.{name}" for name in names]
 
 
-def check_all(topic: str) -> tuple[int, int]:
-    """Summarise this notebook's checks: "N/M checks passed" and what failed."""
+def check_all(topic: str) -> None:
+    """Summarise this notebook's checks: "N/M checks passed" and what failed.
+
+    Returns nothing, so the cell shows the summary and no stray value.
+    """
     ids = checks_of(topic)
     passed = [i for i in ids if i in RESULTS and RESULTS[i].passed]
     print(f"{len(passed)}/{len(ids)} checks passed")
@@ -243,11 +250,15 @@ def check_all(topic: str) -> tuple[int, int]:
         verdict = RESULTS.get(check_id)
         if verdict is None:
             print(f"  ✗ {check_id}: not run (run its check cell)")
+        elif not verdict.attempted:  # its cell said what to do; once is enough
+            print(f"  ✗ {check_id}: not attempted yet")
         elif not verdict.passed:
             print(f"  ✗ {check_id}: {verdict.message}")
     if len(passed) == len(ids):
         print("Success! Every check of this challenge passes.")
-    return len(passed), len(ids)
+    after = progress.next_step_line(topic)
+    if after:
+        print(after)
 
 
 _hints_shown: dict[str, int] = {}

@@ -62,7 +62,7 @@ from ..data.dataset import ensure_template, template_name
 from ..runtime.config import NOTEBOOKS_DIR, ROOT, current_scale
 from ..runtime.server import Server, ensure_server
 from .checking import checks_of
-from .learner import ANSWER_TAG, topic_of
+from .learner import ANSWER_TAG, strict_copy, topic_of
 
 GRADE_PREFIX = "lab_grade_"  # every database and role grading makes starts with this
 
@@ -223,7 +223,8 @@ def flags_in(source: str) -> list[str]:
 def assemble(canonical: nbformat.NotebookNode,
              submission: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, str, list[str]]:
     """The canonical notebook with the submission's answers put in: (notebook, note, flags)."""
-    graded = nbformat.from_dict(canonical)
+    # the learner copy lets Run All pass a failing check; a graded run must not
+    graded = strict_copy(canonical)
     by_id = {cell.get("id"): cell for cell in submission.cells}
     submitted_answers = [c for c in submission.cells if ANSWER_TAG in c.metadata.get("tags", [])]
     notes: list[str] = []
@@ -492,7 +493,7 @@ def grade_one(learner: str, submitted: Path, cell_timeout: int = 600,
                        LAB_RESULTS_KEY_FILE=str(key_file), LAB_DB_NAMESPACE=iso.namespace,
                        LAB_TEMPLATE=iso.template, DATABASE_URL=iso.url(),
                        PLOOMBER_STATS_ENABLED="false", LAB_REVEAL_SOLUTIONS="0",
-                       PYTHONPATH=str(ROOT))
+                       LAB_PROGRESS="off", PYTHONPATH=str(ROOT))
             timed_out, cells = _run_nbval(path, graded, work, env, cell_timeout,
                                           notebook_timeout)
             verdicts, forged = read_verdicts(results, key)

@@ -13,6 +13,13 @@ In ``solutions/NN_topic.ipynb`` an answer sits between markers:
 Cells that held a region are tagged ``answer``; grading takes only those cells
 from a submission and everything else (checks included) from the canonical
 learner notebook. Outputs are cleared.
+
+Cells that use an answer (check cells, try-it cells, demos of the learner's
+function) are tagged ``raises-exception`` in the learner copy: JupyterLab's Run
+All then goes past an unsolved or failing one (it sends such a cell with
+``stop_on_error`` off), so a newcomer sees every demo, plot and verdict of the
+notebook. Grading and the repository's conftest ignore the tag on those cells
+(``strict_copy``), so under nbval a failing check still fails its cell.
 """
 
 from __future__ import annotations
@@ -32,6 +39,50 @@ SQL_REGION = re.compile(r"^([ \t]*)-- BEGIN SOLUTION[^\n]*\n(.*?)^[ \t]*-- END S
                         re.M | re.S)
 MD_REGION = re.compile(r"<!-- BEGIN SOLUTION -->.*?<!-- END SOLUTION -->", re.S)
 ANSWER_TAG = "answer"
+GO_ON_TAG = "raises-exception"  # JupyterLab and nbval both read this tag
+
+
+def is_check_cell(cell: nbformat.NotebookNode) -> bool:
+    """A code cell that calls ``check(...)``."""
+    return cell.cell_type == "code" and any(
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "check"
+        for node in ast.walk(_parse(cell.source)))
+
+
+def _parse(source: str) -> ast.AST:
+    try:
+        return ast.parse(source)
+    except SyntaxError:  # IPython magics (%sql …): no Python to read
+        return ast.Module(body=[], type_ignores=[])
+
+
+def answer_names(nb: nbformat.NotebookNode) -> set[str]:
+    """The names the learner's answer cells bind (cells tagged ``answer``)."""
+    return {name for cell in nb.cells if cell.cell_type == "code"
+            and ANSWER_TAG in cell.metadata.get("tags", []) for name in _bound_names(cell.source)}
+
+
+def uses_answer(cell: nbformat.NotebookNode, names: set[str]) -> bool:
+    """A check cell, or another cell that reads a name an answer cell binds (a try-it cell, a
+    demo of the learner's function): the cells a learner's Run All may go past."""
+    if cell.cell_type != "code" or ANSWER_TAG in cell.metadata.get("tags", []):
+        return False
+    return is_check_cell(cell) or any(
+        isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in names
+        for node in ast.walk(_parse(cell.source)))
+
+
+def strict_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` with the Run-All tag taken off the cells that use answers, for nbval and grading."""
+    nb = nbformat.from_dict(copy.deepcopy(dict(nb)))
+    names = answer_names(nb)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if GO_ON_TAG in tags and uses_answer(cell, names):
+            cell.metadata["tags"] = [t for t in tags if t != GO_ON_TAG]
+            if not cell.metadata["tags"]:
+                cell.metadata.pop("tags")
+    return nb
 
 
 def _bound_names(code: str) -> list[str]:
@@ -114,16 +165,19 @@ def learner_version(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in nb.cells:
         source, is_answer = strip_solutions(cell.source, cell.cell_type)
         cell.source = source
-        tags = [t for t in cell.metadata.get("tags", []) if t != ANSWER_TAG]
+        tags = [t for t in cell.metadata.get("tags", []) if t not in (ANSWER_TAG, GO_ON_TAG)]
         if is_answer:
             tags.append(ANSWER_TAG)
-        if tags:
-            cell.metadata["tags"] = tags
-        else:
-            cell.metadata.pop("tags", None)
+        cell.metadata["tags"] = tags
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+    names = answer_names(nb)
+    for cell in nb.cells:
+        if uses_answer(cell, names):
+            cell.metadata["tags"].append(GO_ON_TAG)
+        if not cell.metadata["tags"]:
+            cell.metadata.pop("tags")
     nb.metadata.pop("widgets", None)
     return nb
 

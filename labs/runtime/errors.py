@@ -7,6 +7,7 @@ from deep inside the package (see ``labs.course.challenge.setup`` and ``labs.__m
 
 from __future__ import annotations
 
+import re
 import traceback
 
 
@@ -65,19 +66,43 @@ class CheckFailed(AssertionError):
         self.detail = detail
         super().__init__(message + (f"\n  Detail: {detail}" if detail else ""))
 
+    # What a notebook shows for a failed check, set by ``labs.course.checking.check``:
+    # the verdict line, its detail and the way forward, said once.
+    verdict_lines: list[str] | None = None
+
     # IPython shows this instead of a traceback through the lab's internals: the
-    # learner needs the verdict (already printed as a ✗ line) and, when their own
-    # code raised, their own traceback, not the checker's frames.
+    # learner needs the verdict and, when their own code raised, their own
+    # traceback, not the checker's frames.
     def _render_traceback_(self) -> list[str]:
-        lines = [f"CheckFailed: {self.message}"]
+        lines = list(self.verdict_lines or [f"CheckFailed: {self.message}"])
         if self.__cause__ is not None:
             lines += ["", "Your code raised this:"]
             lines += "".join(traceback.format_exception(self.__cause__)).splitlines()
         return lines
 
 
+# What to do about an unanswered exercise, in the terms of the placeholder it has.
+PLACEHOLDER_FIX = {
+    "python": "replace TODO in the answer cell above with your code (keep the names it "
+              "binds), run that cell, then this check",
+    "sql": "write your SQL where the answer cell above says -- YOUR SQL HERE, run that "
+           "cell, then this check",
+    "demo": "this cell runs your answer, which still says -- YOUR SQL HERE: write it in its "
+            "answer cell, run that cell, then this one",
+    "function": "the function {name}() still has TODO() in its body: write the body in the "
+                "answer cell above (keep its name and parameters), run that cell, then this "
+                "check",
+}
+
+
+def placeholder_only(sql: object) -> bool:
+    """SQL with nothing but comments and blanks: an answer still at ``-- YOUR SQL HERE``."""
+    if not isinstance(sql, str):
+        return False
+    without_comments = re.sub(r"--[^\n]*", "", re.sub(r"/\*.*?\*/", "", sql, flags=re.S))
+    return not without_comments.strip(" \n\t;")
+
+
 class NotAttempted(CheckFailed):
     def __init__(self, what: str = "") -> None:
-        super().__init__("not attempted yet: " + (
-            what or "replace TODO (or -- YOUR SQL HERE) in the answer cell above, run that "
-                    "cell, then this check"))
+        super().__init__("not attempted yet: " + (what or PLACEHOLDER_FIX["python"]))
