@@ -1,20 +1,24 @@
-"""Checks for 02_race_conditions: the learner's ``transfer(conn, src, dst, amount)``.
+"""Checks for 02_race_conditions: the learner's ``transfer(conn, src, dst, amount, request_id)``.
 
 The contract (stated in the notebook): move ``amount`` from account ``src`` to
-``dst`` in one transaction, record it once in ``transfers`` and return the new
-``transfers.id``; return ``None`` and change nothing when ``src`` cannot cover
-it. ``conn`` is a psycopg connection with autocommit off, at READ COMMITTED.
+``dst`` in one transaction, record it once in ``transfers`` under the caller's
+``request_id`` (the client's idempotency key) and return the new ``transfers.id``;
+a request whose ``request_id`` is already in the ledger is answered with that
+transfer's id and changes nothing; return ``None`` and change nothing when ``src``
+cannot cover it. ``conn`` is a psycopg connection with autocommit off, at READ
+COMMITTED. q1 and q2 give every call a new request id.
 
 Races are judged deterministically: instead of hoping that a stress run hits
 the bad interleaving, each check *forces* every interleaving of two transfers
 that matters (``labs.tools.stress.interleave``: hold the first after its k-th
 statement, run the second until it finishes or the lock manager says it waits,
 then resume the first), for every k. The stress run only confirms the
-invariants at volume. A lost COMMIT acknowledgement is simulated by
-``labs.tools.stress.HookedConnection``, and a connection that breaks before the COMMIT
-reaches the server (nothing committed, the same error) by :class:`_CommitNeverArrives`,
-with an earlier transfer of the same src, dst and amount in the ledger: only the request
-id tells the two cases, and the two transfers, apart.
+invariants at volume. q3 sends a request again with its id, as a client that timed out
+does, and kills the connection at the first COMMIT, either after the server committed
+(the reply is lost) or before the COMMIT arrived (nothing committed): the same error,
+and a dead connection, in both cases (:class:`_DiesAtCommit`); the client then sends the
+request again on a new connection. An earlier transfer with the same src, dst and amount
+is in the ledger: only the request id tells the two transfers apart.
 
 Beyond the invariants (no money created or destroyed, no overdraft, one ledger
 row per success), every check follows the authoring method:
@@ -36,11 +40,16 @@ row per success), every check follows the authoring method:
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, Callable, Iterator
 
 import psycopg
+from psycopg import pq
+from psycopg.rows import tuple_row
 
 from ..course import adversarial as adv
 from ..course.checking import CheckFailed, require
@@ -162,6 +171,13 @@ def _explain_error(exc: BaseException, when: str) -> CheckFailed:
             "in opposite directions locked the same two rows in opposite orders. Lock both "
             "accounts in one consistent order (e.g. SELECT … ORDER BY id FOR UPDATE), and retry "
             "on 40P01 anyway.", f"{type(exc).__name__}: {text}")
+    if sqlstate == "23505":
+        return CheckFailed(
+            f"Your transfer raised `{text}` (SQLSTATE 23505) {when}. A request whose "
+            "request_id is already in `transfers` is one the caller sent again (it timed out, "
+            "or lost the COMMIT's reply): look the request id up first, inside the "
+            "transaction, and return that transfer's id without changing anything.",
+            f"{type(exc).__name__}: {text}")
     return CheckFailed(f"Your transfer raised {type(exc).__name__}: {text} {when}.",
                        f"SQLSTATE {sqlstate}" if sqlstate else "")
 
@@ -340,11 +356,162 @@ def _boundary(lab: Any, transfer: Callable, a: int, b: int, c: int) -> None:
             raise CheckFailed(f"transfer({b}, {c}, {amount}) out of an account holding {other} "
                               "returned None; it is covered and must succeed.")
 
+# How long another transaction holds the accounts' rows while a covered transfer waits for
+# them, counted from the moment the transfer's backend started waiting (pg_locks.waitstart):
+# past the transfer's own lock_timeout/statement_timeout when it lowered them (read from its
+# own transaction, see _TimeoutProbe), else this margin; a transfer that never waits in the
+# lock manager (it polls with NOWAIT, sleeps, retries) is given POLL_SECONDS to give up.
+HOLD_MARGIN = 0.4
+POLL_SECONDS = 2.5
+HOLD_CAP = 30.0
+
+
+def _ms(setting: str) -> float:
+    """A timeout setting as current_setting() shows it ('1s', '500ms', '5min', '0') in ms."""
+    units = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+    text = setting.strip()
+    for unit in sorted(units, key=len, reverse=True):
+        if text.endswith(unit) and text[:-len(unit)].strip().replace(".", "", 1).isdigit():
+            return float(text[:-len(unit)]) * units[unit]
+    return float(text) if text.replace(".", "", 1).isdigit() else 0.0
+
+
+class _TimeoutProbe(HookedConnection):
+    """The caller's connection, asked after each of the transfer's statements (inside its
+    own transaction, where SET LOCAL shows) how long a lock wait may last: the shortest
+    lock_timeout/statement_timeout (0 = none) the transfer ran under, in ms."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        super().__init__(conn, after_statement=self._probe)
+        self._shortest = 0.0
+
+    @property
+    def shortest_ms(self) -> float:
+        return self._shortest
+
+    def _probe(self, n: int, sql: Any) -> None:
+        raw = self._conn
+        status = raw.info.transaction_status
+        if not (status == pq.TransactionStatus.INTRANS
+                or (status == pq.TransactionStatus.IDLE and raw.autocommit)):
+            return  # never open a transaction the transfer did not open
+        with raw.cursor(row_factory=tuple_row) as cur:
+            row = cur.execute("SELECT current_setting('lock_timeout'), "
+                              "current_setting('statement_timeout')").fetchone()
+        for value in map(_ms, row):
+            if value and (not self._shortest or value < self._shortest):
+                self._shortest = value
+
+
+def _waiting_for(monitor: psycopg.Connection, pid: int, holder: int) -> float | None:
+    """Seconds the backend ``pid`` has waited for a lock the ``holder`` holds (None: not)."""
+    row = monitor.execute(
+        "SELECT %s = ANY(pg_blocking_pids(%s)), "
+        "(SELECT extract(epoch FROM clock_timestamp() - min(waitstart)) FROM pg_locks "
+        " WHERE pid = %s AND NOT granted)", [holder, pid, pid]).fetchone()
+    return float(row[1] or 0) if row[0] else None
+
+
+def _behind_writer(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> None:
+    """Another writer of accounts (a deposit: not a transfer, it takes no lock of the
+    learner's choosing) holds uncommitted updates of both rows while a covered transfer
+    starts, then commits. The transfer must wait for the rows (not give up with None) and
+    then apply on top of the deposit (not write back a balance read before it committed).
+
+    The rows are held past any lock_timeout or statement_timeout the transfer set for
+    itself, counted from when it started waiting, so a transfer that turns a busy row into
+    None is seen doing it; a transfer that just waits is released after HOLD_MARGIN."""
+    amount = _money(rng, 5, 60)
+    deposits = {a: _money(rng, 5, 60), b: _money(rng, 5, 60)}
+    since = _prepare(lab, {a: amount + _money(rng, 5, 200), b: _money(rng, 5, 200)})
+    before, _ = _state(lab, [a, b], since)
+    args = (a, b, amount)
+    box: dict[str, Any] = {}
+    with psycopg.connect(lab.url) as holder, Caller(lab, settings=_session_settings()) as caller, \
+            psycopg.connect(lab.url, autocommit=True) as monitor:
+        for account, deposit in deposits.items():
+            holder.execute("UPDATE accounts SET balance = balance + %s WHERE id = %s",
+                           [deposit, account])
+        probe = _TimeoutProbe(caller.conn)
+        # the caller's own bound on a wait; only a shorter one is the transfer's doing
+        callers = min(_ms(caller.settings_applied[name]) or float("inf")
+                      for name in ("lock_timeout", "statement_timeout"))
+
+        def run() -> None:
+            try:
+                box["result"] = transfer(probe, *args)
+            except BaseException as exc:  # reported below, in the check's thread
+                box["error"] = exc
+
+        worker = threading.Thread(target=run, daemon=True)
+        started = time.monotonic()
+        worker.start()
+        held = 0.0
+        while worker.is_alive():
+            waited = _waiting_for(monitor, caller.pid, holder.info.backend_pid)
+            elapsed = time.monotonic() - started
+            if waited is None:  # not (yet) waiting for the rows: it may be polling
+                if elapsed > POLL_SECONDS:
+                    break
+            elif waited > (min(HOLD_CAP, probe.shortest_ms / 1000 + HOLD_MARGIN)
+                           if 0 < probe.shortest_ms < callers else HOLD_MARGIN):
+                break
+            held = elapsed
+            worker.join(0.02)
+        early = not worker.is_alive()
+        holder.commit()
+        when = (f"while another transaction (a plain UPDATE accounts SET balance = balance + … "
+                f"of accounts {a} and {b}, no transfer) held both rows for {held:.1f} s, then "
+                "committed")
+        worker.join(60)
+        if worker.is_alive():
+            raise CheckFailed(f"{_call(args)} was still running 60 s after the other "
+                              f"transaction committed ({when}).")
+        if "error" in box:
+            caller.clean()
+            raise _explain_error(box["error"], when)
+        returned = box.get("result")
+        if returned is None:
+            raise CheckFailed(
+                f"{_call(args)} returned None {when}, although account {a} covered {amount} "
+                f"{'before' if early else 'all along'}: a covered payment was declined "
+                f"{'because its row was busy' if early else ''}. None means insufficient "
+                "funds only: a transfer waits for the rows it needs (the caller's lock_timeout "
+                "decides how long, not yours: no NOWAIT, SKIP LOCKED or short SET LOCAL "
+                "lock_timeout that turns a busy account into a refusal).",
+                f"returned {'before' if early else 'after'} the other transaction committed")
+        caller.verify(f"{_call(args)} {when}")
+    after, ledger = _state(lab, [a, b], since)
+    expected = {a: before[a] + deposits[a] - amount, b: before[b] + deposits[b] + amount}
+    if after != expected:
+        lost = [x for x in (a, b) if after[x] != expected[x]]
+        raise CheckFailed(
+            f"A deposit was lost {when}: account {lost[0]} holds {after[lost[0]]}, but the "
+            f"deposit of {deposits[lost[0]]} and the transfer of {amount} should have left "
+            f"{expected[lost[0]]}. Your transfer wrote back a balance it had read before the "
+            "other transaction committed (a lost update). Locks that only transfers take "
+            "(pg_advisory_lock, a Python lock) do not stop other writers of accounts: lock "
+            "the rows themselves (SELECT … FOR UPDATE before reading) or let the UPDATE do "
+            "the arithmetic (balance = balance - %s).",
+            f"balances before {before}, deposits {deposits}, after {after}")
+    if len(ledger) != 1 or ledger[0][0] != returned:
+        raise CheckFailed(f"{_call(args)} returned {returned!r} {when}, which is not the id of "
+                          "its own, single new row in `transfers`.", f"new ledger rows {ledger}")
+
+
+def _fresh_keys(transfer: Callable) -> Callable:
+    """The learner's transfer as q1 and q2 call it: every call a new request, with its own
+    idempotency key (a client makes one per payment, and reuses it only to retry it)."""
+    def call(conn: Any, src: int, dst: int, amount: Decimal) -> Any:
+        return transfer(conn, src, dst, amount, uuid.uuid4())
+    return call
+
 
 def q1(lab: Any, transfer: Callable) -> str:
     """No lost update, no overdraft, the whole balance may go: single calls at the boundary,
     forced interleavings on one account, then a stress run; nothing left behind."""
     require(transfer)
+    transfer = _fresh_keys(transfer)
     rng = adv.rng()
     picked = _accounts(lab, 6)
     a, b, c = adv.spread(picked, 3)
@@ -356,6 +523,8 @@ def q1(lab: Any, transfer: Callable) -> str:
         spare = {acct: _money(rng, 80, 400) for acct in picked}
         n = _bystanders(transfer, lab, (a, b, _money(rng, 5, 60)), d, (e, f, _money(rng, 5, 60)),
                         spare)
+        # a writer that is not a transfer holds both rows: wait for it, then apply on top of it
+        _behind_writer(lab, transfer, a, b, rng)
         # two debits of one account that together empty it exactly: both covered ...
         x, y = _money(rng, 5, 60), _money(rng, 5, 60)
         full = {a: x + y, b: _money(rng, 50, 500), c: _money(rng, 50, 500)}
@@ -366,18 +535,20 @@ def q1(lab: Any, transfer: Callable) -> str:
         n += _scenarios(transfer, lab, [((a, b, x), (a, c, y))], short, 1,
                         f"the balance {x + y - CENT} covers {x} or {y}, not both")
         # volume: hot accounts, several workers, every transfer checked against the ledger
+        # (every transfer is covered, whatever ran before it: any None is a payment declined)
         hot = [a, b, c] + others
-        balances = {acct: _money(rng, 60, 200) for acct in hot}
+        ops = 40 if lab.scale.name == "tiny" else 200
+        workers = 4
+        balances = {acct: _money(rng, 61 * workers * ops, 80 * workers * ops) for acct in hot}
         since = _prepare(lab, balances)
         before, _ = _state(lab, hot, since)
-        ops = 40 if lab.scale.name == "tiny" else 200
 
         def pick(r):
             src, dst = r.sample(hot, 2)
             return (src, dst, Decimal(r.randint(100, 6000)) / 100)
 
         with Watched(lab, transfer, _call) as watched:
-            result = run_stress(lab, watched, workers=4, operations=ops, args=pick,
+            result = run_stress(lab, watched, workers=workers, operations=ops, args=pick,
                                 seed=rng.randrange(10**6), sample_every=None,
                                 settings=_session_settings())
             failed = result.errors()
@@ -390,6 +561,17 @@ def q1(lab: Any, transfer: Callable) -> str:
                     "itself.")
             when = f"under load ({result.workers} workers × {ops} transfers on {len(hot)} hot accounts)"
             watched.verify(when)
+            declined = [r for r in result.records if r.result is None]
+            if declined:
+                raise CheckFailed(
+                    f"Under load, {len(declined)} of {len(result.records)} transfers returned "
+                    f"None (the first: {_call(declined[0].args)}), although every source "
+                    f"account held more than all the transfers of the run together "
+                    f"({workers * ops} × at most 60.00): covered payments were declined. None "
+                    "means insufficient funds only; a transfer that loses a race (40001/40P01, "
+                    "a busy row) retries or waits, and if it ever gives up it raises, it does not "
+                    "report 'no funds'.",
+                    f"balances before {dict(before)}")
         _verify(lab, hot, since, before, [(r.args, r.result) for r in result.records], when)
     return (f"the whole balance may go, one cent more may not; no lost update or overdraft in "
             f"{n} forced interleavings and {len(result.records)} concurrent transfers; writers of "
@@ -399,6 +581,7 @@ def q1(lab: Any, transfer: Callable) -> str:
 def q2(lab: Any, transfer: Callable) -> str:
     """Opposite-direction transfers, forced into every interleaving: no deadlock escapes."""
     require(transfer)
+    transfer = _fresh_keys(transfer)
     rng = adv.rng()
     a, b = _accounts(lab, 2)
     x, y = _money(rng, 5, 60), _money(rng, 5, 60)
@@ -409,50 +592,60 @@ def q2(lab: Any, transfer: Callable) -> str:
     return f"opposite transfers survived {n} forced interleavings, each applied exactly once"
 
 
-class _CommitNeverArrives(HookedConnection):
-    """A connection that breaks while the first COMMIT is on its way: the server never gets
-    it, so the transaction is rolled back, and the client sees the same OperationalError
-    (:class:`LostAck`, same words) as when the reply to a COMMIT that did commit is lost. The
-    two cases look alike to the client on purpose: only the ledger can tell them apart."""
+LOST = ("server closed the connection unexpectedly (the COMMIT's reply was lost; the "
+        "transaction may or may not have committed)")
 
-    def __init__(self, conn: psycopg.Connection, drops: int = 1) -> None:
+
+class _DiesAtCommit(HookedConnection):
+    """A connection that dies at the transfer's first COMMIT, as a real one does when the
+    network drops: with ``committed`` the server committed and only its reply was lost,
+    without it the COMMIT never reached the server (nothing committed). Either way the
+    client sees the same OperationalError (:class:`LostAck`) and the connection is closed:
+    nothing more can be asked on it. Only the ledger, read on another connection, knows."""
+
+    def __init__(self, conn: psycopg.Connection, committed: bool) -> None:
         super().__init__(conn)
-        self._drops = drops
-        self.dropped = 0
+        self._committed = committed
+        self._died = False
 
-    def _breaks(self) -> bool:
-        return self.dropped < self._drops and in_transaction(self._conn)
+    @property
+    def died(self) -> bool:
+        return self._died
 
-    def _break(self) -> None:
-        self._conn.rollback()
-        self.dropped += 1
-        raise LostAck("server closed the connection unexpectedly (the COMMIT's reply was "
-                      "lost; the transaction may or may not have committed)")
+    def _due(self) -> bool:
+        return not self._died and not self._conn.closed and in_transaction(self._conn)
+
+    def _die(self) -> None:
+        if self._committed:
+            self._conn.commit()
+        self._conn.close()  # the server rolls back whatever was not committed
+        self._died = True
+        raise LostAck(LOST)
 
     def commit(self) -> None:
-        if self._breaks():
-            self._break()
+        if self._due():
+            self._die()
         super().commit()
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-        if is_commit(query) and self._breaks():
-            self._break()
+        if is_commit(query) and self._due():
+            self._die()
         return super().execute(query, params, **kwargs)
 
     def _statement(self, call: Callable[[], Any], query: Any, cursor: Any) -> None:
-        if is_commit(query) and self._breaks():
-            self._break()
+        if is_commit(query) and self._due():
+            self._die()
         super()._statement(call, query, cursor)
 
     def transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return _BreakingTransaction(self, *args, **kwargs)
+        return _DyingTransaction(self, *args, **kwargs)
 
 
-class _BreakingTransaction:
-    """``conn.transaction()`` whose outermost block, instead of committing, rolls back and
-    raises as :class:`_CommitNeverArrives` does."""
+class _DyingTransaction:
+    """``conn.transaction()`` whose outermost block, instead of committing, dies as
+    :class:`_DiesAtCommit` does (after committing, or before)."""
 
-    def __init__(self, owner: _CommitNeverArrives, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, owner: _DiesAtCommit, *args: Any, **kwargs: Any) -> None:
         self._owner = owner
         self._tx = owner._conn.transaction(*args, **kwargs)
         self._outer = False
@@ -462,11 +655,15 @@ class _BreakingTransaction:
         return self._tx.__enter__()
 
     def __exit__(self, *exc: Any) -> Any:
-        if exc[0] is None and self._outer and self._owner.dropped < self._owner._drops:
-            self._tx.__exit__(psycopg.Rollback, psycopg.Rollback(), None)
-            self._owner.dropped += 1
-            raise LostAck("server closed the connection unexpectedly (the COMMIT's reply was "
-                          "lost; the transaction may or may not have committed)")
+        owner = self._owner
+        if exc[0] is None and self._outer and not owner._died:
+            if owner._committed:
+                self._tx.__exit__(None, None, None)
+            else:
+                self._tx.__exit__(psycopg.Rollback, psycopg.Rollback(), None)
+            owner._conn.close()
+            owner._died = True
+            raise LostAck(LOST)
         return self._tx.__exit__(*exc)
 
 
@@ -484,107 +681,208 @@ def _plant_twin(lab: Any, src: int, dst: int, amount: Decimal) -> int:
     return twin
 
 
+def _key_rows(lab: Any, key: uuid.UUID) -> list[tuple]:
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        return conn.execute("SELECT id, src, dst, amount FROM transfers WHERE request_id = %s",
+                            [key]).fetchall()
+
+
+def _call_k(args: tuple, key: uuid.UUID) -> str:
+    return _call(args)[:-1] + f", request_id={str(key)[:8]}…)"
+
+
+def _call_once(lab: Any, transfer: Callable, args: tuple, key: uuid.UUID, what: str) -> Any:
+    """One whole call on a caller's fresh connection, as a client sends (or resends) the
+    request: it must raise nothing and leave the connection as found."""
+    with Caller(lab) as caller:
+        try:
+            returned = transfer(caller.conn, *args, key)
+        except psycopg.Error as exc:
+            caller.clean()
+            raise _explain_error(exc, what) from None
+        caller.verify(f"{_call_k(args, key)} {what}")
+    return returned
+
+
+def _applied_once(lab: Any, a: int, b: int, args: tuple, key: uuid.UUID, before: dict,
+                  since: int, returned: Any, what: str, retry: str) -> None:
+    """After the whole exchange (``what``), the request ``key`` is in the ledger once,
+    applied once, and the call that answered last (``retry``) returned its id."""
+    after, ledger = _state(lab, [a, b], since)
+    mine = _key_rows(lab, key)
+    amount = args[2]
+    if after[a] <= before[a] - 2 * amount or len(mine) > 1 or len(ledger) > 1:
+        raise CheckFailed(
+            f"The transfer was applied twice {what}: the caller sent the same request again "
+            f"(the same request_id), and your transfer ran it again instead of recognising it. "
+            "The request id is the client's idempotency key: take it as the parameter (never "
+            "make one inside transfer), record it in transfers.request_id (UNIQUE) in the same "
+            "transaction, and when it is already there return that transfer's id, changing "
+            "nothing.", f"account {a}: {before[a]} → {after[a]}; new ledger rows {ledger}")
+    if not mine:
+        raise CheckFailed(
+            f"{what.capitalize()}, the request with this request_id is not in `transfers`"
+            + (f" ({len(ledger)} new row(s) under another request id)" if ledger else "")
+            + ": record the caller's request_id (the parameter), not one of your own.",
+            f"new ledger rows {ledger}")
+    if returned is None:
+        raise CheckFailed(
+            f"{what.capitalize()}, {retry} returned None, but the transfer had committed "
+            f"(transfers.id {mine[0][0]}): a request already in the ledger answers with its "
+            "transfers.id (None means insufficient funds, and the client would tell the "
+            "customer the payment failed).", f"ledger row {mine[0]}")
+    if returned != mine[0][0]:
+        raise CheckFailed(
+            f"{what.capitalize()}, {retry} returned {returned!r}, but this request's row in "
+            f"`transfers` has id {mine[0][0]}: return the id of the transfer made under this "
+            "request_id.", f"ledger rows {ledger}")
+    _verify(lab, [a, b], since, before, [(args, returned)], what)
+
+
 def q3(lab: Any, transfer: Callable) -> str:
-    """An ambiguous COMMIT failure, both ways: the reply to a COMMIT that committed is lost
-    (the transfer must not run again), and the connection breaks before the COMMIT arrives
-    (nothing committed: the transfer must run again). Applied and recorded exactly once,
-    its own id returned, in both cases."""
+    """The request id is the client's idempotency key: a request sent again (the client timed
+    out) is answered with the transfer it made, a second request with the same fields is a
+    second transfer; after a connection that died at COMMIT (the reply lost after the server
+    committed, or the COMMIT never arrived), the client sends the request again on a new
+    connection: applied and recorded exactly once, its own id returned."""
     require(transfer)
     rng = adv.rng()
     a, b = _accounts(lab, 2)
-    amount = _money(rng, 5, 60)
     with _rest_untouched(lab, [a, b]):
-        _lost_ack(lab, transfer, a, b, amount, rng)
-        _commit_never_arrived(lab, transfer, a, b, amount, rng)
-    return ("a COMMIT whose reply was lost did not run twice, and one that never reached the "
-            "server ran again, once; each time the transfer's own id was returned")
+        _resent(lab, transfer, a, b, rng)
+        _lost_ack(lab, transfer, a, b, rng)
+        _commit_never_arrived(lab, transfer, a, b, rng)
+    return ("a request sent again got its transfer's id back without running twice, a new "
+            "request with the same fields ran; after a COMMIT whose reply was lost, and one "
+            "that never reached the server, the retried request was applied exactly once and "
+            "answered with its own id")
 
 
-def _ambiguous_error(exc: psycopg.OperationalError) -> CheckFailed:
-    return CheckFailed(
-        "The COMMIT failed with an OperationalError (the connection broke) and your transfer "
-        "let the error escape. The caller cannot tell whether money moved, and will retry: a "
-        "double spend. After an ambiguous failure, look the transfer up by its request id: "
-        "return its id if it committed, run it again if it did not.", str(exc))
-
-
-def _lost_ack(lab: Any, transfer: Callable, a: int, b: int, amount: Decimal, rng: Any) -> None:
-    """The reply to a COMMIT that did commit is lost: applied once, its id returned."""
-    # the balance covers the transfer twice, so that a retry that re-applies it shows as such
-    balances = {a: 2 * amount + _money(rng, 1, 50), b: _money(rng, 5, 200)}
-    since = _prepare(lab, balances)
+def _resent(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> None:
+    """A request that succeeded is sent again with its key (the client timed out waiting for
+    the answer): the same id, nothing changed. Then a new request (a new key) with the same
+    src, dst and amount (the same bill paid twice): a second transfer."""
+    amount = _money(rng, 5, 60)
+    since = _prepare(lab, {a: 3 * amount + _money(rng, 1, 50), b: _money(rng, 5, 200)})
     before, _ = _state(lab, [a, b], since)
+    args, key = (a, b, amount), uuid.uuid4()
+    first = _call_once(lab, transfer, args, key, "(a first request)")
+    if first is None:
+        raise CheckFailed(f"{_call_k(args, key)} returned None, although account {a} covers "
+                          f"{amount}: it must succeed.")
+    what = "when a request that had succeeded was sent again with the same request_id"
+    again = _call_once(lab, transfer, args, key, what)
+    _applied_once(lab, a, b, args, key, before, since, again, what, "the repeated call")
+    if again != first:
+        raise CheckFailed(f"{what}, your transfer returned {again!r} the second time and "
+                          f"{first!r} the first: the same request has one answer.")
+    other = uuid.uuid4()
+    second = _call_once(lab, transfer, args, other,
+                        "(a new request with the same src, dst and amount)")
+    _, ledger = _state(lab, [a, b], since)
+    if second is None or second == first or len(ledger) != 2:
+        raise CheckFailed(
+            f"A new request (another request_id) with the same src, dst and amount as an "
+            f"earlier transfer returned {second!r} and `transfers` holds {len(ledger)} new "
+            "row(s): it was taken for the earlier transfer with the same src, dst and amount. "
+            "A customer may pay the same bill twice; only the request_id says whether a "
+            "request is new: look requests up by request_id, never by their fields.",
+            f"first request → {first}, new ledger rows {ledger}")
+
+
+def _died_call(lab: Any, transfer: Callable, args: tuple, key: uuid.UUID,
+               committed: bool) -> tuple[Any, bool]:
+    """The call whose connection dies at COMMIT: (what it returned, whether it raised).
+    Raising is what a transfer can do there (the connection is gone): the caller resends."""
     with Caller(lab) as caller:
-        flaky = HookedConnection(caller.conn, lose_commit_acks=1)
+        dying = _DiesAtCommit(caller.conn, committed)
         try:
-            returned = transfer(flaky, a, b, amount)
-        except psycopg.OperationalError as exc:
-            raise _ambiguous_error(exc) from None
-        if not flaky.lost_acks:
+            returned, raised = transfer(dying, *args, key), False
+        except Exception:  # noqa: BLE001 - any error leaves the outcome unknown: resend
+            returned, raised = None, True
+        if not dying.died:
+            if raised:
+                caller.clean()
             raise CheckFailed("Your transfer never committed through the connection it was "
                               "given (use conn.commit(), conn.execute('commit') or "
                               "conn.transaction()).")
-        after, ledger = _state(lab, [a, b], since)
-        if after[a] == before[a] - 2 * amount:
+    return returned, raised
+
+
+def _lost_ack(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> None:
+    """The reply to a COMMIT that did commit is lost, and the connection with it; the client
+    sends the request again, same key, on a new connection: applied once, its id returned."""
+    amount = _money(rng, 5, 60)
+    # the balance covers the transfer twice, so that a resend that re-applies it shows
+    since = _prepare(lab, {a: 2 * amount + _money(rng, 1, 50), b: _money(rng, 5, 200)})
+    before, _ = _state(lab, [a, b], since)
+    args, key = (a, b, amount), uuid.uuid4()
+    what = ("after the COMMIT's reply was lost (the server had committed, the connection "
+            "died) and the caller sent the same request again on a new connection")
+    returned, raised = _died_call(lab, transfer, args, key, committed=True)
+    mine = _key_rows(lab, key)
+    if not raised:
+        if returned is None:
             raise CheckFailed(
-                "The transfer was applied twice: its first COMMIT succeeded but the reply "
-                "was lost, and the retry ran it again. Generate one request id per transfer "
-                "(not per attempt), insert it into transfers.request_id (UNIQUE) in the same "
-                "transaction, and after an ambiguous error check whether that request id is "
-                "already there.", f"account {a}: {before[a]} → {after[a]}; ledger rows {ledger}")
-        caller.verify(f"transfer({a}, {b}, {amount}) with its COMMIT acknowledgement lost")
-    if returned is None and len(ledger) == 1:
-        raise CheckFailed("After the lost acknowledgement your transfer returned None, but "
-                          "the transfer had committed: return its transfers.id.")
-    _verify(lab, [a, b], since, before, [((a, b, amount), returned)],
-            "after a lost COMMIT ack")
+                "The connection died as the COMMIT's reply was lost; the transfer had "
+                f"committed (transfers.id {mine[0][0] if mine else '?'}) and your transfer "
+                "returned None, which tells the customer the payment failed. When the outcome "
+                "is unknown, raise (the caller resends the request with the same request_id) "
+                "or find it out on a new connection.", f"ledger rows {mine}")
+        if not mine or returned != mine[0][0]:
+            raise CheckFailed(
+                f"The connection died as the COMMIT's reply was lost and your transfer "
+                f"returned {returned!r}, which is not the id of its row in `transfers` "
+                f"({mine[0][0] if mine else 'none'}).", f"ledger rows {mine}")
+    again = _call_once(lab, transfer, args, key, what)
+    _applied_once(lab, a, b, args, key, before, since, again, what, "the resent request")
 
 
-def _commit_never_arrived(lab: Any, transfer: Callable, a: int, b: int, amount: Decimal,
-                          rng: Any) -> None:
-    """The connection breaks before the COMMIT reaches the server: nothing committed, the
-    same error as a lost ack. An earlier transfer with the same src, dst and amount is in
-    the ledger: only the request id tells this transfer from it."""
-    balances = {a: 3 * amount + _money(rng, 1, 50), b: _money(rng, 5, 200)}
-    _prepare(lab, balances)
+def _commit_never_arrived(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> None:
+    """The connection dies before the COMMIT reaches the server: nothing committed, the
+    same error as a lost reply. An earlier transfer with the same src, dst and amount is in
+    the ledger: only the request id tells this transfer from it. The client resends with the
+    same key on a new connection: the transfer runs, once, and answers with its own id."""
+    amount = _money(rng, 5, 60)
+    _prepare(lab, {a: 3 * amount + _money(rng, 1, 50), b: _money(rng, 5, 200)})
     twin = _plant_twin(lab, a, b, amount)
     since = _prepare(lab, {})
     before, _ = _state(lab, [a, b], since)
-    when = "after the connection broke before its COMMIT reached the server"
-    with Caller(lab) as caller:
-        flaky = _CommitNeverArrives(caller.conn)
-        try:
-            returned = transfer(flaky, a, b, amount)
-        except psycopg.OperationalError as exc:
-            raise _ambiguous_error(exc) from None
-        if not flaky.dropped:
-            raise CheckFailed("Your transfer never committed through the connection it was "
-                              "given (use conn.commit(), conn.execute('commit') or "
-                              "conn.transaction()).")
-        after, ledger = _state(lab, [a, b], since)
-        caller.verify(f"transfer({a}, {b}, {amount}) {when}")
-    mine = [row for row in ledger if row[0] == returned]
-    if returned == twin:
+    args, key = (a, b, amount), uuid.uuid4()
+    what = ("after the connection died before its COMMIT reached the server (nothing "
+            "committed) and the caller sent the same request again on a new connection")
+    returned, raised = _died_call(lab, transfer, args, key, committed=False)
+    if not raised:
+        mine = _key_rows(lab, key)
+        if returned == twin:
+            raise CheckFailed(
+                f"The connection died before the COMMIT reached the server, so nothing "
+                f"committed; your transfer returned {twin}, the id of an earlier transfer with "
+                "the same src, dst and amount (a customer may pay the same bill twice). Look "
+                "a request up by its own request_id, never by its fields.",
+                f"ledger rows for this request: {mine}")
+        if returned is None:
+            raise CheckFailed(
+                "The connection died before the COMMIT reached the server (nothing committed) "
+                f"and your transfer returned None, although {a} covers {amount}: None tells "
+                "the customer the funds were short, and the payment is lost. When the outcome "
+                "is unknown, raise (the caller resends the request with the same request_id).")
+        if not any(row[0] == returned for row in mine):
+            raise CheckFailed(
+                f"The connection died before the COMMIT reached the server, so the transfer "
+                f"never committed, yet your transfer returned {returned!r}, the id of a row "
+                "that does not exist. An OperationalError on COMMIT does not mean it "
+                "committed: raise, and let the caller resend the request with its request_id.",
+                f"ledger rows for this request: {mine}")
+    again = _call_once(lab, transfer, args, key, what)
+    if again == twin:
         raise CheckFailed(
-            f"The connection broke before the COMMIT reached the server, so nothing committed; "
-            f"your transfer returned {twin}, the id of an earlier transfer with the same src, "
-            "dst and amount (a customer may pay the same bill twice). Look the transfer up by "
-            "its own request_id, never by its fields; when it is not there, it did not commit: "
-            "run it again.", f"ledger rows after: {ledger}")
-    if returned is not None and not mine:
-        raise CheckFailed(
-            f"The connection broke before the COMMIT reached the server, so the transfer never "
-            f"committed, yet your transfer returned {returned!r}, the id of a row that does not "
-            "exist. An OperationalError on COMMIT does not mean it committed: look the transfer "
-            "up by its request_id, and run it again when it is not there.",
-            f"account {a}: {before[a]} → {after[a]}; new ledger rows {ledger}")
-    if returned is None:
-        raise CheckFailed(
-            f"The connection broke before the COMMIT reached the server (nothing committed) and "
-            f"your transfer returned None, although {a} covers {amount}: the payment was lost. "
-            "When the request id is not in the ledger, the transfer did not commit: run it "
-            "again.", f"new ledger rows {ledger}")
-    _verify(lab, [a, b], since, before, [((a, b, amount), returned)], when)
+            f"{what.capitalize()}, your transfer returned {twin}, the id of an earlier "
+            "transfer with the same src, dst and amount (a customer may pay the same bill "
+            "twice), and did not run: look a request up by its own request_id, never by its "
+            "fields; when it is not there, it did not commit: run it.",
+            f"ledger rows for this request: {_key_rows(lab, key)}")
+    _applied_once(lab, a, b, args, key, before, since, again, what, "the resent request")
 
 
 HINTS = {
@@ -605,10 +903,14 @@ HINTS = {
         "ORDER BY id FOR UPDATE. Keep the retry on 40P01/40001 as a safety net.",
     ],
     "q3": [
-        "An OperationalError on COMMIT means 'unknown', not 'failed': the transaction may have "
-        "committed, or not.",
-        "Make a uuid once per call (before the retry loop), store it in transfers.request_id, "
-        "and after an ambiguous error SELECT id FROM transfers WHERE request_id = %s: a row "
-        "means it committed (return its id), none means it did not (run it again).",
+        "The client makes the request id (one per payment) and sends it with every attempt: "
+        "transfer takes it as a parameter. A uuid made inside transfer is new on every call, "
+        "so a resent request runs again.",
+        "Inside the transaction, after locking the rows: SELECT id FROM transfers WHERE "
+        "request_id = %s. Found: roll back and return that id (a resend). Not found: do the "
+        "transfer and insert the request id with it.",
+        "An OperationalError on COMMIT means 'unknown', and the connection is gone: raise it. "
+        "The caller sends the same request again on a new connection, and the lookup by "
+        "request id answers it.",
     ],
 }

@@ -7,9 +7,8 @@ EXPECT = "connection's own state"
 REPLACE = {"transfer": '''import random, time, uuid
 import psycopg
 
-def transfer(conn, src, dst, amount):
+def transfer(conn, src, dst, amount, request_id):
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    request_id = uuid.uuid4()
     for attempt in range(1, 30):
         try:
             (balance,) = conn.execute("SELECT balance FROM accounts WHERE id = %s", (src,)).fetchone()

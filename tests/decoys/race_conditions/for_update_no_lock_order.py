@@ -4,7 +4,7 @@ CHECK = "race_conditions.q2"
 EXPECT = '40P01'  # the verdict must give this reason
 REPLACE = {"transfer": '''import uuid
 
-def transfer(conn, src, dst, amount):
+def transfer(conn, src, dst, amount, request_id):
     """Locks src, then dst (argument order, not a global order), and never retries."""
     (balance,) = conn.execute("SELECT balance FROM accounts WHERE id = %s FOR UPDATE", (src,)).fetchone()
     conn.execute("SELECT balance FROM accounts WHERE id = %s FOR UPDATE", (dst,)).fetchone()
@@ -15,7 +15,7 @@ def transfer(conn, src, dst, amount):
     conn.execute("UPDATE accounts SET balance = balance + %s WHERE id = %s", (amount, dst))
     (transfer_id,) = conn.execute(
         "INSERT INTO transfers (request_id, src, dst, amount) VALUES (%s, %s, %s, %s) RETURNING id",
-        (uuid.uuid4(), src, dst, amount)).fetchone()
+        (request_id, src, dst, amount)).fetchone()
     conn.commit()
     return transfer_id
 '''}

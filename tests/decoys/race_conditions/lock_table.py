@@ -6,8 +6,7 @@ EXPECT = "had to wait for it"
 REPLACE = {"transfer": '''import random, time, uuid
 import psycopg
 
-def transfer(conn, src, dst, amount):
-    request_id = uuid.uuid4()
+def transfer(conn, src, dst, amount, request_id):
     for attempt in range(1, 9):
         try:
             conn.execute("LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE")

@@ -4,7 +4,7 @@ CHECK = "race_conditions.q1"
 EXPECT = 'lost update'  # the verdict must give this reason
 REPLACE = {"transfer": '''import uuid
 
-def transfer(conn, src, dst, amount):
+def transfer(conn, src, dst, amount, request_id):
     """Read-modify-write: reads the balances, computes in Python, writes them back."""
     (src_balance,) = conn.execute("SELECT balance FROM accounts WHERE id = %s", (src,)).fetchone()
     if src_balance < amount:
@@ -15,7 +15,7 @@ def transfer(conn, src, dst, amount):
     conn.execute("UPDATE accounts SET balance = %s WHERE id = %s", (dst_balance + amount, dst))
     (transfer_id,) = conn.execute(
         "INSERT INTO transfers (request_id, src, dst, amount) VALUES (%s, %s, %s, %s) RETURNING id",
-        (uuid.uuid4(), src, dst, amount)).fetchone()
+        (request_id, src, dst, amount)).fetchone()
     conn.commit()
     return transfer_id
 '''}

@@ -1,11 +1,12 @@
 """Retries any error, including the OperationalError of a lost COMMIT ack, with a fresh
-request id per attempt: a transfer that had committed is applied a second time."""
+request id per attempt instead of the caller's: a transfer that had committed is applied a
+second time (and so is every request the client sends again)."""
 CHECK = "race_conditions.q3"
 EXPECT = 'applied twice'  # the verdict must give this reason
 REPLACE = {"transfer": '''import random, time, uuid
 import psycopg
 
-def transfer(conn, src, dst, amount):
+def transfer(conn, src, dst, amount, request_id):
     """Ordered locks and retries, but retries *any* error, including one raised after COMMIT."""
     for attempt in range(1, 9):
         try:
