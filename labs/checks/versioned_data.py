@@ -4,33 +4,41 @@ The checks work on products of their own (SKU ``CHECK-…``, never ordered) and 
 history by its invariants and by the time each change really happened, never by
 timestamps fixed in advance:
 
-* q1: on a caller's connection whose ``TimeZone`` is not UTC (``left_behind.Caller``), the
-  check changes each column the history keeps (price, name, sku, attributes, deleted_at),
-  and twice the price with an ``updated_at`` set by the UPDATE itself (an application's
-  clock behind or backdated, and ahead), in a seeded order, then two products in one
-  UPDATE, then DELETEs one, each in its own committed transaction. After every change:
-  exactly one more history row, holding the *old* values; every period non-empty, bounded
-  and half-open ``[from, to)``; the periods of the product (history, then the current row
-  from its ``updated_at``) contiguous; the new boundary between that transaction's
-  ``now()`` and its ``clock_timestamp()`` after the change; the caller's settings as found
-  inside the transaction right after the change (a SET LOCAL in the trigger) and its
-  connection as found after it; other products and their history unchanged. Then the
-  exclusion constraint by behaviour, with rows written by hand and rolled back: an overlap
-  of one product's versions (another SKU; soft-deleted) refused with 23P01, an adjacent
-  version and another product's version with the same SKU accepted. The answer's DDL must
-  change no product.
+* q1: the migration is run twice, and a history row planted between the runs must survive.
+  On a caller's connection whose ``TimeZone`` is not UTC (``left_behind.Caller``), the check
+  changes each column the history keeps (price, name, sku, attributes, deleted_at), and
+  twice the price with an ``updated_at`` set by the UPDATE itself (an application's clock
+  behind or backdated, and ahead), and twice no kept column (only ``updated_at``, and
+  ``vendor`` with it, backdated: a version or an unchanged ``updated_at``), in a seeded
+  order, then two products in one UPDATE, then DELETEs one, each in its own committed
+  transaction. After every change: exactly one more history row, holding the *old* values;
+  every period non-empty, bounded and half-open ``[from, to)``; the periods of the product
+  (history, then the current row from its ``updated_at``) contiguous; the new boundary
+  between that transaction's ``now()`` and its ``clock_timestamp()`` after the change; the
+  caller's settings as found inside the transaction right after the change (a SET LOCAL in
+  the trigger) and its connection as found after it; other products and their history
+  unchanged. Then the exclusion constraint by behaviour, with rows written by hand and
+  rolled back: an overlap of one product's versions (another SKU; soft-deleted) refused with
+  23P01, an adjacent version and another product's version with the same SKU accepted; a
+  planted row that makes the trigger's next history write overlap must make that UPDATE fail
+  (no swallowed error). The answer's DDL must change no product.
 * q2: a history planted by the check (in a transaction it rolls back, so the learner's
   trigger plays no part) with a version valid for one microsecond, boundaries at a local
   midnight and at a whole second, a deleted product, a live one and a sibling with the same
-  periods; the learner's AS OF query is asked at every boundary, a microsecond either
-  side, before creation and after deletion, on a session whose ``TimeZone`` is not UTC,
-  with the instant given in that zone or in UTC.
-* q3: two sessions (``labs.tools.sessions``): T1 starts first, T2 updates two products and
-  commits, then T1 updates one and DELETEs the other; meanwhile T1 writes a third product
-  while T2 is open (it must not wait: no lock beyond the row's). Then T1's UPDATE starts
-  while T2 holds the row FOR UPDATE and reaches it after T2's version committed (a
-  statement older than OLD.updated_at: catches statement_timestamp()). No change may fail
-  or write a backwards, empty or overlapping period, or a boundary outside its transaction.
+  periods; the learner's AS OF query is asked at every boundary, a microsecond either side,
+  before creation and after deletion, on a session whose ``TimeZone`` is not UTC, with the
+  instant given in that zone or in UTC.
+* q3: the learner's new trigger function (``clock_sql``) is applied (it must change no
+  product, and a history row planted before must survive it), then two sessions
+  (``labs.tools.sessions``): T1 starts first, T2 updates two products and commits, then T1
+  updates one and DELETEs the other; meanwhile T1 writes a third product while T2 is open
+  (it must not wait: no lock beyond the row's). Then T1's UPDATE starts while T2 holds the
+  row FOR UPDATE and reaches it after T2's version committed (a statement older than
+  OLD.updated_at: catches statement_timestamp()). Then, five times, a DO block inserts a
+  product at clock_timestamp() and updates it microseconds later: the replaced version must
+  end no later than that UPDATE finished (catches a bump of a millisecond). No change may
+  fail or write a backwards, empty or overlapping period, or a boundary outside its
+  transaction.
 """
 
 from __future__ import annotations
@@ -281,6 +289,14 @@ def _require_history(conn: psycopg.Connection) -> None:
     if missing:
         raise CheckFailed(f"products_history has no column {', '.join(missing)}: it needs "
                           f"{', '.join(HISTORY_COLUMNS)} (exercise 1).")
+    products_price = conn.execute(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'products'::regclass AND attname = 'price'").fetchone()[0]
+    if have["price"].split("(")[0] != products_price.split("(")[0]:
+        raise CheckFailed(f"products_history.price is {have['price']}, but products.price is "
+                          f"{products_price}: a version must hold the price exactly as it was. "
+                          "A float (real, double precision) rounds amounts such as 0.1; give "
+                          f"the history column the product's type, {products_price}.")
     if have["valid"] != "tstzrange":
         raise CheckFailed(f"products_history.valid is {have['valid']}; it should be a tstzrange "
                           "(a period of timestamptz).")
@@ -339,6 +355,30 @@ def _app_clock_steps(r: Any, pid: int) -> list[tuple[str, str, list, dict, str]]
     return out
 
 
+TOUCH_HINT = (
+    "This UPDATE changed no column the history keeps (only updated_at, as an ORM's 'touch' "
+    "or a backdating client does, or vendor/category with an application-clock updated_at): "
+    "the trigger, not the client, decides when a version starts, so fire on every UPDATE "
+    "(BEFORE UPDATE OR DELETE, not UPDATE OF some columns, no WHEN on the kept columns) and "
+    "overwrite NEW.updated_at; a trigger that writes no version for such an UPDATE must keep "
+    "NEW.updated_at := OLD.updated_at.")
+
+
+def _touch_steps(r: Any, pid: int) -> list[tuple[str, str, list, dict, str]]:
+    """UPDATEs that change no kept column but set updated_at (ORM touch, vendor change)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    past = [now - dt.timedelta(seconds=r.randint(1, 5), microseconds=r.randint(1, 999_999))
+            for _ in range(2)]
+    vendor = f"Check Vendor {r.randint(10, 99)}"
+    return [
+        ("set only updated_at, to a moment in the past (an ORM 'touch')",
+         "UPDATE products SET updated_at = %s WHERE id = %s", [past[0], pid], {}, TOUCH_HINT),
+        (f"set only the vendor (to {vendor!r}) and updated_at, to a moment in the past",
+         "UPDATE products SET vendor = %s, updated_at = %s WHERE id = %s",
+         [vendor, past[1], pid], {}, TOUCH_HINT),
+    ]
+
+
 def _steps(r: Any, pid: int, state: dict[str, Any]) -> list[tuple[str, str, list, dict, str]]:
     """One change per kept column, and two that set updated_at, in a seeded order:
     (what, sql, params, new values, hint)."""
@@ -357,7 +397,7 @@ def _steps(r: Any, pid: int, state: dict[str, Any]) -> list[tuple[str, str, list
          [sku, pid], {"sku": sku}, ""),
         ("changed the attributes", "UPDATE products SET attributes = %s WHERE id = %s",
          [Jsonb(attributes), pid], {"attributes": attributes}, ""),
-    ] + _app_clock_steps(r, pid)
+    ] + _app_clock_steps(r, pid) + _touch_steps(r, pid)
     r.shuffle(steps)
     # a soft delete, then its undoing, somewhere in the sequence
     at = r.randint(0, len(steps))
@@ -373,10 +413,11 @@ def _steps(r: Any, pid: int, state: dict[str, Any]) -> list[tuple[str, str, list
 def q1(lab: Any, history_sql: str) -> str:
     """Every change of products leaves the old version, with a contiguous period, in time."""
     require(history_sql)
-    with untouched(lab, ["products"], why="exercise 1 creates a table, a function and a "
-                   "trigger: it changes no product"):
+    why = "exercise 1 creates a table, a function and a trigger: it changes no product"
+    with untouched(lab, ["products"], why=why):
         apply(lab, history_sql, "your statements")
     r = adv.rng()
+    _rerun_keeps_history(lab, r, history_sql, why)
     with Caller(lab, autocommit=True) as caller:
         conn = caller.conn
         _require_history(conn)
@@ -397,11 +438,24 @@ def q1(lab: Any, history_sql: str) -> str:
             steps.append(("deleted the product (DELETE)", "DELETE FROM products WHERE id = %s",
                           [pid], {}, ""))
             for what, sql, params, new, hint in steps:
+                before = _versions(conn, pid)
                 start, end = _timed_change(conn, sql, params, f"When the check {what}",
                                            found=caller.found, hint=hint)
                 caller.verify(f"the check {what} (your trigger ran in that transaction)")
                 versions = _versions(conn, pid)
                 history = [v for v in versions if v.source == "history"]
+                if hint is TOUCH_HINT and len(history) == len(states) - 1:
+                    # no version written for a change of no kept column: allowed, if the
+                    # current version still starts where it did
+                    if versions[-1].lo != before[-1].lo:
+                        raise CheckFailed(
+                            f"When the check {what}, products_history got no new version, yet "
+                            f"the current version now starts at {_show(versions[-1].lo)} "
+                            f"instead of {_show(before[-1].lo)}: the client moved the start of "
+                            "the current version, so it overlaps (or leaves a gap after) the "
+                            f"last history version. {hint}")
+                    _check_periods(versions, f"After the check {what}")
+                    continue
                 _judge_step(history, states, new, what)
                 try:
                     _check_periods(versions, f"After the check {what}")
@@ -409,7 +463,13 @@ def q1(lab: Any, history_sql: str) -> str:
                     if not hint:
                         raise
                     raise CheckFailed(f"{exc.message} {hint}", exc.detail) from None
-                _within(history[-1].hi, start, end, f"When the check {what}", caller.zone, hint)
+                try:
+                    _within(history[-1].hi, start, end, f"When the check {what}", caller.zone,
+                            "" if hint is TOUCH_HINT else hint)
+                except CheckFailed as exc:
+                    if hint is not TOUCH_HINT:
+                        raise
+                    raise CheckFailed(f"{exc.message} {hint}", exc.detail) from None
                 state.update(new)
                 states.append(tuple(state[k] for k in KEPT))
             # one statement, several rows: every row gets its own version
@@ -438,14 +498,79 @@ def q1(lab: Any, history_sql: str) -> str:
                     "wrong). EXCLUDE USING gist (product_id WITH =, valid WITH &&), with the "
                     "btree_gist extension.")
             _probe_exclusion(lab, pid, others[0])
+            _probe_swallowed(lab, others[0])
         finally:
             caller.clean()
             _cleanup(conn, ids)
-    return (f"{len(steps)} changes (every kept column, two UPDATEs that set updated_at "
-            "themselves, a soft delete and its undoing, a DELETE) "
+    return (f"{len(steps)} changes (every kept column, two price changes that set updated_at "
+            "themselves, two saves of no kept column, a soft delete and its undoing, a DELETE) "
             "and a two-row UPDATE: one history row each, old values, contiguous half-open "
             f"periods at the time of the change (session TimeZone {caller.zone}); overlaps "
             "excluded by a constraint")
+
+
+def _rerun_keeps_history(lab: Any, r: Any, history_sql: str, why: str,
+                         again: str = "a second time (as every later deploy, or a re-run of "
+                                      "the cell, does)") -> None:
+    """A migration runs again (another deploy, a re-run cell): the history must survive it."""
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        _require_history(conn)
+        pid, sku = _new_product(conn, str(Decimal(r.randint(1_001, 9_999)) / 100))
+        try:
+            hi = dt.datetime.now(dt.timezone.utc) - dt.timedelta(
+                days=r.randint(1, 30), microseconds=r.randint(1, 999_999))
+            lo = hi - dt.timedelta(days=r.randint(1, 30), microseconds=r.randint(1, 999_999))
+            with conn.transaction():
+                conn.execute("SET LOCAL session_replication_role = replica")
+                conn.execute(
+                    "INSERT INTO products_history (product_id, sku, name, price, attributes, "
+                    "deleted_at, valid) VALUES (%s, %s, 'Versioned check item (old name)', "
+                    "%s, '{}', NULL, tstzrange(%s, %s))",
+                    [pid, sku, Decimal(r.randint(1_001, 9_999)) / 100, lo, hi])
+                conn.execute("UPDATE products SET updated_at = %s WHERE id = %s", [hi, pid])
+            planted = query_checksum(conn, "SELECT * FROM products_history WHERE product_id = %s",
+                                     [pid])
+            with untouched(lab, ["products"], why=why):
+                apply(lab, history_sql, "your statements" + (" (run a second time)"
+                                                             if again else ""))
+            if not _has_history(conn) or query_checksum(
+                    conn, "SELECT * FROM products_history WHERE product_id = %s",
+                    [pid]) != planted:
+                raise CheckFailed(
+                    f"The check ran your statements {again}{', ' if again else ''}and the "
+                    "history a product already had in "
+                    "products_history was gone or changed afterwards: running them destroys "
+                    "the history the table exists to keep. Make them re-runnable without "
+                    "touching data: CREATE TABLE IF NOT EXISTS (never DROP TABLE or TRUNCATE), "
+                    "CREATE OR REPLACE FUNCTION/TRIGGER.")
+        finally:
+            _cleanup(conn, [pid])
+
+
+def _probe_swallowed(lab: Any, pid: int) -> None:
+    """A history write that fails must fail the change: planted overlap, rolled back."""
+    with psycopg.connect(lab.url) as conn, conn.transaction(force_rollback=True):
+        (at,) = conn.execute("SELECT updated_at FROM products WHERE id = %s", [pid]).fetchone()
+        conn.execute("""
+            INSERT INTO products_history (product_id, sku, name, price, attributes, deleted_at,
+                                          valid)
+            SELECT id, sku, name, price, attributes, deleted_at,
+                   tstzrange(updated_at, updated_at + interval '1 microsecond')
+            FROM products WHERE id = %s""", [pid])
+        conn.execute("SAVEPOINT probe")
+        try:
+            conn.execute("UPDATE products SET price = price + 1 WHERE id = %s", [pid])
+            conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        except psycopg.Error:
+            return
+        raise CheckFailed(
+            f"The check wrote (and rolled back) a history row for product {pid} from "
+            f"{_show(_utc(at))}, so that the version your trigger writes on the next UPDATE "
+            "overlaps it and the exclusion constraint refuses it. The UPDATE still succeeded: "
+            "your trigger swallows the failure of its history write (EXCEPTION WHEN … without "
+            "RAISE, ON CONFLICT DO NOTHING), so the product changes and its old version is "
+            "lost. Let a failed history write fail the change: no exception handler around "
+            "the INSERT.")
 
 
 def _probe_exclusion(lab: Any, pid: int, other: int) -> None:
@@ -683,12 +808,14 @@ def _step_failed(step: Any) -> Any:
     return step.final if step is not None and step.final is not None else step
 
 
-def q3(lab: Any, history_sql: str) -> str:
+def q3(lab: Any, clock_sql: str) -> str:
     """Transactions and statements that meet a newer version than their clock must not break
     time, and a write must not wait for writes of other products."""
-    require(history_sql)
+    require(clock_sql)
     zone = adv.non_utc_zone()
     r = adv.rng()
+    _rerun_keeps_history(lab, r, clock_sql, "exercise 3 replaces the trigger's function: it "
+                         "changes no product", again="")
 
     def price() -> Decimal:
         return Decimal(r.randint(1_001, 9_999)).scaleb(-2)  # two decimals, as numeric(10,2)
@@ -812,11 +939,59 @@ def q3(lab: Any, history_sql: str) -> str:
             _within(versions[0].hi, start4, end4, "When T2 updated the product", zone)
             _within(versions[1].hi, start3, end3, "When T1's waiting UPDATE reached the row",
                     zone)
+            # 3. a version that began a moment ago is replaced: the switch-over must not
+            #    lie after the UPDATE that made it (a bump of a millisecond does)
+            for _ in range(5):  # five tries (about 0.3 ms each): a slow one cannot hide a bump
+                _probe_fresh_version(conn, price(), price(), ids)
         finally:
             _cleanup(conn, list(ids.values()))
     return ("transactions and statements that started before a concurrent change committed "
             "(an UPDATE, a DELETE, an UPDATE that waited for a row lock) extend the history in "
-            "order, and a write never waits for another product's")
+            "order, a version replaced a moment after it began switches over within the UPDATE, "
+            "and a write never waits for another product's")
+
+
+def _probe_fresh_version(conn: psycopg.Connection, p0: Decimal, p1: Decimal,
+                         ids: dict[str, int]) -> None:
+    """Insert a product whose version begins at clock_timestamp(), and update it at once, in
+    one DO block (microseconds apart): the old version must end within that UPDATE."""
+    sku = f"CHECK-{uuid.uuid4().hex[:12]}"
+    what = ("When the check inserted a product and updated its price a moment later, in the "
+            "same transaction")
+    with conn.transaction():
+        _change(conn, f"""
+            DO $probe$
+            DECLARE pid bigint;
+            BEGIN
+                INSERT INTO products (sku, name, category, vendor, price, attributes, updated_at)
+                VALUES ('{sku}', 'Versioned check item', 'home', 'Check Vendor', {p0}, '{{}}',
+                        clock_timestamp())
+                RETURNING id INTO pid;
+                PERFORM set_config('lab_check.product', pid::text, true);
+                UPDATE products SET price = {p1} WHERE id = pid;
+                PERFORM set_config('lab_check.done', clock_timestamp()::text, true);
+            END $probe$""", None, what)
+        pid, done = conn.execute("SELECT current_setting('lab_check.product')::bigint, "
+                                 "current_setting('lab_check.done')::timestamptz").fetchone()
+    ids[f"fresh {pid}"] = pid
+    versions = _versions(conn, pid)
+    if [v.price for v in versions] != [p0, p1]:
+        raise CheckFailed(f"{what}, the versions should read {p0}, {p1}.",
+                          f"versions: {[(str(v.price), v.period()) for v in versions]}")
+    _check_periods(versions, what, "Here the version being replaced began a moment before "
+                   "the UPDATE, after the transaction's now(): t must still come strictly "
+                   "later, greatest(now(), OLD.updated_at + interval '1 microsecond').")
+    began, hi, done = versions[0].lo, versions[0].hi, _utc(done)
+    if hi > done:
+        raise CheckFailed(
+            f"{what} (one DO block): the version it replaced began at {_show(began)}, the "
+            f"UPDATE had finished by {_show(done)}, and your trigger closed that version at "
+            f"{_show(hi)}, {hi - done} after the UPDATE finished, so possibly after its "
+            "transaction committed: an AS OF query for an instant just after that commit still "
+            "returns the replaced price. The switch-over must lie within the change that makes "
+            "it: step past OLD.updated_at by the smallest amount a timestamptz holds, "
+            "greatest(now(), OLD.updated_at + interval '1 microsecond') (or use "
+            "clock_timestamp()), never by a millisecond or a second.")
 
 
 HINTS = {
@@ -827,5 +1002,7 @@ HINTS = {
     "q2": ["SELECT price FROM products_history WHERE product_id = %(product_id)s AND valid @> "
            "%(at)s UNION ALL SELECT price FROM products WHERE id = %(product_id)s AND "
            "updated_at <= %(at)s"],
-    "q3": ["t := greatest(now(), OLD.updated_at + interval '1 microsecond')"],
+    "q3": ["CREATE OR REPLACE FUNCTION <your trigger's function>() RETURNS trigger …: the whole "
+           "function again, with another t; the trigger keeps calling it.",
+           "t := greatest(now(), OLD.updated_at + interval '1 microsecond')"],
 }

@@ -2,6 +2,6 @@
 CHECK = "versioned_data.q1"
 EXPECT = 'session whose TimeZone is'  # the verdict must give this reason
 EDIT = {"history_sql": [
-    ("t timestamptz := greatest(now(), OLD.updated_at + interval '1 microsecond');",
+    ("t timestamptz := now();",
      "t timestamptz := greatest(now() AT TIME ZONE 'UTC', OLD.updated_at + interval '1 microsecond');"),
 ]}
