@@ -10,7 +10,11 @@ change would) that pushes the sort to disk. The checks judge:
   seeded snapshot the check plants and rolls back, where every wrong ordering
   (another database, mean time, calls, spills, table size, scan count) puts
   another row first, and every filter (calls, mean time, query text) leaves out
-  one of this database's top statements: the rows must be the top of the ranking;
+  one of this database's top statements (its top five always hold a statement run
+  once and one that is not a SELECT): the rows must be the top of the ranking, and
+  q2's rows one per table (the culprit is still index-scanned through its primary
+  key, one table is never scanned sequentially). The check's own planting runs with
+  pg_stat_statements.track = none, so re-running it does not reshuffle the ranking;
 * the index builds (q3, q4) by the lock they queue for behind an open writer
   (the migrations probe), never by their text, q3 starting from the INVALID index
   the deploy left (so a plain DROP INDEX shows its ACCESS EXCLUSIVE lock and IF NOT
@@ -19,7 +23,9 @@ change would) that pushes the sort to disk. The checks judge:
 * the keyset page (q4) against the reference on a session whose TimeZone is not
   UTC, with cases planted in rolled-back transactions: a seeded run of orders
   sharing one fractional-second created_at across the page boundary, an order
-  with a higher id but an older created_at, and an order without items;
+  with a higher id but an older created_at, an order without items, and the page
+  boundary inside the hour repeated when daylight saving time ends in the session's
+  zone (a cursor through local time comes back an hour off);
 * the fix (q5) by plan shape, buffers, rows read and, where the scale makes it
   meaningful, a speed-up measured in the same run.
 """
@@ -131,6 +137,11 @@ class _Entry:
 
 HISTORY_STATEMENT = HISTORY_SQL.replace("%(customer)s", "$1")
 TOP_STATEMENTS_WANTED = 5  # the task asks for at least the top five of this database
+ONE_OFF_STATEMENT = ("SELECT c.id, c.email, sum(o.total) AS spent\nFROM customers c JOIN orders o "
+                     "ON o.customer_id = c.id\nWHERE o.created_at >= $1\nGROUP BY c.id "
+                     "ORDER BY spent DESC")
+CHECKOUT_STATEMENT = ("UPDATE accounts SET balance = balance - $1\nWHERE id = $2 AND "
+                      "balance >= $1")
 MINOR_STATEMENTS = ("SELECT count(*) FROM orders WHERE customer_id = $1",
                     "SELECT id, email FROM customers WHERE id = $1",
                     "SELECT name FROM products ORDER BY id LIMIT $1")
@@ -174,26 +185,42 @@ def _planted_statements(this_db: int, other_dbs: list[int]) -> list[_Entry]:
                    r.randint(3, 5), round(total_h * r.uniform(0.5, 1.0), 3), rows=90,
                    max_factor=2.0),
             _Entry("monitoring", "SELECT 1", other_dbs[-1], calls_h * r.randint(40, 60), 0.02),
+            # run once, by hand: calls = 1, yet among the costliest (a filter on calls hides it)
+            _Entry("one-off", ONE_OFF_STATEMENT, this_db, 1, 0.0, rows=r.randint(2_000, 9_000),
+                   shared_hit=r.randint(2_000, 5_000), shared_read=calls_h * r.randint(10, 30),
+                   temp_written=calls_h * r.randint(10, 30), max_factor=1.0),
+            # checkout's write: not a SELECT (a filter on the statement's text hides it)
+            _Entry("checkout", CHECKOUT_STATEMENT, this_db, calls_h * r.randint(2, 5) + r.randint(1, 9),
+                   0.0, shared_hit=calls_h * r.randint(20, 60)),
         ]
         # cheap statements of this database below the top five, so that LIMIT 5 (or more)
         # returns a prefix of the ranking and a query without LIMIT returns them all
         entries += [_Entry(f"minor {i}", text, this_db, r.randint(50, 150),
                            round(r.uniform(0.01, 0.08), 4), rows=r.randint(50, 150))
                     for i, text in enumerate(MINOR_STATEMENTS[:r.randint(1, 3)])]
-        lookup = entries[4]
-        lookup.mean = round(total_h * r.uniform(0.90, 0.98) / lookup.calls, 4)
+        share = {"lookup": (0.90, 0.98), "one-off": (0.45, 0.85), "checkout": (0.45, 0.85)}
+        for e in entries:
+            if e.key in share:
+                e.mean = round(total_h * r.uniform(*share[e.key]) / e.calls, 4)
+                e.rows = e.rows or e.calls
         calls = [e.calls for e in entries]
         totals = [round(e.total, 3) for e in entries]
+        top = sorted((e for e in entries if e.dbid == this_db), key=lambda e: e.total,
+                     reverse=True)[:TOP_STATEMENTS_WANTED]
         if len(set(calls)) == len(calls) and len(set(totals)) == len(totals) and all(
-                e.total < total_h for e in entries if e.dbid == this_db and e.key != "history"):
+                e.total < total_h for e in entries if e.dbid == this_db and e.key != "history") \
+                and {"one-off", "checkout"} <= {e.key for e in top}:
             return entries
 
 
 def _row_of(e: _Entry, columns: dict[str, str], userid: int, queryid: int) -> dict[str, Any]:
+    once = e.calls == 1  # one call: min = max = mean, no deviation
     known = {"userid": userid, "dbid": e.dbid, "toplevel": True, "queryid": queryid,
              "query": e.query, "calls": e.calls, "total_exec_time": e.total,
-             "min_exec_time": e.mean / 2, "max_exec_time": e.mean * e.max_factor,
-             "mean_exec_time": e.mean, "stddev_exec_time": e.mean / 4, "rows": e.rows,
+             "min_exec_time": e.mean if once else e.mean / 2,
+             "max_exec_time": e.mean * e.max_factor,
+             "mean_exec_time": e.mean, "stddev_exec_time": 0.0 if once else e.mean / 4,
+             "rows": e.rows,
              "shared_blks_hit": e.shared_hit, "shared_blks_read": e.shared_read,
              "temp_blks_written": e.temp_written, "temp_blks_read": e.temp_written}
     row = {}
@@ -207,10 +234,21 @@ def _row_of(e: _Entry, columns: dict[str, str], userid: int, queryid: int) -> di
     return row
 
 
+def _untracked(conn: psycopg.Connection) -> None:
+    """Keep this transaction's statements (the check's planting) out of pg_stat_statements,
+    which the learner reads: repeated check runs must not push the history page down."""
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL pg_stat_statements.track = 'none'")
+    except psycopg.errors.InsufficientPrivilege:
+        pass  # not a superuser: the planting is tracked, a few cheap statements
+
+
 @contextmanager
 def _planted_pg_stat_statements(conn: psycopg.Connection) -> Iterator[list[_Entry]]:
     """Replace pg_stat_statements by a planted snapshot until the transaction rolls back."""
     with conn.transaction(force_rollback=True):
+        _untracked(conn)
         schema = conn.execute("SELECT extnamespace::regnamespace::text FROM pg_extension "
                               "WHERE extname = 'pg_stat_statements'").fetchone()
         if schema is None:
@@ -257,7 +295,9 @@ def q1(lab, top_query_sql: str) -> str:
         with _planted_pg_stat_statements(conn) as entries:
             columns, rows = _rows_on(conn, top_query_sql, None, "your query")
     _judge_top_statements(columns, rows, entries)
-    columns, rows = _rows(lab, top_query_sql, None, "your query")
+    with psycopg.connect(lab.url) as conn, conn.transaction(force_rollback=True):
+        _untracked(conn)  # the check's own runs must not climb the ranking they judge
+        columns, rows = _rows_on(conn, top_query_sql, None, "your query")
     if not rows:
         raise CheckFailed("Your query returns no rows. Is pg_stat_statements installed in this "
                           "database, and did the traffic cell run after the reset?")
@@ -317,6 +357,11 @@ def _judge_top_statements(columns: list[str], rows: list[tuple], entries: list[_
                        "buffer hits), but each call takes a fraction of a millisecond"),
             "export": "it spills the most to disk (temp_blks_written) and reads the most from "
                       "disk, but runs rarely",
+            "one-off": (f"it is the slowest per call (its one call took {first.mean:,.0f} ms, "
+                        "the highest mean_exec_time and max_exec_time) but ran once, by hand: "
+                        "ranking by "
+                        "the time of one call finds what is slow, not what costs the server "
+                        "most"),
         }.get(first.key, "it is not the costliest statement in total")
         raise CheckFailed(
             f"Your first row is `{_short_sql(first.query)}` ({first.calls:,} calls, "
@@ -354,7 +399,9 @@ def _left_out(e: _Entry, ranked: list[_Entry], got: list[_Entry], planted: str) 
         f"({shown}). A "
         "filter on calls, on mean_exec_time or on the query text hides statements that cost "
         "the server the most: a cheap statement called thousands of times is exactly what "
-        "total time is there to find. Keep every statement of this database (filter on dbid "
+        "total time is there to find, a statement run once can cost more than one run "
+        "thousands of times, and writes (UPDATE, INSERT, COPY) cost as much as reads. Keep "
+        "every statement of this database (filter on dbid "
         "only) and ORDER BY total_exec_time DESC.",
         "this database by total time: " + "; ".join(
             f"{_short_sql(x.query, 30)} {x.total:,.0f} ms" for x in ranked))
@@ -374,8 +421,10 @@ def _planted_table_stats(r: Any, tables: list[str], big: str) -> dict[str, dict[
                  "n_live_tup": r.randint(500, 9_000)} for t in tables}
     for t in tables:
         stats[t]["seq_tup_read"] = stats[t]["seq_scan"] * stats[t]["n_live_tup"]
+    # its primary key is still scanned (lookups by id), more often than it is read end to end:
+    # a filter on idx_scan (= 0, < seq_scan) leaves the culprit out
     stats["order_items"] = {"seq_scan": scans, "seq_tup_read": scans * items,
-                            "idx_scan": r.randint(0, 3), "n_live_tup": items}
+                            "idx_scan": r.randint(60, 400), "n_live_tup": items}
     if "orders" in stats:  # a close second by rows read, first by index scans
         stats["orders"] = {"seq_scan": scans - r.randint(1, 4),
                            "seq_tup_read": int(scans * items * r.uniform(0.85, 0.97)),
@@ -389,6 +438,10 @@ def _planted_table_stats(r: Any, tables: list[str], big: str) -> dict[str, dict[
     rows = items * r.randint(3, 5) + r.randint(1, 999)
     stats[big] = {"seq_scan": 2, "seq_tup_read": 2 * rows, "idx_scan": r.randint(9_000, 20_000),
                   "n_live_tup": rows}
+    # a table only ever read through an index: no sequential scan at all, still one row
+    quiet = [t for t in tables if t not in ("order_items", "orders", "accounts")]
+    if quiet:
+        stats[r.choice(sorted(quiet))].update(seq_scan=0, seq_tup_read=0)
     for s in stats.values():
         s["idx_tup_fetch"] = s["idx_scan"] * 3
     # ... and read the most through its indexes: first by seq_tup_read + idx_tup_fetch
@@ -402,6 +455,7 @@ def q2(lab, seq_scans_sql: str) -> str:
     r = adv.rng()
     big = f"clickstream_{r.randint(100, 999)}"
     with psycopg.connect(lab.url) as conn, conn.transaction(force_rollback=True):
+        _untracked(conn)
         # a real (empty) table for the planted big one, so that relid means something
         conn.execute(f"CREATE TABLE public.{big} (id bigint)")
         tables = [t for (t,) in conn.execute(
@@ -464,6 +518,17 @@ def _judge_seq_scans(columns: list[str], rows: list[tuple], stats: dict[str, dic
         raise CheckFailed(f"Your first row is right, but the rows that follow are not in "
                           f"descending seq_tup_read{planted}. ORDER BY seq_tup_read DESC.",
                           f"tables in your order: {relnames}")
+    missing = sorted(t for t in stats if t not in relnames)
+    if missing:
+        s = stats[missing[0]]
+        raise CheckFailed(
+            f"Your query leaves out {', '.join(missing)}{planted}: the task asks for one row per "
+            f"table. {missing[0]} has seq_scan {s['seq_scan']:,}, seq_tup_read "
+            f"{s['seq_tup_read']:,} and idx_scan {s['idx_scan']:,}. A LIMIT, or a filter on the "
+            "counters (idx_scan = 0, seq_scan > 0, ...), hides tables a dashboard must show: a "
+            "table that lost one index is usually still scanned through its other indexes (its "
+            "primary key), so idx_scan is not 0. Select from pg_stat_user_tables without WHERE "
+            "or LIMIT, ORDER BY seq_tup_read DESC.", f"your tables: {relnames}")
 
 
 # -- q3: the index, concurrently --------------------------------------------------
@@ -505,6 +570,16 @@ def lose_index(lab) -> None:
                              "to_regclass(%s)", [LOST_INDEX]).fetchone()
     if state is None or state[0]:
         raise RuntimeError(f"lose_index: expected an INVALID {LOST_INDEX}, found {state}")
+
+
+def replay_incident(lab) -> None:
+    """The two days before the ticket, on this notebook's database: the deploy that lost
+    the index (:func:`lose_index`) and the configuration change that left ``work_mem``
+    tiny (``ALTER DATABASE ... SET``, which every new session of this database gets, as a
+    changed postgresql.conf would). The notebook runs it without saying what it does: the
+    learner finds out from the server, as the on-call engineer had to."""
+    lose_index(lab)
+    lab.execute(f"ALTER DATABASE {lab.dbname} SET work_mem = '{SMALL_WORK_MEM}'")
 
 
 def _probe_ddl(lab, sql: str, table: str, what: str) -> None:
@@ -642,6 +717,7 @@ def q4(lab, skew_index_sql: str, page_sql: str) -> str:
     _check_ties(lab, page_sql, zone)
     _check_older_with_higher_id(lab, page_sql, zone)
     _check_order_without_items(lab, page_sql, zone)
+    _check_dst_fall_back(lab, page_sql, zone if zone in DST_ZONES else adv.rng().choice(DST_ZONES))
     customer = load_test_customer(lab)
     plan = ex.explain(lab, page_sql, {"customer": customer, **FIRST_PAGE})
     ex.assert_no_node(plan, "Seq Scan", "order_items",
@@ -840,6 +916,109 @@ def _check_order_without_items(lab, page_sql: str, zone: str) -> None:
             f"expected ids {[w[0] for w in want[:20]]}, got {[g[0] for g in page1]}")
     compare_results(PAGE_COLUMNS, got, PAGE_COLUMNS, want, ordered=True,
                     what="pages 1 and 2 with an order without items among them")
+
+
+DST_ZONES = ("America/St_Johns", "Pacific/Chatham", "Australia/Adelaide")  # far from UTC, with DST
+
+
+def _fall_back(conn: psycopg.Connection, zone: str,
+               after: dt.datetime) -> tuple[dt.datetime, dt.timedelta]:
+    """The first instant after ``after`` when ``zone``'s clocks go back, and by how much."""
+    row = conn.execute(
+        """SELECT t, interval '15 min' - ((t AT TIME ZONE %(z)s)
+                                          - ((t - interval '15 min') AT TIME ZONE %(z)s))
+           FROM generate_series(date_trunc('hour', %(after)s::timestamptz),
+                                %(after)s::timestamptz + interval '800 days',
+                                interval '15 min') AS t
+           WHERE (t AT TIME ZONE %(z)s) - ((t - interval '15 min') AT TIME ZONE %(z)s)
+                 < interval '15 min'
+           ORDER BY t LIMIT 1""", {"z": zone, "after": after}).fetchone()
+    if row is None:
+        raise RuntimeError(f"no daylight-saving fall-back in {zone} after {after}")
+    return row[0], row[1]
+
+
+def _check_dst_fall_back(lab, page_sql: str, zone: str) -> None:
+    """The page boundary inside the hour that happens twice when daylight saving time ends.
+
+    In that hour each local time names two instants, so a cursor that passes through
+    local time (cast to timestamp without time zone, or compared AT TIME ZONE) comes back
+    as the other one, an hour off: page 2 repeats or skips orders. The check moves the
+    load-test customer's 40 newest orders (in a transaction it rolls back) to the next
+    fall-back of the session's TimeZone, after all its other orders: some before the
+    repeated hour, some in each of its two occurrences (page 1's last order in the one a
+    local time does not come back to), some after.
+    """
+    r = adv.rng()
+
+    def plant(conn, customer, before):
+        newest = conn.execute("SELECT max(created_at) FROM orders WHERE customer_id = %s",
+                              [customer]).fetchone()[0]
+        start, delta = _fall_back(conn, zone, newest + dt.timedelta(days=2))
+        first, second = start - delta, start  # the two occurrences of the repeated hour
+        probe = first + delta / 2
+        first_moves = conn.execute("SELECT (%(t)s::timestamptz AT TIME ZONE %(z)s) "
+                                   "AT TIME ZONE %(z)s <> %(t)s::timestamptz",
+                                   {"t": probe, "z": zone}).fetchone()[0]
+
+        def within(base, low, high, n):
+            return sorted((base + delta * r.uniform(low, high) for _ in range(n)), reverse=True)
+
+        def outside(base, sign, n):
+            return sorted((base + sign * dt.timedelta(seconds=r.uniform(60, 6 * 3600))
+                           for _ in range(n)), reverse=True)
+
+        if first_moves:  # page 1 ends in the first occurrence, late in the hour
+            middle = (within(second, 0.05, 0.55, 6) + within(first, 0.65, 0.95, 2)
+                      + within(first, 0.05, 0.6, 8))
+        else:  # page 1 ends in the second occurrence, early in the hour
+            middle = (within(second, 0.4, 0.95, 6) + within(second, 0.05, 0.3, 2)
+                      + within(first, 0.35, 0.95, 8))
+        stamps = outside(start + delta, 1, 12) + middle + outside(first, -1, 12)
+        stamps = [t.replace(microsecond=r.randint(1, 999_998)) if t.microsecond == 0 else t
+                  for t in stamps]
+        if any(a <= b for a, b in zip(stamps, stamps[1:])):
+            return None  # two draws within a microsecond: (never in practice) judge nothing
+        conn.execute("UPDATE orders o SET created_at = v.t FROM unnest(%s::bigint[], "
+                     "%s::timestamptz[]) AS v(id, t) WHERE o.id = v.id",
+                     [[row[0] for row in before], stamps])
+        return first, second, delta
+
+    result = _pages_on_planted(lab, page_sql, zone, plant)
+    if result is None or result[3] is None:
+        return
+    want, page1, page2, (first, second, delta) = result
+    got = list(page1) + list(page2)
+    got_ids, want_ids = [row[0] for row in got], [row[0] for row in want]
+    if got_ids != want_ids:
+        utc = dt.timezone.utc
+        raise CheckFailed(
+            f"When page 1 ends in the hour that happens twice as daylight saving time ends in "
+            f"the session's TimeZone ({zone}: its clocks go back {_duration(delta)} at "
+            f"{second.astimezone(utc):%Y-%m-%d %H:%M} UTC, so the local times of "
+            f"{first.astimezone(utc):%H:%M}–{second.astimezone(utc):%H:%M} UTC come again; "
+            "the check moved the load-test customer's 40 newest orders around it, in a "
+            "transaction it rolled back), "
+            f"your pages {_skipped_repeated(got_ids, want_ids)}. In that hour a local time "
+            "names two instants, so a cursor that passes through local time (cast to "
+            "timestamp without time zone, or compared AT TIME ZONE) comes back an hour off. "
+            "Keep the cursor a timestamptz end to end: (o.created_at, o.id) < "
+            "(%(before_created_at)s, %(before_id)s), with no cast.",
+            f"expected ids {want_ids[10:30]} around the boundary, got {got_ids[10:30]}")
+    # in UTC: Python never finds a datetime of the repeated hour (fold=1) equal to one
+    # of another zone, even at the same instant
+    compare_results(PAGE_COLUMNS, _in_utc(got), PAGE_COLUMNS, _in_utc(want), ordered=True,
+                    what="pages 1 and 2 across a daylight-saving fall-back")
+
+
+def _duration(delta: dt.timedelta) -> str:
+    minutes = round(delta.total_seconds() / 60)
+    return "an hour" if minutes == 60 else f"{minutes} minutes"
+
+
+def _in_utc(rows: list[tuple]) -> list[tuple]:
+    return [tuple(v.astimezone(dt.timezone.utc) if isinstance(v, dt.datetime) and v.tzinfo
+                  else v for v in row) for row in rows]
 
 
 def _check_ties(lab, page_sql: str, zone: str) -> None:
