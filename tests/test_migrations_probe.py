@@ -172,3 +172,31 @@ def test_lock_timeout_in_effect_is_read_after_a_lock_timeout(database_url):
             conn.execute("DO $$BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '55P03'; END$$")
         raw.execute("RESET lock_timeout")
     assert conn.errors("55P03")[0].lock_timeout == "300ms"
+
+
+# --------------------------------------------------------------------------
+# what rewrites a table (05's section 4 states these; the notebook measures them too)
+
+
+@pytest.mark.parametrize("statement, rewrites", [
+    ("ALTER TABLE nicks ALTER COLUMN nick TYPE varchar(40)", False),  # raise the limit
+    ("ALTER TABLE nicks ALTER COLUMN nick TYPE varchar(10)", True),  # lower it: every row copied
+    ("ALTER TABLE nicks ALTER COLUMN nick TYPE text USING nick::text", False),  # binary USING
+    ("ALTER TABLE nicks ALTER COLUMN nick TYPE text USING lower(nick)", True),
+    ("ALTER TABLE nicks ADD CONSTRAINT nick_len CHECK (char_length(nick) <= 10) NOT VALID",
+     False),
+])
+def test_which_type_changes_rewrite_the_table(database_url, statement, rewrites):
+    """Shrinking varchar(n) rewrites the table, a binary-coercible USING does not, and the
+    safe shrink (CHECK … NOT VALID, then VALIDATE) never does."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS nicks")
+        conn.execute("CREATE TABLE nicks (id int, nick varchar(20))")
+        conn.execute("INSERT INTO nicks SELECT g, 'n' || g FROM generate_series(1, 50) g")
+        node = conn.execute("SELECT pg_relation_filenode('nicks')").fetchone()[0]
+        conn.execute(statement)
+        if "NOT VALID" in statement:
+            conn.execute("ALTER TABLE nicks VALIDATE CONSTRAINT nick_len")
+        after = conn.execute("SELECT pg_relation_filenode('nicks')").fetchone()[0]
+        conn.execute("DROP TABLE nicks")
+    assert (after != node) is rewrites

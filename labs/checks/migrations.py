@@ -29,7 +29,10 @@ migration is fast too. What tells right from wrong is deterministic evidence:
   replays 30 attempts with ``time.sleep`` recorded, not slept: the pauses must
   add up to a second or more, none above 20 s (a capped backoff). An application
   transaction idle all along, and each reader, must still be alive (no
-  ``pg_terminate_backend`` of the application).
+  ``pg_terminate_backend`` of the application); while run_ddl gives up, a report
+  running since the start of q1 is an ACTIVE query holding ACCESS SHARE on users,
+  and it must end on its own, not with 57014 (no ``pg_cancel_backend`` of the
+  application's queries).
 * q2, q3 (expand, backfill, contract): ``labs.tools.migrations_probe.probe_steps``
   runs each statement while a writer holds ROW EXCLUSIVE, reads the lock it
   queued for from ``pg_locks``, and reads PostgreSQL's DEBUG1 account of
@@ -42,8 +45,8 @@ migration is fast too. What tells right from wrong is deterministic evidence:
   ``xmin``. Sizes are seeded and not round (a batch size that divides no row
   count, a few planted old users past a gap in the ids), so a last partial
   batch that is never run shows. The expand may write no existing row (xmin
-  horizon); the backfill leaves the catalogue and relfilenode of ``users`` as the
-  expand left them; its idle time outside transactions covers the pauses; the
+  horizon); the backfill leaves the catalogue and relfilenode of ``users``, and the
+  files of its indexes (no REINDEX in place), as the expand left them; its idle time outside transactions covers the pauses; the
   callers' TimeZone has DST and planted users sit in its repeated fall-back hour.
 * q4 (Alembic): catalogue snapshots compared with ``==``, at every revision: up one
   revision at a time, down one at a time (0002, 0001, base), up again.
@@ -59,6 +62,7 @@ import random
 import re
 import threading
 import time
+import uuid
 from collections import Counter
 from contextlib import ExitStack
 from typing import Any, Callable
@@ -400,9 +404,85 @@ def _succeeds_after_reader(lab: Any, wl: Workload, s: Sessions, caller: Caller,
     return timeouts
 
 
+class _RunningReport:
+    """An application report: one statement, running since the start of q1, that reads users
+    (ACCESS SHARE) while run_ddl gives up, then finishes.
+
+    It is paced by two advisory locks the check holds, not by sleeps: the statement waits
+    for the first before it reads users, and for the second before it ends. Until the check
+    lets it read, it holds no lock on users; from then on it is an ACTIVE query holding
+    ACCESS SHARE, as a report or an export is. A run_ddl that cancels (57014) or terminates
+    the application's running queries to get its lock is caught by what the statement
+    returns. (It must end before the concurrent build: a running statement holds a snapshot,
+    and CREATE INDEX CONCURRENTLY waits for every older snapshot.)
+    """
+
+    def __init__(self, lab: Any) -> None:
+        self.key = uuid.uuid4().int % 2**31
+        self.gate = psycopg.connect(lab.url, autocommit=True, application_name="lab check")
+        self.gate.execute("SELECT pg_advisory_lock(%s, 1), pg_advisory_lock(%s, 2)",
+                          [self.key, self.key])
+        self.conn = psycopg.connect(lab.url, autocommit=True, application_name="lab app report")
+        self.pid = self.conn.info.backend_pid
+        self.started = time.monotonic()
+        self.box: dict[str, Any] = {}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.conn.execute(f"""DO $$BEGIN
+                PERFORM pg_advisory_lock_shared({self.key}, 1);
+                PERFORM count(*) FROM users WHERE id < 100;
+                PERFORM pg_advisory_lock_shared({self.key}, 2);
+            END$$""")
+        except psycopg.Error as exc:
+            self.box["error"] = exc
+
+    def reads(self) -> None:
+        """Let the report read users, and wait until it holds its ACCESS SHARE."""
+        self.gate.execute("SELECT pg_advisory_unlock(%s, 1)", [self.key])
+        deadline = time.monotonic() + 10
+        while self.thread.is_alive() and time.monotonic() < deadline:
+            if self.gate.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND granted AND "
+                                 "relation = 'users'::regclass", [self.pid]).fetchone()[0]:
+                return
+            self.thread.join(0.002)
+
+    def finish(self) -> None:
+        """Let it end; fail if it did not end on its own."""
+        if not self.gate.closed:
+            self.gate.execute("SELECT pg_advisory_unlock_all()")
+        self.thread.join(30)
+        exc = self.box.get("error")
+        if exc is None:
+            return
+        age = time.monotonic() - self.started
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            raise CheckFailed(
+                "Your run_ddl cancelled the application's running query (a report reading "
+                f"users, running for {age:.1f} s, failed with SQLSTATE 57014, "
+                f"{exc.diag.message_primary}): pg_cancel_backend fails the request, the export "
+                "or the report that query was serving, so that the migration can go first. A "
+                "migration that cannot get its lock gives up and retries later, and in the end "
+                "stops the deploy; the only backends it may cancel are this database's ordinary "
+                "autovacuum workers (backend_type = 'autovacuum worker').")
+        raise _terminated(f"a report reading users, running for {age:.1f} s, ended with "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+    def close(self) -> None:
+        if not self.gate.closed:
+            self.gate.close()  # its advisory locks go with it: the report ends
+        self.thread.join(10)
+        if not self.conn.closed:
+            self.conn.close()
+
+
 def _gives_up(lab: Any, wl: Workload, s: Sessions, caller: Caller,
-              conn: RecordingConnection, run_ddl: Callable[..., Any]) -> int:
-    """The reader never commits: run_ddl(..., attempts=3) must raise and change nothing."""
+              conn: RecordingConnection, run_ddl: Callable[..., Any],
+              report: _RunningReport) -> int:
+    """The reader never commits and a report is running: run_ddl(..., attempts=3) must
+    raise, change nothing, and leave both alone."""
     _drop_lock_probe(lab)
     with lab.connect(autocommit=True) as c:
         schema = catalog_snapshot(c)
@@ -411,6 +491,7 @@ def _gives_up(lab: Any, wl: Workload, s: Sessions, caller: Caller,
     mark = len(conn.statements)
     with wl.step(f"run_ddl(attempts={GIVE_UP_ATTEMPTS}) while the reader never commits",
                  caller.conn):
+        report.reads()
         thread, box = run_in_thread(lambda: run_ddl(conn, PROBE_DDL, attempts=GIVE_UP_ATTEMPTS))
         thread.join(GIVE_UP_CAP_S)
         gave_up = not thread.is_alive()
@@ -419,6 +500,7 @@ def _gives_up(lab: Any, wl: Workload, s: Sessions, caller: Caller,
         if reader_alive:
             s.reader("COMMIT")
         thread.join(60)
+        report.finish()
     if not reader_alive:
         _drop_lock_probe(lab)
         raise _terminated("the reader holding ACCESS SHARE on users, idle in its transaction, "
@@ -687,6 +769,8 @@ def q1(lab: Any, run_ddl: Callable[..., Any]) -> str:
     wl = live_workload(lab)
     try:
         with ExitStack() as stack:
+            report = _RunningReport(lab)  # running from now on: old by the time it reads
+            stack.callback(report.close)
             caller = stack.enter_context(_caller(lab))
             conn = RecordingConnection(caller.conn, read_lock_timeout=True)
             seen_timeouts: list[tuple[str, str]] = []
@@ -699,7 +783,7 @@ def q1(lab: Any, run_ddl: Callable[..., Any]) -> str:
             with wl, Sessions(lab, "reader", application_name="lab check") as s:
                 timeouts = _succeeds_after_reader(lab, wl, s, caller, conn, run_ddl)
                 _accepts_attempts(run_ddl)
-                tries = _gives_up(lab, wl, s, caller, conn, run_ddl)
+                tries = _gives_up(lab, wl, s, caller, conn, run_ddl, report)
                 stack.callback(_drop_concurrent_index, lab)
                 held = _concurrent_build(lab, wl, caller, conn, run_ddl)
                 _other_error(caller, conn, run_ddl)
@@ -810,6 +894,14 @@ def _held_rows(c: psycopg.Connection) -> list[int]:
     extra = c.execute(f"SELECT id FROM users WHERE id >= %s AND id < {WRITER_ID_BASE} "
                       "ORDER BY id LIMIT 1", [pick]).fetchone()
     return sorted(set(ids) | ({extra[0]} if extra else set()))
+
+
+def _index_files(c: psycopg.Connection) -> dict[str, tuple[int, int]]:
+    """Each index of users: its oid and its file (relfilenode), which a rebuild in place
+    changes (REINDEX, VACUUM FULL, CLUSTER) and REINDEX CONCURRENTLY replaces with a new oid."""
+    return {name: (oid, filenode) for name, oid, filenode in c.execute(
+        "SELECT c.relname, c.oid::int8, pg_relation_filenode(c.oid) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'users'::regclass")}
 
 
 class _TableLocks:
@@ -948,6 +1040,8 @@ def q2(lab: Any, expand_steps: list[str], backfill: Callable[..., Any]) -> str:
         with wl:
             schema = _expand(lab, wl, expand_steps, before, node)
             with lab.connect(autocommit=True) as c:
+                index_files = _index_files(c)
+            with lab.connect(autocommit=True) as c:
                 held = _held_rows(c)
             with RowLockWatch(lab, held) as watch:
                 # first run, interrupted after three committed batches: a crash or a deploy
@@ -978,6 +1072,23 @@ def q2(lab: Any, expand_steps: list[str], backfill: Callable[..., Any]) -> str:
                 raise RuntimeError(f"the row-lock watch failed: {watch.error}")
         with lab.connect(autocommit=True) as c:
             schema_after, node_after = catalog_snapshot(c), relfilenode(c)
+            files_after = _index_files(c)
+        # an index rebuilt in place (same oid, new file): REINDEX without CONCURRENTLY, which
+        # held SHARE on users (and ACCESS EXCLUSIVE on the index) for the whole rebuild
+        rebuilt = sorted(name for name, (oid, filenode) in index_files.items()
+                         if name in files_after and files_after[name][0] == oid
+                         and files_after[name][1] != filenode)
+        if rebuilt and node_after == node:
+            raise CheckFailed(
+                f"Your backfill rebuilt {', '.join(rebuilt)} in place (same index, new "
+                "relfilenode): a plain REINDEX holds SHARE on users for the whole rebuild (every "
+                "INSERT, UPDATE and DELETE waits; minutes at 10 million rows) and ACCESS "
+                "EXCLUSIVE on each index (the reads that use it wait too). The batches leave "
+                "dead index entries that VACUUM (ANALYZE) makes reusable, which is enough; if an "
+                "index is really bloated, rebuild it later with REINDEX INDEX CONCURRENTLY, "
+                "which blocks no one.",
+                "; ".join(f"{n}: relfilenode {index_files[n][1]} → {files_after[n][1]}"
+                          for n in rebuilt))
         if schema_after != schema or node_after != node:
             diff = snapshot_diff(schema, schema_after)
             nullness = [r for r in schema_after["columns"] if r[0] == COLUMN and r[2]]

@@ -22,7 +22,8 @@ from the run's seed (``labs.course.adversarial``):
   LIKE look-alike that are *other* SKUs), the no-ops (a live product, a missing id),
   a deleted_at ahead of the clock, the conflict, a lock timeout (a short lock_timeout
   while another transaction holds the row: 55P03 must reach the caller, not become a
-  ValueError), a re-listing in flight (an uncommitted INSERT committed, or rolled back,
+  ValueError, within about twice the caller's lock_timeout, and the lock_timeout in force
+  after each statement may not be longer than the caller's), a re-listing in flight (an uncommitted INSERT committed, or rolled back,
   once the restore waits for it), and then the race: another session re-lists the SKU
   after each of the restore's statements in turn (a check-then-update lets the 23505
   escape); after every statement, no lock on products that stops writers;
@@ -37,13 +38,17 @@ from the run's seed (``labs.course.adversarial``):
   after any statement; last, on new orders, another session reopens an order of the batch
   after the archiver's 1st..4th statement in turn: a reopening that commits first keeps the
   order live with all its items and out of the returned count, one that waits finds it
-  archived whole.
+  archived whole; likewise another session closes an old straggler (shipped → delivered)
+  whose id lies inside the batch: every order must still end whole on one side (an archiver
+  that chooses the batch once per statement splits two orders); and an item's quantity
+  updated mid-batch must survive in its one copy.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import threading
 import time
 import uuid
@@ -145,6 +150,22 @@ def _active_unique_index(conn: psycopg.Connection) -> str | None:
           AND i.indpred IS NOT NULL
         ORDER BY 1 LIMIT 1""", [_sku_attnum(conn)]).fetchone()
     return row[0] if row else None
+
+
+def _until_done_or_waiting(work: Callable[[], None], monitor: psycopg.Connection,
+                           pid: int) -> tuple[threading.Thread, bool]:
+    """Start ``work`` (another session's statement, on the backend ``pid``) in a thread
+    and return once it has finished or waits in the lock manager (``pg_blocking_pids``),
+    with whether it waits: the same interleaving on every run, no sleeps. A waiting
+    statement finishes later, when the transaction it waits for ends."""
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 30
+    while t.is_alive() and time.monotonic() < deadline:
+        if monitor.execute("SELECT cardinality(pg_blocking_pids(%s))", [pid]).fetchone()[0]:
+            return t, True
+        t.join(0.002)
+    return t, False
 
 
 def _new_product(conn: psycopg.Connection, sku: str, *, name: str = "Check item",
@@ -580,15 +601,7 @@ def _relisted_during(lab: Any, watch: psycopg.Connection, caller: Caller,
         if n != pause_after or thread:
             return
         box["fired"], box["after"] = True, _text(sql)
-        t = threading.Thread(target=relist, daemon=True)
-        thread.append(t)
-        t.start()
-        deadline = time.monotonic() + 30
-        pid = other.info.backend_pid
-        while t.is_alive() and time.monotonic() < deadline:
-            if monitor.execute("SELECT cardinality(pg_blocking_pids(%s))", [pid]).fetchone()[0]:
-                break
-            t.join(0.002)
+        thread.append(_until_done_or_waiting(relist, monitor, other.info.backend_pid)[0])
 
     try:
         try:
@@ -802,15 +815,7 @@ def _restored_twice(lab: Any, watch: psycopg.Connection, caller: Caller,
             if n != pause_after or thread:
                 return
             box["fired"], box["after"] = True, _text(sql)
-            t = threading.Thread(target=again, daemon=True)
-            thread.append(t)
-            t.start()
-            deadline = time.monotonic() + 30
-            while t.is_alive() and time.monotonic() < deadline:
-                if monitor.execute("SELECT cardinality(pg_blocking_pids(%s))",
-                                   [second.pid]).fetchone()[0]:
-                    break
-                t.join(0.002)
+            thread.append(_until_done_or_waiting(again, monitor, second.pid)[0])
 
         try:
             try:
@@ -852,21 +857,50 @@ def _restored_twice(lab: Any, watch: psycopg.Connection, caller: Caller,
                                           "neither returned True") + f" ({shown}).")
 
 
+def _ms(value: str) -> float | None:
+    """A duration as current_setting() shows it (250ms, 10s, 1min, 0), in milliseconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*", value or "")
+    if not m:
+        return None
+    return float(m.group(1)) * {"us": 0.001, "ms": 1, None: 1, "s": 1000, "min": 60_000,
+                                "h": 3_600_000, "d": 86_400_000}[m.group(2)]
+
+
 def _row_locked_elsewhere(lab: Any, caller: Caller, restore_product: Callable[[Any, int], bool],
                           watch: psycopg.Connection, prefix: str, r: Any) -> None:
-    """Another transaction holds the row past the caller's lock_timeout: not a conflict."""
+    """Another transaction holds the row past the caller's lock_timeout: not a conflict.
+
+    The lock timeout must reach the caller within about twice the caller's own lock_timeout
+    (the answer may not wait longer than the caller allowed: no SET [LOCAL] lock_timeout of
+    its own that is longer, no retry loop); the lock_timeout in force is read after each of
+    its statements.
+    """
     pid = _new_product(watch, f"{prefix}-busy", deleted_at=dt.datetime.now(dt.timezone.utc)
                        - dt.timedelta(days=r.randint(1, 30)))
-    timeout = f"{r.randint(150, 400)}ms"
+    timeout_ms = r.randint(150, 400)
+    timeout = f"{timeout_ms}ms"
     settings = {**caller_settings(caller.zone), "lock_timeout": timeout}
     holder = psycopg.connect(lab.url, application_name="lab check row holder")
-    release = threading.Timer(20.0, holder.rollback)  # an answer that waits forever goes on
+    release = threading.Timer(5.0, holder.rollback)  # an answer that waits forever goes on
+    seen: list[tuple[str, str]] = []  # (statement, lock_timeout after it)
+    outcome: tuple[str, Any] = ("ok", None)
     try:
         holder.execute("SELECT 1 FROM products WHERE id = %s FOR UPDATE", [pid])
-        release.start()
         with Caller(lab, settings=settings) as busy:
+            def after(n: int, sql: Any) -> None:
+                if busy.conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+                    return  # nothing to read without opening a transaction of our own
+                try:
+                    value = busy.conn.execute(
+                        "SELECT current_setting('lock_timeout')").fetchone()[0]
+                except psycopg.Error:
+                    return
+                seen.append((_text(sql), value))
+
+            release.start()
+            t0 = time.perf_counter()
             try:
-                result: Any = restore_product(busy.conn, pid)
+                outcome = ("ok", restore_product(HookedConnection(busy.conn, after), pid))
             except ValueError as exc:
                 raise CheckFailed(
                     f"restore_product raised ValueError ({exc}) when it could not lock the "
@@ -877,17 +911,34 @@ def _row_locked_elsewhere(lab: Any, caller: Caller, restore_product: Callable[[A
                     "timeouts, deadlocks and lost connections reach the caller.") from None
             except (NotAttempted, CheckFailed):
                 raise
-            except Exception:  # the lock timeout, as it came or wrapped: the caller's to handle
-                return
+            except Exception as exc:  # the lock timeout, as it came or wrapped: the caller's
+                outcome = ("raised", exc)
+            waited = time.perf_counter() - t0
     finally:
         release.cancel()
         holder.close()
-    if result is not True:
+    longer = [(st, v) for st, v in seen if (ms := _ms(v)) is not None
+              and (ms == 0 or ms > timeout_ms)]
+    if longer or waited > 2 * timeout_ms / 1000 + 0.5:
+        how = "kept trying"
+        if longer:
+            statement, value = longer[0]
+            how = (f"ran with lock_timeout = {value} (seen after "
+                   f"`{' '.join(statement.split())[:60]}`)")
         raise CheckFailed(
-            f"restore_product returned {result!r} for a deleted product whose row another "
-            f"transaction held locked past the caller's lock_timeout ({timeout}): nothing was "
-            "restored, and the caller must not be told there was nothing to restore. Let the "
-            "lock timeout (SQLSTATE 55P03) reach the caller.")
+            f"restore_product waited {waited:.1f} s for a row lock another transaction held, "
+            f"although its caller had set lock_timeout = {timeout}: it {how}. The caller's "
+            "lock_timeout is its budget (an API request that must answer in time): a restore "
+            "that overrides it with a longer one (SET LOCAL lock_timeout), or retries on 55P03, "
+            "holds the request and its connection far past it. Use the connection's "
+            "lock_timeout as you find it, and let the 55P03 reach the caller at once.")
+    if outcome[0] == "raised":
+        return
+    raise CheckFailed(
+        f"restore_product returned {outcome[1]!r} for a deleted product whose row another "
+        f"transaction held locked past the caller's lock_timeout ({timeout}): nothing was "
+        "restored, and the caller must not be told there was nothing to restore. Let the "
+        "lock timeout (SQLSTATE 55P03) reach the caller.")
 
 
 def _pending_listing(lab: Any, caller: Caller, restore_product: Callable[[Any, int], bool],
@@ -912,14 +963,7 @@ def _pending_listing(lab: Any, caller: Caller, restore_product: Callable[[Any, i
 
     try:
         listed = _new_product(other, sku, name="Listed by the importer")
-        t = threading.Thread(target=run, daemon=True)
-        t.start()
-        deadline = time.monotonic() + 30
-        while t.is_alive() and time.monotonic() < deadline:
-            if monitor.execute("SELECT cardinality(pg_blocking_pids(%s))",
-                               [caller.pid]).fetchone()[0]:
-                break
-            t.join(0.002)
+        t, _ = _until_done_or_waiting(run, monitor, caller.pid)
         other.commit() if commit else other.rollback()
         t.join(60)
     finally:
@@ -1259,6 +1303,7 @@ def _archive_runs(lab: Any, archive_orders: Callable[..., int], cutoff: dt.datet
                           + (" and changed the tables" if changed else "")
                           + "; it should return 0 and change nothing.")
     _reopen_races(lab, archive_orders, given, settings)
+    _close_races(lab, archive_orders, given, settings)
     _item_update_races(lab, archive_orders, given, settings)
     return (f"{eligible:,} orders (at and around a cutoff with microseconds, on a {zone} "
             f"session) and {before['items_eligible'][0]:,} items archived in batches of {batch}, "
@@ -1400,16 +1445,9 @@ def _reopen_once(lab: Any, archive_orders: Callable[..., int], given: dt.datetim
                 if row[0] is None:
                     return
                 box["order"], box["after"] = row[0], st.sql
-                t = threading.Thread(target=reopen, args=(row[0],), daemon=True)
+                t, box["waited"] = _until_done_or_waiting(lambda: reopen(row[0]), monitor,
+                                                          other.info.backend_pid)
                 threads.append(t)
-                t.start()
-                deadline = time.monotonic() + 30
-                while t.is_alive() and time.monotonic() < deadline:
-                    if monitor.execute("SELECT cardinality(pg_blocking_pids(%s))",
-                                       [other.info.backend_pid]).fetchone()[0]:
-                        box["waited"] = True
-                        break
-                    t.join(0.002)
 
             rec = RecordingConnection(caller.conn, on_statement=on_statement)
             try:
@@ -1487,6 +1525,147 @@ def _reopen_once(lab: Any, archive_orders: Callable[..., int], given: dt.datetim
 
 
 
+def _close_races(lab: Any, archive_orders: Callable[..., int], given: dt.datetime,
+                 settings: dict[str, str]) -> None:
+    """Another session closes an old straggler right after the archiver's k-th statement.
+
+    A shipped order among the batch's (a seeded position within the first batch, so its id
+    is below the batch's last) becomes delivered mid-batch: it was not eligible when the
+    batch was chosen, and is from then on. Whatever the archiver makes of it (moved now, or
+    left for the next run), every order ends whole on one side with all its items, the other
+    orders are all archived, and the return value counts what moved. An archiver that picks
+    the batch twice (once for the items, once for the orders) archives the straggler without
+    its items and leaves the batch's last order live without them.
+    """
+    r = adv.rng()
+    for pause_after in range(1, 5):
+        ids: list[int] = []
+        try:
+            with psycopg.connect(lab.url, autocommit=True) as conn:
+                with conn.transaction():
+                    ids = _plant_reopen_batch(conn, r, given)
+                    straggler = ids[r.randrange(REOPEN_BATCH)]
+                    conn.execute("UPDATE orders SET status = %s WHERE id = %s",
+                                 [r.choice(OPEN[1:]), straggler])
+                items = _items_by_order(conn, "order_items", ids)
+            fired = _close_once(lab, archive_orders, given, settings, ids, straggler, items,
+                                pause_after, r.choice(CLOSED))
+        finally:
+            if ids:
+                _remove_planted(lab, ids)
+        if not fired:
+            break
+
+
+def _close_once(lab: Any, archive_orders: Callable[..., int], given: dt.datetime,
+                settings: dict[str, str], ids: list[int], straggler: int,
+                items: dict[int, list], pause_after: int, status: str) -> bool:
+    box: dict[str, Any] = {}
+    other = psycopg.connect(lab.url, autocommit=True, application_name="lab check carrier")
+    monitor = psycopg.connect(lab.url, autocommit=True)
+    threads: list[threading.Thread] = []
+    seen = [0]
+
+    def close() -> None:
+        try:
+            box["closed"] = other.execute("UPDATE orders SET status = %s WHERE id = %s",
+                                          [status, straggler]).rowcount
+        except psycopg.Error as exc:
+            box["close_error"] = exc
+
+    try:
+        with Caller(lab, settings=settings) as caller:
+            def on_statement(st: Any) -> None:
+                seen[0] += 1
+                if seen[0] != pause_after or threads:
+                    return
+                box["after"] = st.sql
+                threads.append(_until_done_or_waiting(close, monitor,
+                                                      other.info.backend_pid)[0])
+
+            def archive(*args: Any) -> int:
+                try:
+                    return archive_orders(*args)
+                except psycopg.errors.ForeignKeyViolation as exc:
+                    box["fk"] = exc  # told below as what the race did
+                    raise
+
+            rec = RecordingConnection(caller.conn, on_statement=on_statement)
+            try:
+                moved = _call(archive, rec, given, REOPEN_BATCH, who="archive_orders")
+            except CheckFailed:
+                if "fk" not in box or "after" not in box:
+                    raise
+                moved = None
+            finally:
+                if caller.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    caller.conn.rollback()  # let a waiting update finish
+                for t in threads:
+                    t.join(30)
+            if "fk" not in box:
+                _verify(caller, f"archive_orders(conn, cutoff, batch_size={REOPEN_BATCH})")
+    finally:
+        other.close()
+        monitor.close()
+    if "after" not in box:
+        return False
+    after = " ".join(box["after"].split())[:80]
+    if "fk" in box:
+        exc = box["fk"]
+        raise CheckFailed(
+            f"Another session closed old order {straggler} (a parcel finally delivered: status "
+            f"→ {status}) right after your archiver's `{after}`, and your archiver then failed "
+            f"with SQLSTATE 23503 ({exc.diag.message_primary}): its orders' DELETE chose other "
+            "orders than its items' DELETE had moved. Your archiver chose the batch more than "
+            "once (a subquery in each statement): the order just closed joined the second "
+            "choice, its items still live, and pushed another order out of it. Choose the "
+            "batch once (SELECT id … ORDER BY id LIMIT n FOR UPDATE) and move exactly those "
+            "ids, items and orders, in the batch's transaction.")
+    if "close_error" in box:
+        exc = box["close_error"]
+        raise CheckFailed(
+            f"Another session closing order {straggler} (UPDATE orders SET status = "
+            f"'{status}') right after your archiver's `{after}` failed with SQLSTATE "
+            f"{exc.sqlstate} ({exc.diag.message_primary}): an ordinary update of an order must "
+            "simply wait for the batch that holds it, then go on.")
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        live = {row[0] for row in conn.execute("SELECT id FROM orders WHERE id = ANY(%s)",
+                                               [ids])}
+        archived = {row[0] for row in conn.execute(
+            "SELECT id FROM orders_archive WHERE id = ANY(%s)", [ids])}
+        items_live = _items_by_order(conn, "order_items", ids)
+        items_archived = _items_by_order(conn, "order_items_archive", ids)
+    story = (f"Another session closed old order {straggler} (a parcel finally delivered: "
+             f"status → {status}) right after your archiver's `{after}`")
+    split = [oid for oid in ids
+             if (oid in live and items_archived[oid]) or (oid in archived and items_live[oid])]
+    if split:
+        x = split[0]
+        side, other_side = ("archived", "live") if x in archived else ("live", "archived")
+        apart = len(items_live[x]) if x in archived else len(items_archived[x])
+        raise CheckFailed(
+            f"{story}; afterwards order {x} is {side} while {apart} of its items are "
+            f"{other_side} (orders split: {split}). Your archiver chose the batch "
+            "more than once (a subquery in each statement): the order just closed joined the "
+            "second choice and pushed another order out of it, so the two statements moved "
+            "different orders. Choose the batch once (SELECT id … ORDER BY id LIMIT n FOR "
+            "UPDATE) and move exactly those ids, items and orders, in the batch's transaction.")
+    lost = [oid for oid in ids if oid not in live and oid not in archived]
+    twice = [oid for oid in ids if oid in live and oid in archived]
+    changed = [oid for oid in ids if sorted(items_live[oid] + items_archived[oid]) != items[oid]]
+    kept = [oid for oid in ids if oid != straggler and oid not in archived]
+    if lost or twice or changed or kept:
+        raise CheckFailed(
+            f"{story}; afterwards the planted orders are not each archived once, whole: "
+            f"in neither table {lost}, in both {twice}, items changed {changed}, eligible "
+            f"orders left live {kept}.")
+    if moved != len(archived):
+        raise CheckFailed(
+            f"{story}; your archiver archived {len(archived)} orders in that call but returned "
+            f"{moved!r}. Return what the DELETEs moved (the sum of their row counts).")
+    return True
+
+
 def _item_update_races(lab: Any, archive_orders: Callable[..., int], given: dt.datetime,
                        settings: dict[str, str]) -> None:
     """Another session changes an item of the batch right after the archiver's k-th statement.
@@ -1544,15 +1723,8 @@ def _item_update_once(lab: Any, archive_orders: Callable[..., int], given: dt.da
                 if row is None:
                     return
                 box["item"], box["old"], box["after"] = row[0], row[1], st.sql
-                t = threading.Thread(target=refund, args=(row[0],), daemon=True)
-                threads.append(t)
-                t.start()
-                deadline = time.monotonic() + 30
-                while t.is_alive() and time.monotonic() < deadline:
-                    if monitor.execute("SELECT cardinality(pg_blocking_pids(%s))",
-                                       [other.info.backend_pid]).fetchone()[0]:
-                        break
-                    t.join(0.002)
+                threads.append(_until_done_or_waiting(lambda: refund(row[0]), monitor,
+                                                      other.info.backend_pid)[0])
 
             rec = RecordingConnection(caller.conn, on_statement=on_statement)
             try:
