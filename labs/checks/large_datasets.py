@@ -8,6 +8,12 @@ offsets, at and around midnights, and values that break hand-rolled loaders
 (tabs, newlines, carriage returns, backslashes, ``\\N``, ``\\.``, quotes, emoji,
 NULLs). ``events`` already holds a few rows: a loader appends, never replaces.
 
+The learner writes COPY's text format: ``copy_line(row)`` (escaping, NULL, the
+instant with its offset) and the streaming loop that writes its lines. psycopg's
+``Copy.write_row``, which escapes for them (and the lab's loaders built on it),
+refuses to run while the loader is called (:func:`_own_text`); batched INSERTs
+with parameters remain allowed, and are judged like any other loader.
+
 Every call goes through a :class:`~labs.course.left_behind.Caller` connection:
 autocommit off, non-default timeouts, a ``TimeZone`` that is not UTC. The
 loader may commit or leave the commit to the caller (the check then commits);
@@ -311,6 +317,37 @@ def _fresh(lab: Any, planted: Stream | None = None, *, autovacuum: bool = True) 
             ld.copy_rows(conn, planted, TABLE)
 
 
+class _WriteRowUsed(Exception):
+    """Raised by psycopg's Copy.write_row while the learner's loader runs."""
+
+
+WRITE_ROW_USED = (
+    "Your loader calls copy.write_row (directly, or through a loader of the lab's such as "
+    "loading.copy_rows), which escapes every value for you. In production that is the right "
+    "tool; this exercise asks you to write COPY's text format yourself, so that you know "
+    "what it must do and can review a hand-built loader: write each row with "
+    "copy.write(copy_line(row)), using the copy_line you wrote.")
+
+
+@contextmanager
+def _own_text() -> Iterator[list[int]]:
+    """While the loader runs, psycopg's Copy.write_row raises (and counts the calls, in case
+    the loader catches what it raises)."""
+    used = [0]
+    original = psycopg.Copy.__dict__["write_row"]
+
+    def write_row(self: Any, row: Any) -> None:
+        used[0] += 1
+        raise _WriteRowUsed("copy.write_row is not available in this exercise: write "
+                            "copy.write(copy_line(row))")
+
+    psycopg.Copy.write_row = write_row  # type: ignore[method-assign]
+    try:
+        yield used
+    finally:
+        psycopg.Copy.write_row = original  # type: ignore[method-assign]
+
+
 @dataclass
 class Call:
     seconds: float
@@ -328,15 +365,20 @@ def _call(caller: Caller, load_events: Callable, rows: Any) -> Call:
     autocommit = conn.autocommit
     started = time.perf_counter()
     try:
-        load_events(conn, rows)
+        with _own_text() as used:
+            load_events(conn, rows)
+    except _WriteRowUsed:
+        raise CheckFailed(WRITE_ROW_USED) from None
     except psycopg.errors.DataError as exc:  # the server refused what the loader sent
         raise CheckFailed(
             f"PostgreSQL rejected the data your loader sent: {exc.diag.message_primary} "
             f"(SQLSTATE {exc.sqlstate}). Hand-built COPY text must escape backslash, tab, "
             "newline and carriage return (a backslash before a tab, or \\x00, means something "
-            "else to COPY), write NULL as \\N, and write timestamps with their offset; "
-            "copy.write_row and query parameters do all of it for you.",
+            "else to COPY), write NULL as \\N, and write timestamps with their offset "
+            "(isoformat()): that is copy_line's job.",
             f"{exc.diag.context or ''}".strip()) from None
+    if used[0]:
+        raise CheckFailed(WRITE_ROW_USED)
     if not (conn.closed or conn.broken) and \
             conn.info.transaction_status == pq.TransactionStatus.INTRANS:
         conn.commit()  # the task lets the loader leave the commit to its caller
@@ -459,7 +501,7 @@ def _explain_difference(conn: psycopg.Connection, want: str, got_n: int, want_n:
         raise CheckFailed(
             f"Your loader loaded {got_n - planted_n:,} rows; the stream had {stream.n:,}. "
             f"{want_n - got_n:,} rows are missing: a loader must never skip a row it finds "
-            "awkward. Let COPY (copy.write_row) or query parameters do the escaping, and let an "
+            "awkward. Escape every value in copy_line (or pass it as a query parameter), and let an "
             "error stop the load instead of hiding it.", examples)
     if got_n > want_n and not missing:
         raise CheckFailed(
@@ -487,22 +529,22 @@ def _explain_difference(conn: psycopg.Connection, want: str, got_n: int, want_n:
             raise CheckFailed(
                 f"{differs['occurred_at']:,} rows have a different occurred_at ({shown}): the "
                 "fractions of a second were lost on the way. Pass the datetime itself "
-                "(copy.write_row or a query parameter), or format it with isoformat(), which "
+                "(as a query parameter), or format it with isoformat(), which "
                 "keeps microseconds and the UTC offset.", examples)
         raise CheckFailed(
             f"{differs['occurred_at']:,} rows have a different occurred_at instant ({shown}). "
             f"The caller's connection has TimeZone {zone!r}, not UTC: a timestamp written as "
             "text without its UTC offset is read in the session's TimeZone, and one converted "
             "to wall-clock time without its offset is wrong in any zone. Pass the datetime "
-            "itself (copy.write_row or a query parameter) or format it with its offset "
+            "itself (as a query parameter) or format it with its offset "
             "(isoformat()); never change the caller's TimeZone to make it fit.", examples)
     raise CheckFailed(
         f"The row count is right ({got_n:,}) but some values differ from what the stream holds "
         f"(column(s) {', '.join(differs) or 'several'}): tabs, newlines, carriage returns, "
         "backslashes, the text '\\N', empty strings (which are not NULL) or NULLs were changed on "
         "the way. Hand-built COPY text must escape \\, tab, newline and carriage return, and "
-        "write NULL as \\N (and CSV must quote an empty string); copy.write_row and query "
-        "parameters do it for you.", examples)
+        "write NULL as \\N (and CSV must quote an empty string): that is copy_line's job.",
+        examples)
 
 
 # --------------------------------------------------------------------------
@@ -719,10 +761,13 @@ def _failed_load(lab: Any, load_events: Callable, how: str) -> None:
     raised: BaseException | None = None
     with _new_caller(lab) as caller:
         conn = caller.conn
-        try:
-            load_events(conn, rows)
-        except Exception as exc:  # what the caller sees; anything will do
-            raised = exc
+        with _own_text() as used:
+            try:
+                load_events(conn, rows)
+            except Exception as exc:  # what the caller sees; anything will do
+                raised = exc
+        if used[0]:
+            raise CheckFailed(WRITE_ROW_USED)
         if conn.closed or conn.broken:
             raise CheckFailed(
                 f"When the load failed partway ({rows.what()}), your loader closed the "
@@ -833,7 +878,7 @@ def _timed_attempt(lab: Any, load_events: Callable, stream: Stream) -> tuple[flo
                 f"{stop.seconds:.1f} s, about {rate:,.0f} rows/s, while COPY loaded all of them "
                 f"at {n / reference:,.0f} rows/s; the check stopped it. A round trip (and with "
                 "autocommit a WAL flush) per row caps a loader at a few thousand rows/s: stream "
-                "the rows through COPY (cursor.copy + write_row).",
+                "the rows through COPY (cursor.copy + copy.write(copy_line(row))).",
                 f"deadline {deadline:.1f} s = {DEADLINE_FACTOR}x the slowest passing time"
             ) from None
     _compare(lab, stream, None, call.zone)
@@ -952,7 +997,7 @@ def q3(lab: Any, load_events: Callable) -> str:
             f"had taken (the task allows {Q3_BYTES_PER_ROW}), with a peak of {mib(peak)} (a "
             f"list of all {stream.n:,} rows takes {mib(listed)}). At 10 million rows that is "
             f"about {at_scale / 2**30:,.1f} GiB more. Keep nothing per row: consume the iterator as you "
-            "go (for row in rows: copy.write_row(row)), or in fixed-size batches of at most "
+            "go (for row in rows: copy.write(copy_line(row))), or in fixed-size batches of at most "
             f"{Q3_MAX_BATCH:,} rows, and count rows instead of collecting their ids; never "
             "list(rows), a set of every key, or one DataFrame of everything.", detail)
     peaks = rows.peaks
@@ -968,7 +1013,7 @@ def q3(lab: Any, load_events: Callable) -> str:
             f"{b:,} ({peak_per_row:,.0f} bytes for every row taken in between; the task allows "
             f"{Q3_BYTES_PER_ROW}). A batch that grows (doubles, or grows by half, each time) "
             "reaches millions of rows at 10 million rows. Use a fixed batch size of at most "
-            f"{Q3_MAX_BATCH:,} rows, or stream row by row (copy.write_row).", detail)
+            f"{Q3_MAX_BATCH:,} rows, or stream row by row (copy.write(copy_line(row))).", detail)
     if peak > Q3_PEAK_SHARE * listed:
         raise CheckFailed(
             f"Your loader's peak memory, {mib(peak)}, is more than {Q3_PEAK_SHARE:.0%} of what "
@@ -1115,19 +1160,22 @@ def q4(lab: Any, after_load_sql: str) -> str:
 
 HINTS = {
     "q1": [
-        "The rows contain tabs, newlines, backslashes and the two characters \\N. If you build "
-        "COPY text yourself, every one of them must be escaped; psycopg can do it for you.",
+        "copy_line: NULL is \\N; in every other value a backslash becomes two, a tab \\t, a "
+        "newline \\n, a carriage return \\r (escape the backslash first); tabs join the "
+        "fields, a newline ends the line.",
         "occurred_at is a timezone-aware datetime (in various offsets, with fractions of a "
-        "second), and the caller's session is not in UTC: pass the datetime itself.",
+        "second), and the caller's session is not in UTC: isoformat() keeps the microseconds "
+        "and the offset; str() of an int or a Decimal is exact.",
         "with conn.cursor() as cur, cur.copy('COPY events (id, customer_id, kind, occurred_at, "
-        "amount, detail) FROM STDIN') as copy: then copy.write_row(row) for each row.",
+        "amount, detail) FROM STDIN') as copy: then copy.write(copy_line(row)) for each row.",
         "No LOCK TABLE (readers never see uncommitted rows anyway), one transaction for the "
         "whole stream, and no except that swallows an error: a failed load must raise.",
     ],
     "q2": [
         "Every INSERT statement costs a round trip to the server; with autocommit, also a WAL "
         "flush to disk. COPY sends rows as one stream.",
-        "Stream the iterator into cursor.copy(...) with write_row; no list, no per-row INSERT.",
+        "Stream the iterator into cursor.copy(...), one copy.write(copy_line(row)) per row; no "
+        "list, no per-row INSERT.",
     ],
     "q3": [
         "list(rows), a DataFrame of everything or a giant buffer all grow with the stream.",

@@ -5,12 +5,18 @@ transaction that is rolled back: the dataset plus rows planted from this check
 run's seed (``labs.course.adversarial``) to tell right from almost right.
 
 * q1 plants soft-deleted customers newer than everyone (one with a deleted_at
-  still ahead), and two groups of active customers tied on ``created_at`` (with
-  fractions of a second, half a second apart) whose mixed-case emails, names,
-  countries and physical order each follow a permutation that is neither the
-  ids' order nor its reverse: only ``ORDER BY created_at DESC, id DESC`` sorts
-  them as asked, and the fifth row falls inside a tie, so the tiebreak also
-  decides *which* rows are returned. The groups sign up in the hour the
+  still ahead), and two groups of active customers tied on ``created_at`` whose
+  mixed-case emails, names, countries and physical order each follow a
+  permutation that is neither the ids' order nor its reverse: only
+  ``ORDER BY created_at DESC, id DESC`` sorts them as asked, and the fifth row
+  falls inside a tie, so the tiebreak also decides *which* rows are returned.
+  The two instants are a few microseconds apart, in one millisecond whose digits
+  are all below 5: rounding or truncating created_at to any coarser precision
+  (``::timestamptz(0)``, ``date_trunc``) merges the groups, and the newer one
+  then sorts below the older one's higher ids. The newest-id customer of the
+  older group that is among the five has an email equal, once case is ignored,
+  to one in the newer group: two customers, both returned (a ``DISTINCT ON
+  (lower(email))`` drops one). The groups sign up in the hour the
   session's zone repeats when its clocks go back, after an older customer who
   signed up at a later wall-clock time in the first pass of that hour: a sort
   by local time (``created_at::timestamp``) puts that customer first.
@@ -132,11 +138,15 @@ def _plant_newest(cur: psycopg.Cursor, rand: random.Random, zone: str) -> list[s
     change, gap = _fall_back(ZoneInfo(zone), base + dt.timedelta(days=1)) or (
         base + dt.timedelta(days=rand.randint(1, 3)), None)
     seconds = int(gap.total_seconds()) if gap else 3600
-    # T1 has a fraction of a second in [0.6, 1.0); T2 is 0.4 s earlier, in the same second,
-    # so truncating to the second (or the minute, the day) merges the two groups.
+    # T1 and T2 are 1 to 4 microseconds apart, in one millisecond whose every digit is below
+    # 5 (e.g. .231002 and .231000): rounding them to any coarser precision (timestamptz(0) to
+    # timestamptz(5)) or truncating them (date_trunc('second'), ::timestamptz(3)...) gives
+    # both the same value, so a sort by it merges the two groups.
+    millis = 100 * rand.randint(1, 4) + 10 * rand.randint(0, 4) + rand.randint(0, 4)
+    micros = rand.randint(1, 4)
     t1 = (change + dt.timedelta(seconds=rand.randint(seconds // 4, seconds // 2))).replace(
-        microsecond=rand.randint(600_000, 999_999))
-    t2 = t1 - dt.timedelta(milliseconds=400)
+        microsecond=millis * 1000 + micros)
+    t2 = t1 - dt.timedelta(microseconds=rand.randint(1, micros))
     # first pass: t1's wall-clock time plus 1 to 29 minutes, an instant before the change
     first_pass = t1 - dt.timedelta(seconds=seconds - rand.randint(60, seconds // 2 - 60)) \
         if gap else None
@@ -170,6 +180,7 @@ def _plant_newest(cur: psycopg.Cursor, rand: random.Random, zone: str) -> list[s
                first_pass, None)
     sizes = {"a": rand.choice([3, 4]), "b": rand.randint(3, 5)}
     deleted_at = rand.randint(0, sizes["a"] - 1)
+    newer_emails: list[str] = []
     for group, created in (("a", t1), ("b", t2)):
         n = sizes[group]
         email_rank, name_rank, country_rank, update_order = (
@@ -183,14 +194,37 @@ def _plant_newest(cur: psycopg.Cursor, rand: random.Random, zone: str) -> list[s
                 insert(f"gone.Tied.{tag}@{PLANTED_DOMAIN}", "Gone Tied", "DE", created,
                        deletion())
             # The address as typed, in mixed case (the first letter, lowercase, orders them)
-            ids.append(insert(f"{letters[email_rank[i]]}.Tie{group.upper()}{tag}@"
-                              f"{PLANTED_DOMAIN}", f"{names[name_rank[i]].upper()}. Tied",
+            email = f"{letters[email_rank[i]]}.Tie{group.upper()}{tag}@{PLANTED_DOMAIN}"
+            if group == "b" and i == n - 1:
+                # the older group's highest id, always among the five: a case-twin of an
+                # address of the newer group (another customer, equal once case is ignored)
+                email = rand.choice(newer_emails).swapcase()
+            elif group == "a":
+                newer_emails.append(email)
+            ids.append(insert(email, f"{names[name_rank[i]].upper()}. Tied",
                               codes[country_rank[i]], created, None))
         # Physical order (what a sort without a tiebreak tends to return): a no-op UPDATE
         # writes a new row version, at the end of the table, in this permutation's order.
         for i in update_order:
             cur.execute("UPDATE customers SET city = city WHERE id = %s", [ids[i]])
     return planted
+
+
+def _to_second(times: list) -> list:
+    return [t.replace(microsecond=0) for t in times]
+
+
+def _dropped_twin(rows: list[tuple], want6: list[tuple]) -> str:
+    """The email of a customer the reference returns and the answer does not, when the
+    answer is otherwise the reference's rows in its order (one skipped) and returns a
+    customer with the same email once case is ignored; "" otherwise."""
+    got_ids = [r[0] for r in rows]
+    skipped = [r for r in want6 if r[0] not in got_ids]
+    if [r[0] for r in want6 if r[0] in got_ids] != got_ids or len(skipped) != 1:
+        return ""
+    twins = [r[1] for r in rows if isinstance(r[1], str) and isinstance(skipped[0][1], str)
+             and r[1].lower() == skipped[0][1].lower()]
+    return f"{skipped[0][1]} and {twins[0]}" if twins else ""
 
 
 NEWEST_REFERENCE = """SELECT id, email, created_at FROM customers
@@ -209,7 +243,14 @@ def q1(lab, newest_sql: str) -> str:
             planted = _plant_newest(cur, rand, zone)
             _read_only(cur)
             columns, rows = _run(cur, newest_sql, "your query")
-            _, want = _run(cur, NEWEST_REFERENCE, "the reference query")
+            _, want6 = _run(cur, NEWEST_REFERENCE.replace("LIMIT 5", "LIMIT 6"),
+                            "the reference query")
+            want = want6[:5]
+            # what a sort by created_at to the second returns (rounded or truncated: on the
+            # planted rows, the same), to name that mistake
+            _, coarse = _run(cur, NEWEST_REFERENCE.replace(
+                "ORDER BY created_at DESC", "ORDER BY date_trunc('second', created_at) DESC"),
+                "the reference query")
             lowered = [c.lower() for c in columns]
             if "id" in lowered and rows:
                 ids = [r[lowered.index("id")] for r in rows]
@@ -257,9 +298,23 @@ def q1(lab, newest_sql: str) -> str:
                                "newer than one at 01:50 the first time. Sort by created_at itself (a "
                                "timestamptz, an instant), not by created_at::timestamp or AT "
                                "TIME ZONE. " + exc.message)
+            elif [r[0] for r in rows] == [r[0] for r in coarse] or (
+                    sorted(got_times, reverse=True) != got_times and
+                    _to_second(got_times) == sorted(_to_second(got_times), reverse=True)):
+                exc.message = ("Your rows are newest first only to the second: customers who "
+                               "signed up a few microseconds apart, within one second, come out "
+                               "in the wrong order (ranked by id). Sort by created_at itself, to "
+                               "the microsecond, not by a rounded or truncated value "
+                               "(::timestamptz(0), date_trunc). " + exc.message)
             elif sorted(got_times, reverse=True) != got_times:
                 exc.message = ("Your rows are not newest first: sort by created_at DESC. "
                                + exc.message)
+            elif _dropped_twin(rows, want6):
+                exc.message = ("Your result leaves out a customer whose email equals another "
+                               "returned customer's once case is ignored "
+                               f"({_dropped_twin(rows, want6)}): they are two customers, two "
+                               "rows, and the task asks for every active one (DISTINCT ON "
+                               "(lower(email)) or GROUP BY keeps one of them). " + exc.message)
             elif got_times == want_times:
                 exc.message = ("Customers who signed up at the same instant are not broken by "
                                "id, highest first: add id DESC after created_at DESC (another "

@@ -17,7 +17,7 @@ REPLACE = {"load_events": '''def load_events(conn, rows):
                 if len(batch) == 5_000:
                     with cur.copy(f"COPY events ({columns}) FROM STDIN") as copy:
                         for item in batch:
-                            copy.write_row(item)
+                            copy.write(copy_line(item))
                     conn.commit()
                     first = batch[0][0] if first is None else min(first, batch[0][0])
                     last = batch[-1][0] if last is None else max(last, batch[-1][0])
@@ -25,7 +25,7 @@ REPLACE = {"load_events": '''def load_events(conn, rows):
             if batch:
                 with cur.copy(f"COPY events ({columns}) FROM STDIN") as copy:
                     for item in batch:
-                        copy.write_row(item)
+                        copy.write(copy_line(item))
                 conn.commit()
     except BaseException:
         conn.rollback()

@@ -13,11 +13,11 @@ REPLACE = {"load_events": '''def load_events(conn, rows):
             if len(batch) >= size:
                 with cur.copy(f"COPY events ({columns}) FROM STDIN") as copy:
                     for item in batch:
-                        copy.write_row(item)
+                        copy.write(copy_line(item))
                 batch = []
                 size = size * 3 // 2  # bigger batches load faster
         if batch:
             with cur.copy(f"COPY events ({columns}) FROM STDIN") as copy:
                 for item in batch:
-                    copy.write_row(item)
+                    copy.write(copy_line(item))
 '''}

@@ -8,7 +8,7 @@ REPLACE = {"load_events": '''def load_events(conn, rows):
     loaded = []
     with conn.cursor() as cur, cur.copy(f"COPY events ({columns}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(row)
+            copy.write(copy_line(row))
             loaded.append(row[0])
     print(f"loaded {len(loaded)} events, ids {min(loaded)}..{max(loaded)}")
 '''}

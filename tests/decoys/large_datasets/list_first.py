@@ -7,5 +7,5 @@ REPLACE = {"load_events": '''def load_events(conn, rows):
     with conn.cursor() as cur, cur.copy(
             "COPY events (id, customer_id, kind, occurred_at, amount, detail) FROM STDIN") as copy:
         for row in everything:
-            copy.write_row(row)
+            copy.write(copy_line(row))
 '''}

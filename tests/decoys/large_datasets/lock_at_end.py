@@ -9,7 +9,7 @@ REPLACE = {"load_events": '''def load_events(conn, rows):
         conn.execute("CREATE TEMP TABLE events_stage (LIKE events) ON COMMIT DROP")
         with conn.cursor() as cur, cur.copy(f"COPY events_stage ({columns}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row(row)
+                copy.write(copy_line(row))
         conn.execute("LOCK TABLE events IN EXCLUSIVE MODE")
         conn.execute(f"INSERT INTO events ({columns}) SELECT {columns} FROM events_stage")
 '''}

@@ -12,6 +12,6 @@ REPLACE = {"load_events": '''def load_events(conn, rows):
             if len(batch) == 1_000:
                 with cur.copy(f"COPY events ({columns}) FROM STDIN") as copy:
                     for item in batch:
-                        copy.write_row(item)
+                        copy.write(copy_line(item))
                 batch = []
 '''}

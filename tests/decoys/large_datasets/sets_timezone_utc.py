@@ -12,5 +12,5 @@ REPLACE = {"load_events": '''def load_events(conn, rows):
         for row in rows:
             values = list(row)
             values[3] = row[3].astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-            copy.write_row(values)
+            copy.write(copy_line(values))
 '''}

@@ -7,7 +7,7 @@ REPLACE = {"load_events": '''def load_events(conn, rows):
     try:
         with conn.cursor() as cur, cur.copy(f"COPY events ({columns}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row(row)
+                copy.write(copy_line(row))
         conn.commit()
     except psycopg.Error as exc:
         conn.rollback()  # a bad batch must not crash the nightly job
