@@ -35,6 +35,7 @@ stay as they were.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from contextlib import contextmanager
@@ -42,6 +43,8 @@ from decimal import Decimal
 from typing import Any, Callable, Iterator, Sequence
 
 import psycopg
+from psycopg import pq
+from psycopg.adapt import PyFormat
 from psycopg.types.json import Jsonb
 
 from ..course import adversarial as adv
@@ -52,6 +55,11 @@ from ..data.dataset import table_checksum
 from ..tools.stress import HookedConnection, interleave, run_stress
 
 ACTIONS = ("inserted", "updated", "stale")
+# Python types a caller passes and PostgreSQL types it reads: the adapters checked after a call
+_DUMPED = (dict, list, tuple, str, int, float, bool, bytes, Decimal, dt.datetime, dt.date,
+           uuid.UUID)
+_LOADED = ("bool", "int4", "int8", "numeric", "float8", "text", "varchar", "json", "jsonb",
+           "timestamptz", "timestamp", "date", "uuid", "bytea")
 MAX_PAUSE = 16  # pause points tried per scenario; an upsert needs far fewer statements
 
 IDEMPOTENCY_DDL = """
@@ -127,6 +135,38 @@ def _row(conn: psycopg.Connection, sku: str) -> tuple | None:
     if not r:
         return None
     return r[0][0], fd.content(dict(zip(fd.CONTENT, r[0][1:])))
+
+
+def _adapters(conn: Any) -> tuple:
+    """What the connection's adapters map converts, and how: a function that registers a
+    dumper or loader on the caller's ``conn.adapters`` changes every later query of the
+    caller (a dict now sent as jsonb, numeric read as float), invisible to pg_settings.
+    Asked through the public lookups (psycopg resolves its own entries lazily)."""
+    a = getattr(getattr(conn, "_conn", conn), "adapters", None)
+    if a is None:
+        return ()
+
+    def lookup(get: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return get(*args)
+        except psycopg.ProgrammingError:  # nothing registered for it
+            return None
+
+    dumpers = tuple(lookup(a.get_dumper, t, f) for t in _DUMPED for f in PyFormat)
+    types = a.types
+    oids = [types.get(name).oid for name in _LOADED if types.get(name) is not None]
+    loaders = tuple(lookup(a.get_loader, oid, f) for oid in oids for f in pq.Format)
+    return dumpers + loaders
+
+
+def _same_adapters(before: tuple, conn: Any, what: str) -> None:
+    if _adapters(conn) != before:
+        raise CheckFailed(
+            f"After {what}, the connection was not left as it was found: your function "
+            "registered a dumper or loader on the connection it was lent (conn.adapters."
+            "register_dumper/register_loader), so every later query of the caller converts "
+            "values your way (a dict sent as jsonb, a type read differently). Wrap the one "
+            "value instead (Jsonb(...)), or register on a cursor of your own (cur.adapters).")
 
 
 def _result(value: Any, what: str) -> tuple[Any, str]:
@@ -290,8 +330,10 @@ def _alone(lab: Any, upsert_product: Callable, rng: Any, tag: str, existing: lis
         def step(event: fd.Event, what: str) -> int:
             nonlocal calls
             before, want = _truth(watch, event)
+            adapters = _adapters(caller.conn)
             got = _result(_call(upsert_product, caller.conn, event, who="upsert_product"), what)
             caller.verify(f"upsert_product on {what}")
+            _same_adapters(adapters, caller.conn, f"upsert_product on {what}")
             calls += 1
             return _judge_one(watch, event, before, want, got, what)
 
@@ -685,6 +727,29 @@ def _version_moved(watch: psycopg.Connection, sku: str, before: int, by: int, wh
             "key, never on a replay). Consumers and the feeds' staleness guard rely on it.")
 
 
+def _field(response: Any, name: str) -> Any:
+    if not isinstance(response, dict) or name not in response:
+        raise CheckFailed(f"handle_request returned {response!r}; the response is the product "
+                          "as your change left it, a dict with 'sku', 'price' and 'version'.")
+    return response[name]
+
+
+def _describes(response: Any, row: tuple[Decimal, int], what: str) -> None:
+    """The response names the price and version that the request's own UPDATE wrote."""
+    price, version = row
+    try:
+        got = (Decimal(str(_field(response, "price"))), int(_field(response, "version")))
+    except (ArithmeticError, ValueError, TypeError):
+        got = None
+    if got != (Decimal(price), int(version)):
+        raise CheckFailed(
+            f"In {what}, the response {response!r} does not describe the row the request "
+            f"committed (price {price}, version {version}): a response built from a price or "
+            "version read before the UPDATE (or after it, in another transaction) reports a "
+            "state that never was. Build it from UPDATE … RETURNING, in the same transaction.",
+            f"row after the request: price {price}, version {version}")
+
+
 def _norm(response: Any) -> str:
     return json.dumps(response, sort_keys=True, default=str)
 
@@ -709,9 +774,11 @@ def q2(lab: Any, handle_request: Callable[[Any, str, dict], Any]) -> str:
         with psycopg.connect(lab.url, autocommit=True) as watch, Caller(lab) as caller:
 
             def call(k: str, what: str) -> Any:
+                adapters = _adapters(caller.conn)
                 response = _call(handle_request, caller.conn, k, dict(request),
                                  who="handle_request")
                 caller.verify(f"handle_request {what}")
+                _same_adapters(adapters, caller.conn, f"handle_request {what}")
                 return response
 
             price0, version0 = _price(watch, sku)
@@ -723,6 +790,7 @@ def q2(lab: Any, handle_request: Callable[[Any, str, dict], Any]) -> str:
                                   f"price from {price0} to {_price(watch, sku)[0]}; it must add "
                                   "the change once, and commit.")
             _version_moved(watch, sku, version0, 1, "a request with a new key")
+            _describes(r1, _price(watch, sku), "the response to a request with a new key")
             r2 = call(key, "replaying a key")
             price2, _ = _price(watch, sku)
             if price2 != price0 + change:
@@ -743,6 +811,20 @@ def q2(lab: Any, handle_request: Callable[[Any, str, dict], Any]) -> str:
                         "did not apply its change. Keys are compared exactly (case sensitive, "
                         "= not LIKE/ILIKE): only a replayed key must be a no-op.")
                 _version_moved(watch, sku, version_before, 1, f"a request with {how}")
+            # the first key again, now that other keys moved the price: the stored answer
+            before = _price(watch, sku)
+            r3 = call(key, "replaying the first key after other keys changed the price")
+            if _price(watch, sku) != before:
+                raise CheckFailed("Replaying the first key after requests with other keys had "
+                                  "changed the price applied its change again; a replay "
+                                  "changes nothing.")
+            if _norm(r3) != _norm(r1):
+                raise CheckFailed(
+                    "A replay of the first key, sent after requests with other keys had changed "
+                    "the price, got a different response than the first call: your replay "
+                    "answers with the product as it is now. Store the response with the key, "
+                    "in the transaction that applied the change, and return the stored one.",
+                    f"first {r1!r}, replay {r3!r}")
 
         def setup(name: str) -> str:
             return f"chk2-{tag}-{name}-{uuid.uuid4().hex[:8]}"
@@ -760,6 +842,7 @@ def q2(lab: Any, handle_request: Callable[[Any, str, dict], Any]) -> str:
             with psycopg.connect(lab.url, autocommit=True) as watch:
                 price, version = _price(watch, sku)
             moved, bumped = price - state["price"], version - state["version"]
+            base_price, base_version = state["price"], state["version"]
             state["price"], state["version"] = price, version
             if name == "two keys":
                 where = (f"(the first request held after its statement {n} while a request with "
@@ -775,6 +858,21 @@ def q2(lab: Any, handle_request: Callable[[Any, str, dict], Any]) -> str:
                     raise CheckFailed(f"Two requests with different keys on one sku moved its "
                                       f"version by {bumped}, not 2 {where}: each applied change "
                                       "increments version by one (version = version + 1).")
+                responses = [result.first_result, result.second_result]
+                versions = [_field(r, "version") for r in responses]
+                if versions[0] == versions[1]:
+                    raise CheckFailed(
+                        f"Two requests with different keys on one sku both answered version "
+                        f"{versions[0]} {where}, but each applied its own change: the response "
+                        "must describe the row your UPDATE wrote (UPDATE … RETURNING), not a "
+                        "row read before it.", f"{responses[0]!r} vs {responses[1]!r}")
+                # the request that updated first left base + its change at base_version + 1,
+                # the other one the final row: each response must say so
+                for response, own in zip(responses, (change, change_b)):
+                    first = str(_field(response, "version")) == str(base_version + 1)
+                    _describes(response, (base_price + own, base_version + 1) if first
+                               else (price, version),
+                               f"the {'earlier' if first else 'later'} of two requests {where}")
                 return
             where = f"(the first call held after its statement {n} while the replay ran)"
             if moved != change:
@@ -906,8 +1004,18 @@ def _writers_beside_a_load(lab: Any, load_feed: Callable, rng: Any, tag: str) ->
         batch = [_event(f"Q3{tag}-Beside-{k}-{i}", rng.randint(1, 4), _money(rng, 5, 90))
                  for i in range(3)]
         with Watched(lab, load_feed, lambda args: "a call of load_feed") as watched:
-            run = interleave(lab, lambda c: watched(c, [dict(e) for e in batch]),
-                             lambda c: _other_writer(c, f"Other-{tag}-load-{k}"),
+            stage: dict[str, bool] = {}
+
+            def beside(c: Any, k: int = k, stage: dict = stage) -> None:
+                _other_writer(c, f"Other-{tag}-load-{k}")
+                # maintenance on the table (autovacuum, ANALYZE, CREATE INDEX CONCURRENTLY)
+                # takes SHARE UPDATE EXCLUSIVE: a load that holds that mode, or a stronger
+                # one, stops it (and every other load) for as long as it runs
+                stage["analyze"] = True
+                c.execute("ANALYZE products")
+                c.commit()
+
+            run = interleave(lab, lambda c: watched(c, [dict(e) for e in batch]), beside,
                              pause_after=k, settings=settings)
             where = (f"while another session inserted and updated other products (the load "
                      f"held after its statement {k})")
@@ -919,6 +1027,14 @@ def _writers_beside_a_load(lab: Any, load_feed: Callable, rng: Any, tag: str) ->
                 raise CheckFailed(f"While load_feed was held after its statement {k}, the "
                                   "check's own writer of other products failed: "
                                   f"{run.second_error}. A load must only touch its own skus.")
+            if run.second_blocked and stage.get("analyze"):
+                raise CheckFailed(
+                    f"While load_feed was held after its statement {k}, `ANALYZE products` in "
+                    "another session had to wait for it (pg_blocking_pids): your load locks "
+                    "the products table (LOCK TABLE … IN SHARE UPDATE EXCLUSIVE MODE or "
+                    "stronger), so autovacuum, ANALYZE, CREATE INDEX CONCURRENTLY and every "
+                    "other load of other skus queue behind each load. Take no table lock: the "
+                    "row locks of INSERT … ON CONFLICT serialise writers of the same sku.")
             if run.second_blocked:
                 raise _blocked_writer("load_feed", k)
             watched.verify(where)
@@ -940,9 +1056,11 @@ def _load_feeds(lab: Any, load_feed: Callable, feeds: fd.Feeds, start: dict) -> 
         conn = HookedConnection(caller.conn)
         for n, feed in enumerate(feeds.feeds):
             before = conn.statements
+            adapters = _adapters(caller.conn)
             report = _report(_call(load_feed, conn, [dict(e) for e in feed],
                                    who="load_feed"))
             caller.verify(f"load_feed (feed {n})")
+            _same_adapters(adapters, caller.conn, f"load_feed (feed {n})")
             want = fd.expected_report(state, feed)
             if report[2] != want["rejected"]:
                 lost = sorted(set(want["rejected"]) - set(report[2]))
