@@ -271,8 +271,12 @@ class Plan:
         lines: list[str] = []
         self._render(self.root, 0, lines, timings=timings, buffers=buffers, costs=costs)
         if self.execution_ms is not None:
-            shown = f"{self.execution_ms:.3f} ms" if timings else "T ms"
-            lines.append(f"Execution Time: {shown}")
+            if timings:
+                lines.append(f"Execution Time: {self.execution_ms:.3f} ms")
+            else:
+                # said under every masked plan, so no reader takes T for a unit or a bug
+                lines.append("Execution Time: T ms  (times masked as T so that this output is "
+                             "the same on every run; .text(timings=True) shows them)")
         return "\n".join(lines)
 
     def _render(self, node: PlanNode, depth: int, lines: list[str], **opts: bool) -> None:
