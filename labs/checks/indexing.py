@@ -9,10 +9,18 @@ Fetches of an Index Only Scan, the index's own definition from the catalog.
 The DDL runs next to a reader that holds ACCESS SHARE on the exercise's tables
 (``apply_watched``): a statement that asks for ACCESS EXCLUSIVE (CLUSTER, VACUUM
 FULL, ALTER TABLE ... TYPE, a plain DROP INDEX) is seen waiting in pg_locks and
-fails the check, as does a table rewrite (a new relfilenode) or an index of the
-dataset, or any UNIQUE one, that is gone afterwards (it is put back). Exercise 8
-compares indexes by their key columns and predicate from the catalog, not by their
-text: direction, NULLS order, access method and options make no other index.
+fails the check, as does a table rewrite (a new relfilenode), an index of the
+dataset, or any UNIQUE one, that is gone or disabled afterwards (it is put back),
+and a setting stored for later sessions (ALTER DATABASE/ROLE/SYSTEM ... SET, put
+back too).
+
+Exercise 3 runs an answer again (at most twice) when its VACUUM ran but left pages
+not all-visible: VACUUM skips a page another process has pinned at that instant.
+Exercise 5 measures what the index's predicate admits on the table (every active
+customer, no soft-deleted one). Exercise 7 also runs the rewrites in sessions whose
+zone gives the day 23 and 25 hours. Exercise 8 compares indexes by their key
+columns and predicate from the catalog, not by their text: direction, NULLS order,
+access method and options make no other index.
 
 At tiny scale a table fits in a few pages and the planner rightly prefers a
 Seq Scan even when a good index exists. Where the question is "CAN this index
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 import threading
 import time
@@ -153,7 +162,12 @@ DATASET_INDEXES = frozenset({
 def _index_snapshot(conn: psycopg.Connection) -> dict[str, tuple[str, str, str]]:
     """Every index on the watched tables: name -> (table, definition, key if UNIQUE)."""
     return {r[0]: (r[1], r[2], r[3]) for r in conn.execute(
-        """SELECT c.relname, t.relname, pg_get_indexdef(i.indexrelid),
+        """SELECT c.relname, t.relname, pg_get_indexdef(i.indexrelid) || CASE
+                      WHEN i.indisvalid AND i.indisready AND i.indislive THEN ''
+                      ELSE ' (marked ' || concat_ws(', ',
+                          CASE WHEN NOT i.indisvalid THEN 'invalid: no query may use it' END,
+                          CASE WHEN NOT i.indisready THEN 'not ready: writes skip it' END,
+                          CASE WHEN NOT i.indislive THEN 'not live' END) || ')' END,
                   CASE WHEN i.indisunique THEN array_to_string(array(
                       SELECT pg_get_indexdef(i.indexrelid, k, true)
                       FROM generate_series(1, i.indnkeyatts) k ORDER BY k), ', ') ELSE '' END
@@ -161,6 +175,60 @@ def _index_snapshot(conn: psycopg.Connection) -> dict[str, tuple[str, str, str]]
            JOIN pg_class t ON t.oid = i.indrelid
            WHERE t.relname = ANY(%s) AND t.relnamespace = 'public'::regnamespace""",
         [list(WATCHED_TABLES)])}
+
+
+# The key under which _db_settings files what ALTER SYSTEM wrote (postgresql.auto.conf).
+SERVER_WIDE = "*server*"
+
+
+def _db_settings(conn: psycopg.Connection) -> dict[tuple[str, str, str], str]:
+    """Settings stored for later sessions: for this database or a role (ALTER DATABASE/ROLE
+    … SET, in pg_db_role_setting), and for the whole server (ALTER SYSTEM, which writes
+    postgresql.auto.conf: pg_file_settings reads it as it is now, reloaded or not).
+    Keyed by (database, role, name); SERVER_WIDE as the database for ALTER SYSTEM."""
+    out = {}
+    for db, role, config in conn.execute(
+            """SELECT CASE WHEN s.setdatabase = 0 THEN '' ELSE d.datname END,
+                      CASE WHEN s.setrole = 0 THEN '' ELSE r.rolname END, s.setconfig
+               FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase
+               LEFT JOIN pg_roles r ON r.oid = s.setrole
+               WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database
+                                          WHERE datname = current_database()))"""):
+        for item in config or []:
+            key, _, value = item.partition("=")
+            out[(db, role, key)] = value
+    try:
+        for name, value in conn.execute(
+                "SELECT name, setting FROM pg_file_settings "
+                "WHERE sourcefile LIKE '%%postgresql.auto.conf' ORDER BY seqno"):
+            out[(SERVER_WIDE, "", name)] = value
+    except psycopg.errors.InsufficientPrivilege:
+        pass  # then this role cannot ALTER SYSTEM either (without a GRANT ALTER SYSTEM)
+    return out
+
+
+def _restore_db_settings(conn: psycopg.Connection, before: dict, after: dict) -> None:
+    """Put the stored settings back as they were (and reload, for ALTER SYSTEM's)."""
+    from psycopg import sql as q
+    server_wide = False
+    for key in set(before) | set(after):
+        if before.get(key) == after.get(key):
+            continue
+        db, role, name = key
+        server_wide = server_wide or db == SERVER_WIDE
+        target = (q.SQL("ALTER SYSTEM") if db == SERVER_WIDE else
+                  q.SQL("ALTER ROLE {} IN DATABASE {}").format(q.Identifier(role), q.Identifier(db))
+                  if db and role else
+                  q.SQL("ALTER ROLE {}").format(q.Identifier(role)) if role else
+                  q.SQL("ALTER DATABASE {}").format(q.Identifier(db)))
+        action = (q.SQL("RESET {}").format(q.Identifier(name)) if key not in before else
+                  q.SQL("SET {} = {}").format(q.Identifier(name), q.Literal(before[key])))
+        try:
+            conn.execute(target + q.SQL(" ") + action)
+        except psycopg.Error:
+            pass
+    if server_wide:
+        conn.execute("SELECT pg_reload_conf()")
 
 
 def _filenodes(conn: psycopg.Connection) -> dict[str, int]:
@@ -234,6 +302,7 @@ def apply_watched(lab, sql: str | Sequence[str], what: str = "your statement") -
     with psycopg.connect(lab.url, autocommit=True) as monitor, \
             psycopg.connect(lab.url, autocommit=True) as runner:
         before, files = _index_snapshot(monitor), _filenodes(monitor)
+        settings = _db_settings(monitor)
         locked: list[tuple[str, str]] = []
         for statement in statements:
             indexes, nodes = _index_snapshot(monitor), _filenodes(monitor)
@@ -262,6 +331,22 @@ def apply_watched(lab, sql: str | Sequence[str], what: str = "your statement") -
         if runner.info.transaction_status != pq.TransactionStatus.IDLE:
             runner.rollback()  # a BEGIN without COMMIT: nothing of it stays
         after, files_after = _index_snapshot(monitor), _filenodes(monitor)
+        settings_after = _db_settings(monitor)
+        if settings_after != settings:
+            _restore_db_settings(monitor, settings, settings_after)
+            changed = sorted(k for k in set(settings) | set(settings_after)
+                             if settings.get(k) != settings_after.get(k))
+            shown_settings = ", ".join(
+                f"{k[2]} {settings.get(k, 'default')!r} → {settings_after.get(k, 'default')!r}"
+                + (" (for the whole server: ALTER SYSTEM)" if k[0] == SERVER_WIDE else
+                   f" (for {'database ' + k[0] if k[0] else 'every database'}"
+                   f"{', role ' + k[1] if k[1] else ''})") for k in changed[:4])
+            raise CheckFailed(
+                f"{what[0].upper() + what[1:]} stored settings for every future "
+                f"session (ALTER DATABASE/ROLE/SYSTEM … SET): {shown_settings}. Every other "
+                "query of every application now runs with them; a planner switch such as "
+                "enable_seqscan = off forces bad plans everywhere. Make the index right for the "
+                "query, and change no setting (the check has put them back).")
         gone = {n: v for n, v in before.items() if n not in after and _protected(n, v)}
         replaced = {n: v for n, v in before.items()
                     if n in after and after[n] != v and _protected(n, v)}
@@ -285,7 +370,7 @@ def apply_watched(lab, sql: str | Sequence[str], what: str = "your statement") -
         if replaced:
             undo.append("recreate " + ", ".join(replaced) + " as it was")
         raise CheckFailed(
-            f"{what[0].upper() + what[1:]} dropped an index that was already there: "
+            f"{what[0].upper() + what[1:]} dropped (or disabled) an index that was already there: "
             + "; ".join(parts) + "." + lock + " This exercise adds an index next to the "
             "existing ones; never drop one to make the planner pick yours ("
             + "; ".join(undo) + ").", f"statement(s): {shown}" if shown else "")
@@ -621,15 +706,39 @@ def _history_customers(lab) -> list[int]:
     return list(dict.fromkeys(c for c in chosen if c is not None))
 
 
+# How many more times q3 runs an answer whose VACUUM left pages not all-visible.
+VACUUM_RETRIES = 2
+
+
+def _vacuum_count(lab) -> int:
+    """Manual VACUUMs of orders so far (pg_stat_user_tables, updated as each one ends)."""
+    return lab.scalar("SELECT vacuum_count FROM pg_stat_user_tables "
+                      "WHERE relid = 'orders'::regclass") or 0
+
+
 def q3(lab, covering_sql: str | Sequence[str]) -> str:
     """The history page, for several customers (busy, skewed, ordinary), runs as an Index
     Only Scan with Heap Fetches: 0, no Sort, and buffers close to the reference index's."""
     require(covering_sql)
+    vacuumed = _vacuum_count(lab)
     with untouched(lab, ["orders"], why="an index and VACUUM change no rows"):
         apply_watched(lab, covering_sql)
+    vacuumed = _vacuum_count(lab) > vacuumed
     customers = _history_customers(lab)
     sqls = [HISTORY_PAGE.format(customer=c) for c in customers]
     plans = plans_with(lab, sqls, "orders")
+    for _ in range(VACUUM_RETRIES):
+        if not vacuumed or not any(n.heap_fetches for p in plans
+                                   for n in p.find("Index Only Scan", "orders")):
+            break
+        # Your VACUUM ran, yet some page is not all-visible. VACUUM leaves a page unmarked
+        # when another process holds a pin on it at that instant (the checkpointer or the
+        # background writer writing it out; it cannot take the cleanup lock, so it skips
+        # the page's pruning and its visibility-map bit). The task asks for nothing the
+        # answer did not do: run it again, as a re-run of its cell would.
+        with untouched(lab, ["orders"], why="an index and VACUUM change no rows"):
+            apply_watched(lab, covering_sql)
+        plans = plans_with(lab, sqls, "orders")
     reference = "(customer_id, created_at) INCLUDE (status, total)"
     refs = plans_with(lab, sqls, "orders", reference=reference)
     for customer, plan, ref in zip(customers, plans, refs):
@@ -650,6 +759,14 @@ def q3(lab, covering_sql: str | Sequence[str]) -> str:
                            "status and total in INCLUDE (...), for every customer (a partial "
                            "index on one customer serves no other).", plan)
         node = only[0]
+        if node.heap_fetches and vacuumed:
+            raise ex._fail(f"Index Only Scan, but Heap Fetches: {node.heap_fetches} (for "
+                           f"{what}), though your statements ran VACUUM on orders "
+                           f"({1 + VACUUM_RETRIES} times): it could not mark those pages all-visible. VACUUM marks a "
+                           "page only when every row on it is visible to every transaction "
+                           "still open in this database: look in pg_stat_activity for a "
+                           "session 'idle in transaction' (a notebook connection left open) "
+                           "and end it, then run the cell again.", plan)
         if node.heap_fetches:
             raise ex._fail(f"Index Only Scan, but Heap Fetches: {node.heap_fetches} (for "
                            f"{what}). The pages changed since the last VACUUM are not marked "
@@ -731,6 +848,38 @@ def _login_emails(lab) -> list[str]:
     return [e for e in emails if e]
 
 
+def _require_active_only(lab, info: dict[str, Any], plan: ex.Plan) -> None:
+    """The index holds every active customer and no soft-deleted one: what its predicate
+    admits, measured on the table (an index without one admits every row)."""
+    predicate = info["predicate"] or "true"
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        try:
+            deleted, active, all_active = conn.execute(
+                f"""SELECT count(*) FILTER (WHERE deleted_at IS NOT NULL AND ({predicate})),
+                           count(*) FILTER (WHERE deleted_at IS NULL AND ({predicate})),
+                           count(*) FILTER (WHERE deleted_at IS NULL) FROM customers""").fetchone()
+        except psycopg.Error as exc:
+            raise CheckFailed(f"The check could not evaluate the predicate of {info['name']} "
+                              f"(WHERE {predicate}) on customers: "
+                              f"{exc.diag.message_primary or exc}. Use a plain condition on "
+                              "customers' columns: WHERE deleted_at IS NULL.") from None
+    if deleted:
+        where = (f"its WHERE {info['predicate']} admits them" if info["predicate"]
+                 else "it has no WHERE clause")
+        raise ex._fail(f"{info['name']} also holds the {deleted:,} soft-deleted customers "
+                       f"({where}): login never looks them up, yet every closed account stays in "
+                       "the index for good, is maintained on every write, and makes it grow "
+                       "with every account ever closed, not with the active ones. "
+                       "A deleted_at column in the key does not help: the entries are still "
+                       "there. Make it partial: WHERE deleted_at IS NULL.", plan,
+                       f"index: {info['definition']}")
+    if active < all_active:
+        raise ex._fail(f"{info['name']} (WHERE {info['predicate']}) leaves out "
+                       f"{all_active - active:,} of the {all_active:,} active customers: their "
+                       "logins cannot use it. The predicate should be exactly deleted_at IS NULL.",
+                       plan, f"index: {info['definition']}")
+
+
 def q5(lab, login_sql: str) -> str:
     """lower(email) = lower(...) AND deleted_at IS NULL is an Index Cond on lower(email), with
     no deleted_at Filter, for several addresses, with buffers close to the reference's."""
@@ -757,6 +906,7 @@ def q5(lab, login_sql: str) -> str:
             raise ex._fail(f"{info['name']} finds the address, then filters deleted_at row by "
                            "row after visiting the table. Make it partial: WHERE deleted_at IS "
                            "NULL.", plan)
+        _require_active_only(lab, info, plan)
         _compare_buffers(plan, ref, f"the address {email!r}", reference)
     return (f"{info['name']}: Index Cond on lower(email), only active customers indexed "
             f"({len(emails)} addresses tried)")
@@ -827,6 +977,37 @@ def _day_instants(zone: str) -> list[dt.datetime]:
     return sorted(set(out))
 
 
+# Sessions in which 2 March 2026 is not 24 hours long (POSIX TimeZone specifications, which
+# SET TimeZone accepts): a day is a calendar day in the session's zone, so a rewrite that adds
+# interval '24 hours' (or 86400 seconds) to its midnight draws the line an hour off.
+DST_ZONES = {
+    "<+01>-1<+02>,M3.1.1/2,M10.5.0/3": "23 hours: at 02:00 the clocks jump to 03:00",
+    "<-03>3<-02>,M10.1.0/0,M3.1.1/3": "25 hours: at 03:00 the clocks go back to 02:00",
+}
+
+
+def _session_day_instants(conn: psycopg.Connection) -> list[dt.datetime]:
+    """Around the session's own midnights of BY_DAY and the next day, and 24 hours after
+    the first (where '+ interval 24 hours' ends the day): asked of PostgreSQL, which knows
+    the session's zone (Python's zoneinfo does not read POSIX specifications)."""
+    epochs = conn.execute(
+        """SELECT extract(epoch FROM %(d)s::date::timestamptz),
+                  extract(epoch FROM (%(d)s::date + 1)::timestamptz),
+                  extract(epoch FROM %(d)s::date::timestamptz + interval '24 hours')""",
+        {"d": BY_DAY}).fetchone()
+    start, nxt, hours24 = (dt.datetime.fromtimestamp(float(e), dt.timezone.utc) for e in epochs)
+    return (adv.instants_around(start) + adv.instants_around(nxt)
+            + adv.instants_around(hours24) + [nxt - dt.timedelta(milliseconds=500)])
+
+
+class _NoZoneWarning(logging.Filter):
+    """psycopg warns once that it cannot map a POSIX TimeZone to a Python zone (it then
+    returns timestamptz values in UTC, the same instants): not the learner's business."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "unknown PostgreSQL timezone" not in record.getMessage()
+
+
 def _rows_on_planted(conn: psycopg.Connection, sql: str, what: str):
     with conn.cursor() as cur:
         try:
@@ -845,24 +1026,19 @@ def _rows_on_planted(conn: psycopg.Connection, sql: str, what: str):
         return [c.name for c in cur.description], cur.fetchall()
 
 
-def q7(lab, by_day_sql: str, by_customer_sql: str) -> str:
-    """Both rewrites return the original's rows (on planted rows at every edge of the day,
-    in a non-UTC session and in UTC) and put the column, bare, in an Index Cond."""
+def _q7_rows(lab, by_day_sql: str, by_customer_sql: str, rand, zone: str,
+             others: list[int]) -> None:
+    """Both rewrites return the originals' rows on orders planted at every edge of the day,
+    in sessions whose TimeZone is ``zone``, UTC, and zones where the day is 23 and 25 hours."""
     from ..course.checking import compare_results
 
-    require(by_day_sql, by_customer_sql)
-    rand = adv.rng()
-    zone = adv.non_utc_zone(rand=rand)
-    with psycopg.connect(lab.url, autocommit=True) as conn:
-        others = [r[0] for r in conn.execute(
-            "SELECT id FROM customers ORDER BY hashint8(id + %s) LIMIT 5",
-            [rand.randint(0, 2**31)])]
     with untouched(lab, ["orders"], why="the rewrites are queries"):
-        for session_zone in (zone, "UTC"):
-            instants = _day_instants(zone)
+        for session_zone in (zone, "UTC", *DST_ZONES):
             with psycopg.connect(lab.url) as conn:
                 conn.execute("SELECT set_config('TimeZone', %s, false)", [session_zone])
                 conn.commit()
+                instants = sorted(set(_day_instants(zone) + _session_day_instants(conn)))
+                conn.rollback()
                 try:
                     for at in instants:
                         # Each instant twice: for customer 42 and for someone else.
@@ -880,20 +1056,45 @@ def q7(lab, by_day_sql: str, by_customer_sql: str) -> str:
                         try:
                             compare_results(got_cols, got, want_cols, want, what=what)
                         except CheckFailed as exc:
+                            long = DST_ZONES.get(session_zone)
+                            shown = (f"'{session_zone}' (a POSIX zone in which 2 March 2026 "
+                                     f"has {long})" if long else session_zone)
                             exc.message = (
-                                f"On a session whose TimeZone is {session_zone}, with orders "
+                                f"On a session whose TimeZone is {shown}, with orders "
                                 "placed at every edge of the day (the last whole second, "
                                 "23:59:59.5, the last microsecond, the next midnight), "
                                 f"{what} does not return the original's rows: "
                                 + exc.message + " A day is created_at >= the day AND "
                                 "created_at < the next day (half-open: no BETWEEN, no "
-                                "23:59:59), with dates in the session's zone, as date() uses.")
+                                "23:59:59), with dates in the session's zone, as date() uses; "
+                                "the next day is date '2026-03-02' + 1 (or + interval '1 "
+                                "day'), never + interval '24 hours': on the days the clocks "
+                                "change, a day has 23 or 25 hours.")
                             exc.args = (exc.message + (f"\n  Detail: {exc.detail}"
                                                        if exc.detail else ""),)
                             raise
                 finally:
                     if conn.info.transaction_status != pq.TransactionStatus.IDLE:
                         conn.rollback()
+
+
+def q7(lab, by_day_sql: str, by_customer_sql: str) -> str:
+    """Both rewrites return the original's rows (on planted rows at every edge of the day,
+    in a non-UTC session, in UTC, and where the day has 23 or 25 hours) and put the
+    column, bare, in an Index Cond."""
+    require(by_day_sql, by_customer_sql)
+    rand = adv.rng()
+    zone = adv.non_utc_zone(rand=rand)
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        others = [r[0] for r in conn.execute(
+            "SELECT id FROM customers ORDER BY hashint8(id + %s) LIMIT 5",
+            [rand.randint(0, 2**31)])]
+    quiet = _NoZoneWarning()
+    logging.getLogger("psycopg").addFilter(quiet)
+    try:
+        _q7_rows(lab, by_day_sql, by_customer_sql, rand, zone, others)
+    finally:
+        logging.getLogger("psycopg").removeFilter(quiet)
     for sql, column, what in ((by_day_sql, "created_at", "your by-day query"),
                               (by_customer_sql, "customer_id", "your by-customer query")):
         plan = ex.explain(lab, sql, settings=NO_SEQSCAN)
@@ -910,7 +1111,7 @@ def q7(lab, by_day_sql: str, by_customer_sql: str) -> str:
                            f"it and checks {column} on each entry. Compare the bare column so "
                            f"that an index on ({column}) can serve it.", plan)
     return ("both queries return the original's rows at every edge of the day (in "
-            f"{zone} and UTC) and compare the bare column: Index Cond on created_at and on "
+            f"{zone}, UTC, and zones where it has 23 and 25 hours) and compare the bare column: Index Cond on created_at and on "
             "customer_id")
 
 
