@@ -221,3 +221,18 @@ def test_every_reference_answer_survives_grading_whole():
             if ANSWER_TAG in cell.metadata.get("tags", []) and cell.cell_type == "code":
                 _, dropped = answer_bindings(solution.cells[index].source)
                 assert not dropped, f"{path.name} cell {index}: grading would drop {dropped}"
+
+
+def test_reflections_are_collected_for_the_instructor():
+    """Answered reflection cells come back with their question; untouched ones do not."""
+    from labs.course.grading import reflections_in
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("**Question 1.** Why a total order?"),
+                nbformat.v4.new_markdown_cell("*Your answer:* ties come back in plan order",
+                                              metadata={"tags": ["reflection"]}),
+                nbformat.v4.new_markdown_cell("<details>model</details>"),
+                nbformat.v4.new_markdown_cell("**Question 2.** Another?"),
+                nbformat.v4.new_markdown_cell("*Your answer:* ", metadata={"tags": ["reflection"]})]
+    assert reflections_in(nb) == [("**Question 1.** Why a total order?",
+                                   "ties come back in plan order")]

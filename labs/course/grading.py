@@ -77,6 +77,7 @@ class Row:
     note: str = ""
     flags: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    reflections: list[tuple[str, str]] = field(default_factory=list)  # (question, answer)
 
 
 @dataclass
@@ -113,6 +114,14 @@ class Report:
                     writer.writerow([row.learner, row.notebook, check_id, int(ok),
                                      "" if ok else failed[check_id], "; ".join(row.flags)])
         (out_dir / "report.md").write_text("# Grading report\n\n" + self.markdown())
+        # nothing checks a reflection: they are collected for the instructor to read
+        lines = ["# Reflections", ""]
+        for row in self.rows:
+            if row.reflections:
+                lines += [f"## {row.learner} · {row.notebook}", ""]
+                for question, answer in row.reflections:
+                    lines += [f"> {question}".replace("\n", "\n> "), "", answer, ""]
+        (out_dir / "reflections.md").write_text("\n".join(lines) + "\n")
 
 
 # --------------------------------------------------------------------------
@@ -218,6 +227,24 @@ def flags_in(source: str) -> list[str]:
         if match:
             found.setdefault(what, f"`{match.group(0)}`")
     return [f"reaches for {what}: {where}" for what, where in found.items()]
+
+
+REFLECTION_TAG = "reflection"
+_UNANSWERED = re.compile(r"^\s*\*?Your answer:\*?\s*$", re.S)
+
+
+def reflections_in(submission: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    """(question, answer) for each reflection cell the learner wrote something in."""
+    found = []
+    for index, cell in enumerate(submission.cells):
+        if REFLECTION_TAG not in cell.metadata.get("tags", []) or _UNANSWERED.match(cell.source):
+            continue
+        question = next((c.source for c in reversed(submission.cells[:index])
+                         if c.cell_type == "markdown"
+                         and REFLECTION_TAG not in c.metadata.get("tags", [])), "")
+        answer = re.sub(r"^\s*\*Your answer:\*\s*", "", cell.source).strip()
+        found.append((question.strip(), answer))
+    return found
 
 
 def assemble(canonical: nbformat.NotebookNode,
@@ -519,7 +546,7 @@ def grade_one(learner: str, submitted: Path, cell_timeout: int = 600,
         elif not verdict["passed"]:
             failures.append((check_id, verdict["message"]))
     return Row(learner, submitted.name, len(expected) - len(failures), len(expected), failures,
-               note, flags, time.monotonic() - started)
+               note, flags, time.monotonic() - started, reflections_in(submission))
 
 
 # (seconds a cell, seconds a notebook): an honest notebook needs well under a minute at
