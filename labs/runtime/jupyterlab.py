@@ -31,39 +31,34 @@ OVERRIDES = {
 DISABLED_EXTENSIONS = {"jupysql-plugin": True}
 
 
+def _merge_json(path: Path, sections: dict[str, dict]) -> Path:
+    """Merge ``sections`` into the JSON object at ``path`` (kept: what others wrote there)."""
+    current: dict = {}
+    if path.exists():
+        try:
+            current = json.loads(path.read_text())
+        except ValueError:
+            current = {}
+    for name, values in sections.items():
+        current.setdefault(name, {}).update(values)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(current, indent=2) + "\n")
+    return path
+
+
 def settings_dir(prefix: str | None = None) -> Path:
     return Path(prefix or sys.prefix) / "share" / "jupyter" / "lab" / "settings"
 
 
 def write_overrides(prefix: str | None = None) -> Path:
     """Write (or merge into) overrides.json and return its path."""
-    path = settings_dir(prefix) / "overrides.json"
-    current: dict = {}
-    if path.exists():
-        try:
-            current = json.loads(path.read_text())
-        except ValueError:
-            current = {}
-    for plugin, values in OVERRIDES.items():
-        current.setdefault(plugin, {}).update(values)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(current, indent=2) + "\n")
-    return path
+    return _merge_json(settings_dir(prefix) / "overrides.json", OVERRIDES)
 
 
 def write_page_config(prefix: str | None = None) -> Path:
     """Disable the extensions the lab does not want, in the environment's labconfig."""
     path = Path(prefix or sys.prefix) / "etc" / "jupyter" / "labconfig" / "page_config.json"
-    current: dict = {}
-    if path.exists():
-        try:
-            current = json.loads(path.read_text())
-        except ValueError:
-            current = {}
-    current.setdefault("disabledExtensions", {}).update(DISABLED_EXTENSIONS)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(current, indent=2) + "\n")
-    return path
+    return _merge_json(path, {"disabledExtensions": DISABLED_EXTENSIONS})
 
 
 def configure(prefix: str | None = None) -> None:
