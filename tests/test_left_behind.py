@@ -129,3 +129,33 @@ def test_a_serializable_transactions_predicate_locks_are_not_held_locks(url):
         caller.conn.execute("SELECT * FROM t WHERE id = 2")
         caller.conn.commit()
         caller.verify("a serializable read")
+
+
+def test_settings_stored_in_the_catalogue_are_caught(url):
+    """ALTER DATABASE … SET, a table's storage parameter and a disabled trigger outlive the
+    connection: Caller and untouched both name them; objects created by the answer do not count."""
+    from labs.course.left_behind import stored_state, stored_state_changes
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        db = conn.execute("SELECT current_database()").fetchone()[0]
+        before = stored_state(conn)
+        conn.execute("CREATE TABLE lab_new (id int)")  # a new object: not a setting
+        assert stored_state_changes(before, stored_state(conn)) == ""
+        conn.execute("ALTER TABLE t SET (autovacuum_enabled = off)")
+        conn.execute(f'ALTER DATABASE "{db}" SET TimeZone = \'UTC\'')
+        said = stored_state_changes(before, stored_state(conn))
+        assert "autovacuum_enabled=off" in said and "TimeZone=UTC" in said
+        conn.execute("ALTER TABLE t RESET (autovacuum_enabled)")
+        conn.execute(f'ALTER DATABASE "{db}" RESET TimeZone')
+        conn.execute("DROP TABLE lab_new")
+        assert stored_state_changes(before, stored_state(conn)) == ""
+        with Caller(url) as caller:
+            caller.conn.execute("ALTER TABLE t SET (fillfactor = 70)")
+            caller.conn.commit()
+            with pytest.raises(CheckFailed, match="every later session"):
+                caller.verify("the call")
+        conn.execute("ALTER TABLE t RESET (fillfactor)")
+        with pytest.raises(CheckFailed, match="every later session"):
+            with untouched(url, ["t"]):
+                conn.execute("ALTER DATABASE \"%s\" SET work_mem = '1MB'" % db)
+        conn.execute(f'ALTER DATABASE "{db}" RESET work_mem')

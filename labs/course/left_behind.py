@@ -80,6 +80,54 @@ def client_state_changes(before: Mapping[str, object], conn: psycopg.Connection)
             "transaction of the caller would run that way; put it back before returning")
 
 
+def stored_state(conn: psycopg.Connection) -> dict[str, str]:
+    """What the catalogue keeps for every later session and job, in this database: settings
+    stored with ``ALTER DATABASE``/``ALTER ROLE … IN DATABASE``, table storage parameters
+    (``autovacuum_enabled``, ``fillfactor``, …) and triggers switched off. None of these ends
+    with the connection; an answer that changes one changes production for everyone after it.
+    """
+    with conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute("""
+            SELECT 'ALTER ' || CASE WHEN s.setrole = 0 THEN 'DATABASE'
+                                    ELSE 'ROLE ' || s.setrole::regrole::text || ' IN DATABASE'
+                               END || ' … SET', array_to_string(s.setconfig, ', ')
+            FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+            WHERE d.datname = current_database()
+            UNION ALL
+            SELECT 'storage parameters of ' || c.oid::regclass::text,
+                   coalesce(array_to_string(c.reloptions, ', '), '')
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'i', 'm')
+            UNION ALL
+            SELECT 'trigger ' || t.tgname || ' on ' || t.tgrelid::regclass::text,
+                   CASE t.tgenabled WHEN 'D' THEN 'disabled' ELSE 'enabled' END
+            FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public'""").fetchall()
+    if not conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.INTRANS:
+        conn.rollback()  # end the transaction that reading them opened
+    return {what: value for what, value in rows}
+
+
+def stored_state_changes(before: Mapping[str, str], after: Mapping[str, str]) -> str:
+    """The stored changes, said for the learner ('' when none). Objects created or dropped
+    are not settings and are judged by the checks themselves; a setting added or changed on
+    an object that existed before is. Database settings count whether added or removed."""
+    changed = []
+    for what in sorted(set(before) | set(after)):
+        old, new = before.get(what), after.get(what)
+        database_level = what.startswith("ALTER ")
+        if old == new or (not database_level and (old is None or new is None)):
+            continue
+        changed.append(f"{what} {old or '(none)'!s} → {new or '(none)'!s}")
+    if not changed:
+        return ""
+    return ("it left settings in the catalogue that every later session and job inherits ("
+            + "; ".join(changed[:4]) + "): put them back before returning (ALTER … RESET, "
+            "ALTER TABLE … RESET (…), ENABLE TRIGGER), or change them only for your own "
+            "transaction with SET LOCAL")
+
+
 # Settings that belong to one transaction: they read differently inside and outside it.
 TRANSACTION_SCOPED = ("transaction_isolation", "transaction_read_only", "transaction_deferrable")
 
@@ -148,6 +196,7 @@ class Caller:
         self.client = client_state(self.conn)
         self.pid = self.conn.info.backend_pid
         self._monitor = psycopg.connect(url, autocommit=True)
+        self.stored = stored_state(self._monitor)
 
     @property
     def zone(self) -> str:
@@ -155,8 +204,10 @@ class Caller:
 
     def problems(self) -> list[str]:
         """What the last call left behind, in the learner's terms (empty when clean)."""
-        return left_on(self.conn, settings=self.found, client=self.client,
-                       monitor=self._monitor)
+        problems = left_on(self.conn, settings=self.found, client=self.client,
+                           monitor=self._monitor)
+        stored = stored_state_changes(self.stored, stored_state(self._monitor))
+        return problems + ([stored] if stored else [])
 
     def verify(self, what: str) -> None:
         problems = self.problems()
@@ -241,7 +292,8 @@ class Watched:
 
 @contextmanager
 def untouched(lab: Any, tables: Sequence[str], *, why: str = "") -> Iterator[None]:
-    """Fail if any of ``tables`` differs (rows or checksum) after the block.
+    """Fail if any of ``tables`` differs (rows or checksum) after the block, or if the
+    database's stored settings (:func:`stored_state`) changed.
 
     Wrap a check's run of the answer in it for tables the task never asks to
     change: editing the data until the check becomes trivial (un-deleting every
@@ -249,13 +301,17 @@ def untouched(lab: Any, tables: Sequence[str], *, why: str = "") -> Iterator[Non
     """
     url = getattr(lab, "url", lab)
 
-    def snapshot() -> dict[str, tuple[int, str]]:
+    def snapshot() -> tuple[dict[str, tuple[int, str]], dict[str, str]]:
         with psycopg.connect(url, autocommit=True) as conn:
-            return {t: query_checksum(conn, f"SELECT * FROM {t}") for t in tables}
+            return ({t: query_checksum(conn, f"SELECT * FROM {t}") for t in tables},
+                    stored_state(conn))
 
-    before = snapshot()
+    before, stored_before = snapshot()
     yield
-    after = snapshot()
+    after, stored_after = snapshot()
+    stored = stored_state_changes(stored_before, stored_after)
+    if stored:
+        raise CheckFailed(f"Your answer {stored[3:]}.")
     changed = [t for t in tables if before[t] != after[t]]
     if changed:
         detail = "; ".join(f"{t}: {before[t][0]} rows → {after[t][0]} rows"
