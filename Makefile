@@ -9,6 +9,12 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 SCALE  ?=
+# PostgreSQL major for the lab's own server: `make test PG=18` (the same as
+# LAB_PG_VERSION=18). Empty: the system's newest PostgreSQL (15 on Debian 12).
+PG     ?=
+ifneq ($(strip $(PG)),)
+export LAB_PG_VERSION := $(PG)
+endif
 # Three pytest workers on two cores: notebook runs spend much of their time waiting on
 # kernels and on the server. Measured on this 2-core machine, fresh clone: 560 tests in
 # 415 s at -n 3 (quiet machine); 541 tests in 451 s at -n 2 (with other work running).
@@ -16,17 +22,19 @@ WORKERS ?= 3
 JUPYTER_ROOT_FLAG := $(shell [ "$$(id -u)" = "0" ] && echo --allow-root)
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: lab test test-fast install db db-stop doctor data notebooks grade bench clean help
+.PHONY: lab test test-fast install db db-stop doctor data notebooks grade bench site clean help
 
 help:
 	@echo "make lab        start PostgreSQL, build the dataset if missing, open JupyterLab"
 	@echo "make test       run the whole test suite (solutions, learner copies, decoys, unit tests)"
 	@echo "make db         start (or find) PostgreSQL and print its URL;  make db-stop stops it"
+	@echo "make test PG=18 the same on PostgreSQL 18 (downloaded once when not installed)"
 	@echo "make doctor     say what works and what to fix"
 	@echo "make data SCALE=tiny|small|production   (re)build the dataset at a scale"
 	@echo "make notebooks  regenerate learner notebooks from solutions/"
 	@echo "make grade SUBMISSIONS=dir/   grade a class's notebooks"
 	@echo "make bench      measure data generation and loading (takes minutes)"
+	@echo "make site       run every solution and render it with its outputs into site/ (SCALE=small)"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "Could not create a virtual environment: install python3-venv (apt) or use a Python with venv."; exit 1; }
@@ -55,11 +63,13 @@ notebooks: $(STAMP)
 lab: $(STAMP)
 	@$(PY) -m labs db
 	@$(PY) -m labs data --if-missing $(SCALE)
+	@$(PY) -m labs jupyterlab-settings
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(JUPYTER_ROOT_FLAG) --ServerApp.root_dir=$(CURDIR)
 
 # The default suite runs at tiny scale; one notebook stays on one worker (WORKERS above).
 test: $(STAMP)
 	@$(PY) -m labs db
+	@$(PY) -m tests.browser
 	LAB_SCALE=tiny $(PY) -m pytest -n $(WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -74,6 +84,12 @@ bench: $(STAMP)
 	@$(PY) -m labs db
 	$(PY) bench/bench_load.py --rows $(or $(ROWS),10000000)
 	$(PY) bench/bench_constraints.py --scale small
+
+# Every solution executed (small scale unless SCALE=tiny|production; ONLY=00,07 for some)
+# and rendered with its outputs into site/: open site/index.html.
+site: $(STAMP)
+	@$(PY) -m labs db
+	@$(PY) -m labs site $(if $(SCALE),--scale $(SCALE)) $(if $(ONLY),--only $(ONLY))
 
 clean:
 	rm -rf grading-report .pytest_cache

@@ -403,7 +403,9 @@ def _make(iso: Isolation, scale_template: str) -> None:
                 WHERE e.extname = 'pg_stat_statements' AND c.relkind = 'v'""").fetchall():
             conn.execute(sql.SQL("ALTER VIEW {} OWNER TO {}").format(sql.SQL(view), role))
         _give_dataset_to(conn, role)
-        for function in ("pg_stat_statements_reset(oid, oid, bigint)", "pg_stat_reset()"):
+        # by name, without argument types: each has one signature, and that signature
+        # differs between versions (18 added a boolean to pg_stat_statements_reset)
+        for function in ("pg_stat_statements_reset", "pg_stat_reset"):
             conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
                 sql.SQL(function), role))
 

