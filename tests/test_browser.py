@@ -110,7 +110,7 @@ def jupyterlab(tmp_path_factory):
         log.close()
 
 
-def _wait_for_kernel(base: str, token: str, name: str, timeout: float = 90) -> None:
+def _wait_for_kernel(base: str, token: str, name: str, timeout: float = 240) -> None:
     """Until the notebook's kernel has started and is idle (the page shows idle earlier)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -128,10 +128,21 @@ def _run_all(page, base: str, token: str, name: str, timeout: float = 420) -> No
     page.goto(f"{base}/lab/tree/{name}?token={token}")
     page.wait_for_selector(f"{PANEL} .jp-Notebook .jp-CodeCell", timeout=60_000)
     _wait_for_kernel(base, token, name)
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
     deadline = time.monotonic() + timeout
-    time.sleep(2)
+    for attempt in range(3):
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+        # a loaded machine may take the click before the notebook's commands are ready:
+        # Run All has started when any prompt has changed from "[ ]:"
+        started = time.monotonic()
+        while time.monotonic() - started < 60:
+            prompts = page.locator(f"{PANEL} .jp-CodeCell .jp-InputPrompt").all_inner_texts()
+            if any(re.search(r"\[(\*|\d+)\]", p) for p in prompts):
+                break
+            time.sleep(1)
+        else:
+            continue
+        break
     while True:
         prompts = page.locator(f"{PANEL} .jp-CodeCell .jp-InputPrompt").all_inner_texts()
         busy = [p for p in prompts if "*" in p]
