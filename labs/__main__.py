@@ -10,6 +10,8 @@
     python -m labs map           the course map: each challenge, what it needs, level, time
     python -m labs progress      your checks passed, challenge by challenge, and what is next
     python -m labs jupyterlab-settings   JupyterLab defaults for the lab (no news pop-up)
+    python -m labs site [--scale S] [--only NN,...] [--out DIR] [--keep]
+                                 execute every solution and render it into a static site
 
 Lab errors are printed as their learner-facing message, without a traceback.
 """
@@ -103,6 +105,21 @@ def cmd_jupyterlab_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_site(args: argparse.Namespace) -> int:
+    from .course.site import build
+
+    result = build(args.scale, args.only, out=args.out, keep=args.keep,
+                   progress=not args.no_progress)
+    for page in result.pages:
+        print(f"{page.href:<28} {page.seconds:7.1f} s  {page.scale}, {page.server}")
+    print(f"Open {result.out.resolve() / 'index.html'}")
+    if result.problems:
+        print("Rendered, but these did not run cleanly (full text in manifest.json):\n  "
+              + "\n  ".join(p.splitlines()[0][:200] for p in result.problems), file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .runtime import server
     from .runtime.config import SCALES, current_scale
@@ -121,7 +138,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if os.environ.get("DATABASE_URL"):
         print(f"DATABASE_URL {server.describe_url(os.environ['DATABASE_URL'])}")
     else:
-        bindir = server.find_bindir()
+        bindir = server.find_bindir(server.requested_major())
         print(f"Server programs: {bindir or 'not found'}; Docker engine: "
               f"{'yes' if server.docker_engine_answers() else 'no'}")
     try:
@@ -172,6 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("map").set_defaults(func=cmd_map)
     sub.add_parser("progress").set_defaults(func=cmd_progress)
     sub.add_parser("jupyterlab-settings").set_defaults(func=cmd_jupyterlab_settings)
+    site = sub.add_parser("site", help="execute every solution into a static site")
+    site.add_argument("--scale", default=None, help="tiny, small (default), production")
+    site.add_argument("--only", default=None, help="challenges by number or topic: 00,07")
+    site.add_argument("--out", default=None, help="folder of the site (default: site/)")
+    site.add_argument("--keep", action="store_true",
+                      help="keep the build's challenge databases, for inspection")
+    site.add_argument("--no-progress", action="store_true")
+    site.set_defaults(func=cmd_site)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
