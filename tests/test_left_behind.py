@@ -159,3 +159,14 @@ def test_settings_stored_in_the_catalogue_are_caught(url):
             with untouched(url, ["t"]):
                 conn.execute("ALTER DATABASE \"%s\" SET work_mem = '1MB'" % db)
         conn.execute(f'ALTER DATABASE "{db}" RESET work_mem')
+
+
+def test_prepare_threshold_left_on_the_callers_connection_is_caught(url):
+    """prepare_threshold = 0 makes every later query of the caller a prepared statement
+    (which a transaction-mode pooler breaks): client state, caught like autocommit."""
+    with Caller(url) as caller:
+        caller.conn.prepare_threshold = 0
+        with pytest.raises(CheckFailed, match="prepare_threshold"):
+            caller.verify("the call")
+        caller.clean()
+        caller.verify("clean")

@@ -63,7 +63,9 @@ def client_state(conn: psycopg.Connection) -> dict[str, object]:
     (``BEGIN ISOLATION LEVEL …``): invisible to pg_settings, inherited by the caller."""
     return {"autocommit": conn.autocommit, "isolation_level": conn.isolation_level,
             "read_only": conn.read_only, "deferrable": conn.deferrable,
-            "row_factory": conn.row_factory}
+            "row_factory": conn.row_factory, "prepare_threshold": conn.prepare_threshold,
+            "cursor_factory": conn.cursor_factory,
+            "server_cursor_factory": conn.server_cursor_factory}
 
 
 def client_state_changes(before: Mapping[str, object], conn: psycopg.Connection) -> str:
