@@ -54,7 +54,8 @@ _SHORT_NAMES = {
     "config": "runtime", "errors": "runtime", "server": "runtime",
     "fake": "data", "dataset": "data", "loading": "data", "feeds": "data",
     "sessions": "tools", "stress": "tools", "workload": "tools", "explain": "tools",
-    "migrations_probe": "tools", "migrations_alembic": "tools",
+    "migrations_probe": "tools", "migrations_alembic": "tools", "blobstore": "tools",
+    "statements": "tools",
     "challenge": "course", "checking": "course", "learner": "course", "grading": "course",
 }
 

@@ -177,10 +177,13 @@ class Decoy:
                 cell.source = cell.source.replace(old, new)
         stop = _check_cell(nb, module.CHECK)
         # the other exercises' check cells bind nothing and leave the database as found:
-        # running them would only judge the decoy's answer again, at a cost of seconds each
-        target = nb.cells[stop]
-        nb.cells = [c for c in nb.cells[: stop + 1] if c is target or not is_check_cell(c)]
-        run = execute(nb)
+        # running them would only judge the decoy's answer again, at a cost of seconds each;
+        # a challenge whose checks build on the earlier checks' work says so in its module
+        checks = importlib.import_module(f"labs.checks.{module.CHECK.split('.')[0]}")
+        if not getattr(checks, "CHECKS_BUILD_ON_EARLIER", False):
+            target = nb.cells[stop]
+            nb.cells = [c for c in nb.cells[: stop + 1] if c is target or not is_check_cell(c)]
+        run = execute(nb, stop_after=stop)
         verdict = run.verdicts.get(module.CHECK)
         assert verdict is not None, (
             f"{module.CHECK} never ran; errors before it: {run.errors}")

@@ -68,6 +68,16 @@ COURSE: tuple[Challenge, ...] = (
               "exclusion constraint, time that stays monotonic when transactions commit "
               "out of order",
               ("race_conditions", "migrations"), 3, 90),
+    Challenge("09", "large_binary", "Large binary data",
+              "images and documents in bytea, large objects and a content-addressed file "
+              "store, measured; streaming reads with bounded memory, crash-safe uploads, "
+              "orphans swept with a grace period",
+              ("start_here", "race_conditions"), 2, 90),
+    Challenge("10", "model_boundaries", "Model boundaries",
+              "the ORM stays inside the service layer: response and request DTOs over a "
+              "FastAPI app, mass assignment refused, lazy loads that raise, N+1 against "
+              "eager loading under a statement budget",
+              ("start_here",), 2, 75),
 )
 
 BY_TOPIC = {c.topic: c for c in COURSE}
