@@ -35,7 +35,15 @@ row per success), every check follows the authoring method:
   non-UTC ``TimeZone``) and its client-side state (autocommit, isolation level);
 * while a transfer is held after each of its statements, a session that writes
   only other accounts must not wait for it (no table lock);
-* accounts the check did not pick, and the ledger's earlier rows, must not change.
+* accounts the check did not pick, and the ledger's earlier rows, must not change;
+* a row held past a short caller lock_timeout must make the transfer raise after about one
+  wait (55P03 is the caller's bound, not a transient error to retry), and a transfer that
+  succeeded must have run with a durable synchronous_commit (read inside its transaction);
+* q2 adds a short load of opposite transfers between two accounts: one statement that locks
+  both rows deadlocks inside itself, where no forced interleaving can pause;
+* q3 also sends a request again while the original is held after each of its statements
+  (both answer with one id, applied once), and reuses a request id with other fields
+  (nothing changes).
 """
 
 from __future__ import annotations
@@ -310,12 +318,15 @@ def _single(lab: Any, transfer: Callable, caller: Caller, args: tuple, accounts:
     """One call on the caller's connection: the invariants and what it left behind."""
     since = _prepare(lab, {})
     before, _ = _state(lab, accounts, since)
+    probe = _TimeoutProbe(caller.conn)
     try:
-        returned = transfer(caller.conn, *args)
+        returned = transfer(probe, *args)
     except psycopg.Error as exc:
         caller.clean()
         raise _explain_error(exc, what) from None
     caller.verify(f"{_call(args)} {what}")
+    if returned is not None:
+        _durable(probe, f"In {_call(args)} {what}")
     _verify(lab, accounts, since, before, [(args, returned)], what)
     return returned
 
@@ -384,6 +395,7 @@ class _TimeoutProbe(HookedConnection):
     def __init__(self, conn: psycopg.Connection) -> None:
         super().__init__(conn, after_statement=self._probe)
         self._shortest = 0.0
+        self.unsafe_commit: str | None = None  # a synchronous_commit that loses commits
 
     @property
     def shortest_ms(self) -> float:
@@ -397,10 +409,34 @@ class _TimeoutProbe(HookedConnection):
             return  # never open a transaction the transfer did not open
         with raw.cursor(row_factory=tuple_row) as cur:
             row = cur.execute("SELECT current_setting('lock_timeout'), "
-                              "current_setting('statement_timeout')").fetchone()
-        for value in map(_ms, row):
+                              "current_setting('statement_timeout'), "
+                              "current_setting('synchronous_commit')").fetchone()
+        if row[2] in UNSAFE_COMMIT and self.unsafe_commit is None:
+            self.unsafe_commit = row[2]
+        for value in map(_ms, row[:2]):
             if value and (not self._shortest or value < self._shortest):
                 self._shortest = value
+
+
+# synchronous_commit values under which COMMIT may return before the commit is safe: 'off'
+# (the WAL is not flushed: a server crash loses the last commits) and 'local' (a synchronous
+# standby is not waited for: a failover loses them).
+UNSAFE_COMMIT = ("off", "local")
+UNSAFE_WHY = {"off": "the WAL is not flushed to disk",
+              "local": "a synchronous standby is not waited for"}
+
+
+def _durable(probe: _TimeoutProbe, what: str) -> None:
+    """The transfer ran its transaction with the caller's (durable) synchronous_commit."""
+    if probe.unsafe_commit:
+        raise CheckFailed(
+            f"{what}, your transfer's transaction ran with synchronous_commit = "
+            f"{probe.unsafe_commit}: its COMMIT returns before the commit is durable "
+            f"({UNSAFE_WHY[probe.unsafe_commit]}), "
+            "so after a server crash (or a failover) a transfer whose id you returned is gone, "
+            "balances and ledger row both, and no resend will ever come: the customer was told "
+            "it succeeded. A payment's COMMIT must be durable: leave synchronous_commit as the "
+            "caller has it (no SET LOCAL synchronous_commit).")
 
 
 def _waiting_for(monitor: psycopg.Connection, pid: int, holder: int) -> float | None:
@@ -481,6 +517,7 @@ def _behind_writer(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> No
                 "lock_timeout that turns a busy account into a refusal).",
                 f"returned {'before' if early else 'after'} the other transaction committed")
         caller.verify(f"{_call(args)} {when}")
+        _durable(probe, f"In {_call(args)} {when}")
     after, ledger = _state(lab, [a, b], since)
     expected = {a: before[a] + deposits[a] - amount, b: before[b] + deposits[b] + amount}
     if after != expected:
@@ -497,6 +534,70 @@ def _behind_writer(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> No
     if len(ledger) != 1 or ledger[0][0] != returned:
         raise CheckFailed(f"{_call(args)} returned {returned!r} {when}, which is not the id of "
                           "its own, single new row in `transfers`.", f"new ledger rows {ledger}")
+
+
+# The caller's own bound on a wait for a busy row, in the scenario where the row stays busy
+# longer: the transfer must give up (raise 55P03) after one wait of that length, not retry it.
+CALLER_LOCK_TIMEOUT_MS = 300
+BUSY_SECONDS = 3.0
+
+
+def _busy_past_lock_timeout(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> None:
+    """Another transaction holds src's row longer than the caller's lock_timeout (a short one,
+    CALLER_LOCK_TIMEOUT_MS): the transfer must raise (lock_timeout, 55P03) after about one
+    such wait. Retrying 55P03 (or 57014) multiplies the bound the caller set on how long a
+    payment may hang; returning None calls a busy row 'insufficient funds'."""
+    amount = _money(rng, 5, 60)
+    since = _prepare(lab, {a: amount + _money(rng, 5, 200), b: _money(rng, 5, 200)})
+    before, _ = _state(lab, [a, b], since)
+    args = (a, b, amount)
+    limit = CALLER_LOCK_TIMEOUT_MS / 1000
+    settings = dict(_session_settings(), lock_timeout=f"{CALLER_LOCK_TIMEOUT_MS}ms")
+    box: dict[str, Any] = {}
+    with psycopg.connect(lab.url) as holder, Caller(lab, settings=settings) as caller:
+        holder.execute("UPDATE accounts SET balance = balance WHERE id = %s", [a])
+
+        def run() -> None:
+            started = time.monotonic()
+            try:
+                box["result"] = transfer(caller.conn, *args)
+            except BaseException as exc:  # judged below, in the check's thread
+                box["error"] = exc
+            box["took"] = time.monotonic() - started
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(BUSY_SECONDS)
+        holder.rollback()
+        worker.join(60)
+        took = box.get("took", BUSY_SECONDS)
+        when = (f"while another transaction held account {a}'s row for {BUSY_SECONDS:.0f} s, on "
+                f"a connection whose lock_timeout is {CALLER_LOCK_TIMEOUT_MS}ms (the caller's "
+                "bound on how long a payment may wait for a busy account)")
+        if "error" not in box:
+            returned = box.get("result")
+            if returned is None:
+                raise CheckFailed(
+                    f"{_call(args)} returned None {when}, although account {a} covered "
+                    f"{amount}: a busy row is not insufficient funds. When the caller's "
+                    "lock_timeout expires (SQLSTATE 55P03), raise it: the caller decides what "
+                    "to do with a payment that could not get its rows in time.")
+            raise CheckFailed(
+                f"{_call(args)} {when} did not give up: it returned {returned!r} "
+                f"{took:.1f} s after it started, once the other transaction had let go. "
+                "Waiting past the caller's lock_timeout means your transfer lengthened it "
+                "(SET LOCAL lock_timeout, or retrying 55P03): when lock_timeout expires, raise.")
+        caller.clean()
+        if took > 2 * limit + 0.4:
+            raise CheckFailed(
+                f"{_call(args)} {when} raised only after {took:.1f} s, "
+                f"{took / limit:.0f} times the caller's lock_timeout: it retried the lock "
+                "timeout (55P03, or a statement_timeout, 57014) as if it were a deadlock or a "
+                "serialization failure. 40001 and 40P01 mean PostgreSQL rolled the transaction "
+                "back to keep it correct, and a retry can succeed; 55P03 and 57014 mean the "
+                "caller's time limit is up: raise them at once, so the payment fails within the "
+                "bound the caller set.", f"raised {type(box['error']).__name__}: {box['error']}")
+    _verify(lab, [a, b], since, before, [(args, None)], when)
 
 
 def _fresh_keys(transfer: Callable) -> Callable:
@@ -525,6 +626,8 @@ def q1(lab: Any, transfer: Callable) -> str:
                         spare)
         # a writer that is not a transfer holds both rows: wait for it, then apply on top of it
         _behind_writer(lab, transfer, a, b, rng)
+        # ... and when the row stays busy past the caller's lock_timeout: raise, at once
+        _busy_past_lock_timeout(lab, transfer, a, b, rng)
         # two debits of one account that together empty it exactly: both covered ...
         x, y = _money(rng, 5, 60), _money(rng, 5, 60)
         full = {a: x + y, b: _money(rng, 50, 500), c: _money(rng, 50, 500)}
@@ -589,7 +692,60 @@ def q2(lab: Any, transfer: Callable) -> str:
     with _rest_untouched(lab, [a, b]):
         n = _scenarios(transfer, lab, [((a, b, x), (b, a, y)), ((b, a, y), (a, b, x))],
                        balances, 2, "both were covered")
-    return f"opposite transfers survived {n} forced interleavings, each applied exactly once"
+        m = _opposite_load(lab, transfer, a, b, rng)
+    return (f"opposite transfers survived {n} forced interleavings and {m} concurrent "
+            "transfers back and forth, each applied exactly once")
+
+
+def _opposite_load(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> int:
+    """Transfers a → b and b → a at once, from several workers. A forced interleaving pauses
+    only between statements: one statement that locks src then dst (a data-modifying CTE, an
+    UPDATE … WHERE id IN (src, dst) in no order) deadlocks inside itself, and only
+    concurrent runs of it show that."""
+    workers, ops = 4, (60 if lab.scale.name == "tiny" else 150)
+    balances = {acct: _money(rng, 61 * workers * ops, 80 * workers * ops) for acct in (a, b)}
+    since = _prepare(lab, balances)
+    before, _ = _state(lab, [a, b], since)
+
+    def pick(r: Any) -> tuple:
+        src, dst = r.sample([a, b], 2)
+        return (src, dst, Decimal(r.randint(100, 6000)) / 100)
+
+    when = (f"under load ({workers} workers × {ops} transfers between accounts {a} and {b}, "
+            "in both directions at once)")
+    with Watched(lab, transfer, _call) as watched:
+        result = run_stress(lab, watched, workers=workers, operations=ops, args=pick,
+                            seed=rng.randrange(10**6), sample_every=None,
+                            settings=_session_settings())
+        failed = result.errors()
+        if failed:
+            first = failed[0]
+            deadlocks = len(result.errors("40P01"))
+            if deadlocks:
+                raise CheckFailed(
+                    f"{when.capitalize()}, {deadlocks} of {len(result.records)} transfers "
+                    "raised `deadlock detected` (SQLSTATE 40P01) to the caller. Two opposite "
+                    "transfers locked the same two rows in opposite orders; a single statement "
+                    "(data-modifying CTEs, UPDATE … WHERE id IN (src, dst)) takes its row locks "
+                    "in an order you do not choose, so it deadlocks inside itself. Lock both "
+                    "accounts first, in id order (SELECT … WHERE id IN (…) ORDER BY id FOR "
+                    "UPDATE), and retry 40P01/40001 anyway.", f"the first: {first.error}")
+            raise CheckFailed(
+                f"{when.capitalize()}, {len(failed)} of {len(result.records)} transfers raised "
+                f"({dict((k, v) for k, v in result.outcomes.items() if k != 'ok')}); the first: "
+                f"{first.error or first.status}. Two opposite transfers that lock their rows in "
+                "opposite orders deadlock (40P01), also inside one statement: lock both rows "
+                "in id order first (SELECT … ORDER BY id FOR UPDATE), and retry 40P01/40001.")
+        watched.verify(when)
+        declined = [r for r in result.records if r.result is None]
+        if declined:
+            raise CheckFailed(
+                f"{when.capitalize()}, {len(declined)} of {len(result.records)} transfers "
+                f"returned None (the first: {_call(declined[0].args)}), although both accounts "
+                "held more than all the transfers of the run together: None means "
+                "insufficient funds only.", f"balances before {dict(before)}")
+    _verify(lab, [a, b], since, before, [(r.args, r.result) for r in result.records], when)
+    return len(result.records)
 
 
 LOST = ("server closed the connection unexpectedly (the COMMIT's reply was lost; the "
@@ -750,12 +906,14 @@ def q3(lab: Any, transfer: Callable) -> str:
     a, b = _accounts(lab, 2)
     with _rest_untouched(lab, [a, b]):
         _resent(lab, transfer, a, b, rng)
+        n = _resend_races(lab, transfer, a, b, rng)
         _lost_ack(lab, transfer, a, b, rng)
         _commit_never_arrived(lab, transfer, a, b, rng)
-    return ("a request sent again got its transfer's id back without running twice, a new "
-            "request with the same fields ran; after a COMMIT whose reply was lost, and one "
-            "that never reached the server, the retried request was applied exactly once and "
-            "answered with its own id")
+    return ("a request sent again got its transfer's id back without running twice (also "
+            f"while the original still ran, in {n} forced interleavings, and with other "
+            "fields), a new request with the same fields ran; after a COMMIT whose reply was "
+            "lost, and one that never reached the server, the retried request was applied "
+            "exactly once and answered with its own id")
 
 
 def _resent(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> None:
@@ -788,6 +946,66 @@ def _resent(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> None:
             "A customer may pay the same bill twice; only the request_id says whether a "
             "request is new: look requests up by request_id, never by their fields.",
             f"first request → {first}, new ledger rows {ledger}")
+    # the first request's id again, with other fields (a client bug, or a key reused for
+    # another payment): a known request_id changes nothing, whatever the fields say
+    c = b if rng.random() < 0.5 else a
+    changed = (b, a, amount) if c == a else (a, b, amount + _money(rng, 1, 9))
+    since = _prepare(lab, {})
+    before, _ = _state(lab, [a, b], since)
+    what = (f"when the first request's request_id came again with other fields "
+            f"({_call(changed)})")
+    with Caller(lab) as caller:
+        try:
+            reused = transfer(caller.conn, *changed, key)
+            raised = None
+        except Exception as exc:  # noqa: BLE001 - refusing a mismatched key is allowed
+            caller.clean()
+            reused, raised = None, exc
+        if raised is None:
+            caller.verify(f"{_call_k(changed, key)} {what}")
+    after, ledger = _state(lab, [a, b], since)
+    if ledger or after != before or (raised is None and reused != first):
+        raise CheckFailed(
+            f"{what.capitalize()}, your transfer returned {reused!r} and `transfers` gained "
+            f"{len(ledger)} row(s): it ran as a new payment. A request_id already in the "
+            f"ledger has been done (transfers.id {first}): change nothing and return that id, "
+            "whatever src, dst and amount say (or refuse it with an error); never make a new "
+            "request id inside transfer: every resend of that payment would run again.",
+            f"balances {before} → {after}; new ledger rows {ledger}")
+
+
+def _resend_races(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> int:
+    """The client timed out while its request still ran and sent it again: the resend (same
+    request_id) runs while the original is held after each of its statements in turn. Both
+    must answer with the one transfer's id, applied once: a lookup made before the rows are
+    locked misses the original, which has not committed yet."""
+    amount = _money(rng, 5, 60)
+    # the balance covers the transfer twice, so that a resend that re-applies it shows
+    balances = {a: 2 * amount + _money(rng, 1, 50), b: _money(rng, 5, 200)}
+    args = (a, b, amount)
+    _prepare(lab, balances)
+    steps = count_statements(lab, lambda c: transfer(c, *args, uuid.uuid4()))
+    settings = _session_settings()
+    for k in range(1, max(steps, 1) + 1):
+        since = _prepare(lab, balances)
+        before, _ = _state(lab, [a, b], since)
+        key = uuid.uuid4()
+        what = (f"when the same request (one request_id) was sent again while the original "
+                f"was still running, held after its statement {k}")
+        with Watched(lab, lambda c, *x: transfer(c, *x, key), _call) as watched:
+            run = interleave(lab, lambda c: watched(c, *args), lambda c: watched(c, *args),
+                             pause_after=k, settings=settings)
+            for exc in run.errors:
+                raise _explain_error(exc, what)
+            watched.verify(what)
+        for returned, who in ((run.second_result, "the resend"),
+                              (run.first_result, "the original request")):
+            _applied_once(lab, a, b, args, key, before, since, returned, what, who)
+        if run.first_result != run.second_result:
+            raise CheckFailed(f"{what.capitalize()}, the original returned "
+                              f"{run.first_result!r} and the resend {run.second_result!r}: the "
+                              "same request has one answer, the id of its transfer.")
+    return max(steps, 1)
 
 
 def _died_call(lab: Any, transfer: Callable, args: tuple, key: uuid.UUID,

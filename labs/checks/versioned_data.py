@@ -4,7 +4,13 @@ The checks work on products of their own (SKU ``CHECK-…``, never ordered) and 
 history by its invariants and by the time each change really happened, never by
 timestamps fixed in advance:
 
-* q1: the migration is run twice, and a history row planted between the runs must survive.
+* q1: every history column has the type of its products column. The migration is run
+  twice; history rows planted between the runs (of a live product, and of one whose row is
+  gone) must survive, and on the second run another session changes a product after each
+  statement (rolled back): each change must leave a version (no DROP/CREATE TRIGGER window).
+  A last price change runs on a session whose TimeZone is a POSIX zone in the first pass of
+  its repeated (fall-back) hour: a `timestamp` switch-over time lands an hour late (also
+  asked in q3). q2 wants no row, not a NULL row, when the product did not exist.
   On a caller's connection whose ``TimeZone`` is not UTC (``left_behind.Caller``), the check
   changes each column the history keeps (price, name, sku, attributes, deleted_at), and
   twice the price with an ``updated_at`` set by the UPDATE itself (an application's clock
@@ -44,6 +50,7 @@ timestamps fixed in advance:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -289,14 +296,26 @@ def _require_history(conn: psycopg.Connection) -> None:
     if missing:
         raise CheckFailed(f"products_history has no column {', '.join(missing)}: it needs "
                           f"{', '.join(HISTORY_COLUMNS)} (exercise 1).")
-    products_price = conn.execute(
-        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-        "WHERE attrelid = 'products'::regclass AND attname = 'price'").fetchone()[0]
+    products = {r[0]: r[1] for r in conn.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'products'::regclass AND attnum > 0 AND NOT attisdropped")}
+    products_price = products["price"]
     if have["price"].split("(")[0] != products_price.split("(")[0]:
         raise CheckFailed(f"products_history.price is {have['price']}, but products.price is "
                           f"{products_price}: a version must hold the price exactly as it was. "
                           "A float (real, double precision) rounds amounts such as 0.1; give "
                           f"the history column the product's type, {products_price}.")
+    for column in ("product_id", *KEPT):
+        source = products["id" if column == "product_id" else column]
+        if have[column] != source:
+            raise CheckFailed(
+                f"products_history.{column} is {have[column]}, but products."
+                f"{'id' if column == 'product_id' else column} is {source}: a version must be "
+                "able to hold every value the product can have, exactly. A narrower type "
+                "(varchar(n), a smaller numeric or integer) makes the UPDATE of a product whose "
+                "value does not fit fail inside the trigger (or silently rounds it); another "
+                "type changes what the history says. Give every history column the product's "
+                "own type.")
     if have["valid"] != "tstzrange":
         raise CheckFailed(f"products_history.valid is {have['valid']}; it should be a tstzrange "
                           "(a period of timestamptz).")
@@ -499,6 +518,7 @@ def q1(lab: Any, history_sql: str) -> str:
                     "btree_gist extension.")
             _probe_exclusion(lab, pid, others[0])
             _probe_swallowed(lab, others[0])
+            _fall_back_probe(lab, r, "once more")
         finally:
             caller.clean()
             _cleanup(conn, ids)
@@ -516,6 +536,8 @@ def _rerun_keeps_history(lab: Any, r: Any, history_sql: str, why: str,
     with psycopg.connect(lab.url, autocommit=True) as conn:
         _require_history(conn)
         pid, sku = _new_product(conn, str(Decimal(r.randint(1_001, 9_999)) / 100))
+        probe, _ = _new_product(conn, str(Decimal(r.randint(1_001, 9_999)) / 100))
+        gone = pid
         try:
             hi = dt.datetime.now(dt.timezone.utc) - dt.timedelta(
                 days=r.randint(1, 30), microseconds=r.randint(1, 999_999))
@@ -528,23 +550,136 @@ def _rerun_keeps_history(lab: Any, r: Any, history_sql: str, why: str,
                     "%s, '{}', NULL, tstzrange(%s, %s))",
                     [pid, sku, Decimal(r.randint(1_001, 9_999)) / 100, lo, hi])
                 conn.execute("UPDATE products SET updated_at = %s WHERE id = %s", [hi, pid])
-            planted = query_checksum(conn, "SELECT * FROM products_history WHERE product_id = %s",
-                                     [pid])
+                # a product deleted long ago (DELETE, the row is gone): its history stays
+                gone, gone_sku = _new_product(conn, str(Decimal(r.randint(1_001, 9_999)) / 100))
+                conn.execute(
+                    "INSERT INTO products_history (product_id, sku, name, price, attributes, "
+                    "deleted_at, valid) VALUES (%s, %s, 'Versioned check item (deleted)', "
+                    "%s, '{}', NULL, tstzrange(%s, %s))",
+                    [gone, gone_sku, Decimal(r.randint(1_001, 9_999)) / 100, lo, hi])
+                conn.execute("DELETE FROM products WHERE id = %s", [gone])
+            planted = query_checksum(
+                conn, "SELECT * FROM products_history WHERE product_id = ANY(%s)", [[pid, gone]])
             with untouched(lab, ["products"], why=why):
-                apply(lab, history_sql, "your statements" + (" (run a second time)"
-                                                             if again else ""))
+                _apply_while_writing(lab, history_sql, "your statements" + (
+                    " (run a second time)" if again else ""), probe)
             if not _has_history(conn) or query_checksum(
-                    conn, "SELECT * FROM products_history WHERE product_id = %s",
-                    [pid]) != planted:
+                    conn, "SELECT * FROM products_history WHERE product_id = ANY(%s)",
+                    [[pid, gone]]) != planted:
                 raise CheckFailed(
                     f"The check ran your statements {again}{', ' if again else ''}and the "
-                    "history a product already had in "
-                    "products_history was gone or changed afterwards: running them destroys "
-                    "the history the table exists to keep. Make them re-runnable without "
-                    "touching data: CREATE TABLE IF NOT EXISTS (never DROP TABLE or TRUNCATE), "
-                    "CREATE OR REPLACE FUNCTION/TRIGGER.")
+                    "history products already had in products_history (of a live product, "
+                    "and of one deleted long ago, whose row in products is gone) was gone or "
+                    "changed afterwards: running them destroys the history the table exists "
+                    "to keep (a deleted product's history is what a dispute about it needs). "
+                    "Make them re-runnable without touching data: CREATE TABLE IF NOT EXISTS "
+                    "(never DROP TABLE, TRUNCATE or a clean-up DELETE), CREATE OR REPLACE "
+                    "FUNCTION/TRIGGER.")
         finally:
-            _cleanup(conn, [pid])
+            _cleanup(conn, [pid, gone, probe])
+
+
+def _apply_while_writing(lab: Any, sql: str, what: str, pid: int) -> None:
+    """``apply``, with another session changing a product after each statement (the shop
+    does not stop for a deploy): every such change must leave a version. The change is
+    rolled back, so the products table ends as it was. A statement inside the migration's
+    own transaction is not probed (the writer would only wait for it)."""
+    from .indexing import split_statements
+    statements = split_statements(sql)
+    with psycopg.connect(lab.url, autocommit=True) as conn, psycopg.connect(lab.url) as writer:
+        writer.execute("SET lock_timeout = '2s'")
+        writer.commit()
+        for statement in statements:
+            try:
+                conn.execute(statement)
+            except (psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject):
+                pass
+            except psycopg.Error as exc:
+                raise CheckFailed(f"PostgreSQL rejected {what}: "
+                                  f"{exc.diag.message_primary or exc}",
+                                  f"SQLSTATE {exc.sqlstate}; statement: {statement}") from None
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                continue
+            try:
+                with writer.transaction(force_rollback=True):
+                    if not _has_history(writer):
+                        continue
+                    count = "SELECT count(*) FROM products_history WHERE product_id = %s"
+                    (n,) = writer.execute(count, [pid]).fetchone()
+                    writer.execute("UPDATE products SET price = price + 1 WHERE id = %s", [pid])
+                    (m,) = writer.execute(count, [pid]).fetchone()
+            except psycopg.Error:
+                continue  # a broken state mid-migration is judged by the rest of the check
+            if m != n + 1:
+                raise CheckFailed(
+                    f"The check ran {what} while the shop kept working: right after the "
+                    f"statement `{' '.join(statement.split())[:120]}`, another session changed "
+                    f"a product's price and products_history got {m - n} new rows for it, not "
+                    "one: for a moment there was no history trigger (DROP TRIGGER, then CREATE "
+                    "TRIGGER), and every change made in that moment is lost from the history. "
+                    "Replace the trigger in one statement: CREATE OR REPLACE TRIGGER (PostgreSQL "
+                    "14+), or DROP and CREATE inside one transaction (BEGIN … COMMIT).")
+
+
+def _fall_back_zone() -> str:
+    """A POSIX TimeZone (which SET TimeZone accepts) whose clocks go back from +02 to +01 half
+    an hour from now: the present instant lies in the first pass of the hour the zone
+    repeats. A wall-clock time (timestamp without time zone) read now converts back to the
+    second pass, an hour later."""
+    switch = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=30)
+    local = switch + dt.timedelta(hours=2)  # the wall clock (summer time) at the switch
+    day = local.timetuple().tm_yday - 1  # POSIX "n": zero-based, counting 29 February
+    return f"<+01>-1<+02>,{(day + 180) % 365}/0,{day}/{local:%H:%M:%S}"
+
+
+class _NoZoneWarning(logging.Filter):
+    """psycopg warns once that it cannot map a POSIX TimeZone to a Python zone (it then
+    returns timestamptz values in UTC, the same instants): not the learner's business."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "unknown PostgreSQL timezone" not in record.getMessage()
+
+
+FALL_BACK_HINT = (
+    "This session's TimeZone is a zone whose clocks go back from +02 to +01 half an hour from "
+    "now, so its wall clock is now in the hour it will show twice: a timestamp WITHOUT time "
+    "zone (a variable `t timestamp`, localtimestamp, now()::timestamp) holding now() is that "
+    "wall-clock time, and PostgreSQL converts it back to the second pass, an hour later. Keep "
+    "t a timestamptz (t timestamptz := now()): an instant has no wall clock to repeat.")
+
+
+def _fall_back_probe(lab: Any, r: Any, what: str) -> None:
+    """One price change on a session whose zone is in the first pass of its repeated hour:
+    the boundary must be the change's own instant."""
+    zone = _fall_back_zone()
+    quiet = _NoZoneWarning()
+    logging.getLogger("psycopg").addFilter(quiet)
+    try:
+        with psycopg.connect(lab.url, autocommit=True) as conn:
+            born = dt.datetime.now(dt.timezone.utc) - dt.timedelta(
+                days=r.randint(1, 30), microseconds=r.randint(1, 999_999))
+            pid, _ = _new_product(conn, str(Decimal(r.randint(1_001, 9_999)) / 100),
+                                  updated_at=born)
+            try:
+                conn.execute("SELECT set_config('TimeZone', %s, false)", [zone])
+                price = Decimal(r.randint(1_001, 9_999)) / 100
+                label = (f"{what}, on a session whose TimeZone is '{zone}' (clocks go back in "
+                         "half an hour)")
+                start, end = _timed_change(conn, "UPDATE products SET price = %s WHERE id = %s",
+                                           [price, pid], f"When the check set the price {label}",
+                                           hint=FALL_BACK_HINT)
+                versions = _versions(conn, pid)
+                history = [v for v in versions if v.source == "history"]
+                if len(history) != 1:
+                    raise CheckFailed(f"When the check set the price {label}, products_history "
+                                      f"got {len(history)} rows for it, not one.")
+                _check_periods(versions, f"After the check set the price {label}")
+                _within(history[-1].hi, start, end, f"When the check set the price {label}",
+                        zone, FALL_BACK_HINT)
+            finally:
+                _cleanup(conn, [pid])
+    finally:
+        logging.getLogger("psycopg").removeFilter(quiet)
 
 
 def _probe_swallowed(lab: Any, pid: int) -> None:
@@ -780,6 +915,14 @@ def q2(lab: Any, as_of_sql: str) -> str:
                     "one version of a product contains an instant, because a period is "
                     "half-open, [lower, upper): keep only this product (product_id = "
                     "%(product_id)s) and use valid @> %(at)s, or lower <= at AND at < upper.")
+            if want is None and rows:
+                raise CheckFailed(
+                    f"At {shown} your query returns a row ({tuple(rows[0])!r}), but the "
+                    "product did not exist then: the answer is no row. A row with a NULL price "
+                    "says the product existed and had no price, and a caller that asks "
+                    "'did it exist?' (fetchone() is None) is told yes. Return the version "
+                    "that contains the instant, or nothing (UNION ALL of the history and the "
+                    "current row, each with its own WHERE; no coalesce of two lookups).")
             if (got[0] if got else None) != want:
                 raise CheckFailed(
                     f"At {shown} your query returns {got[0] if got else 'no row'}; the price "
@@ -820,6 +963,7 @@ def q3(lab: Any, clock_sql: str) -> str:
     def price() -> Decimal:
         return Decimal(r.randint(1_001, 9_999)).scaleb(-2)  # two decimals, as numeric(10,2)
 
+    _fall_back_probe(lab, r, "after your new function was in place")
     with psycopg.connect(lab.url, autocommit=True) as conn:
         _require_history(conn)
         prices = {key: [price() for _ in range(3)] for key in ("kept", "gone", "aside", "held")}
@@ -1006,3 +1150,8 @@ HINTS = {
            "function again, with another t; the trigger keeps calling it.",
            "t := greatest(now(), OLD.updated_at + interval '1 microsecond')"],
 }
+
+
+# Decoy runs keep the earlier exercises' check cells: a later check builds on what they
+# applied (tests/test_contract.py reads this).
+CHECKS_BUILD_ON_EARLIER = True
