@@ -129,6 +129,7 @@ class _Entry:
     shared_read: int = 0
     temp_written: int = 0
     max_factor: float = 1.5  # max_exec_time = mean × this
+    by_app: bool = True  # run by the shop's own role (userid), not the engineer's session
 
     @property
     def total(self) -> float:
@@ -142,6 +143,12 @@ ONE_OFF_STATEMENT = ("SELECT c.id, c.email, sum(o.total) AS spent\nFROM customer
                      "ORDER BY spent DESC")
 CHECKOUT_STATEMENT = ("UPDATE accounts SET balance = balance - $1\nWHERE id = $2 AND "
                       "balance >= $1")
+# a nightly job's write: INSERT ... SELECT, COPY or REFRESH (a filter on "maintenance" text
+# hides it)
+BATCH_STATEMENTS = ("INSERT INTO order_items_archive SELECT * FROM order_items\nWHERE order_id "
+                    "= ANY($1)",
+                    "COPY order_events (order_id, kind, at) FROM STDIN WITH (FORMAT csv)",
+                    "REFRESH MATERIALIZED VIEW daily_revenue")
 MINOR_STATEMENTS = ("SELECT count(*) FROM orders WHERE customer_id = $1",
                     "SELECT id, email FROM customers WHERE id = $1",
                     "SELECT name FROM products ORDER BY id LIMIT $1")
@@ -162,7 +169,7 @@ def _planted_statements(this_db: int, other_dbs: list[int]) -> list[_Entry]:
                    "sum(oi.unit_price * oi.quantity) AS revenue\nFROM orders o JOIN order_items oi "
                    "ON oi.order_id = o.id\nGROUP BY 1 ORDER BY 1", this_db, r.randint(2, 4),
                    round(mean_h * r.uniform(3.0, 6.0), 3), rows=r.randint(300, 700),
-                   shared_hit=r.randint(1_000, 3_000), max_factor=3.0),
+                   shared_hit=r.randint(1_000, 3_000), max_factor=3.0, by_app=False),
             # cheap, called most often: first by calls, rows, buffers hit
             _Entry("widget", "SELECT currency, sum(balance) FROM accounts GROUP BY currency",
                    this_db, calls_h * r.randint(8, 15) + r.randint(1, 7),
@@ -173,7 +180,7 @@ def _planted_statements(this_db: int, other_dbs: list[int]) -> list[_Entry]:
                    "order_items oi ON oi.order_id = o.id\nGROUP BY o.customer_id ORDER BY 2 DESC",
                    this_db, r.randint(5, 9), round(mean_h * r.uniform(1.5, 2.5), 3),
                    rows=r.randint(4_000, 6_000), shared_read=calls_h * r.randint(60, 90),
-                   temp_written=calls_h * r.randint(40, 60)),
+                   temp_written=calls_h * r.randint(40, 60), by_app=False),
             # a close second by total time
             _Entry("lookup", "SELECT id, name, price FROM products WHERE id = $1", this_db,
                    r.randint(400, 900), 0.0, rows=500),
@@ -188,17 +195,22 @@ def _planted_statements(this_db: int, other_dbs: list[int]) -> list[_Entry]:
             # run once, by hand: calls = 1, yet among the costliest (a filter on calls hides it)
             _Entry("one-off", ONE_OFF_STATEMENT, this_db, 1, 0.0, rows=r.randint(2_000, 9_000),
                    shared_hit=r.randint(2_000, 5_000), shared_read=calls_h * r.randint(10, 30),
-                   temp_written=calls_h * r.randint(10, 30), max_factor=1.0),
+                   temp_written=calls_h * r.randint(10, 30), max_factor=1.0, by_app=False),
             # checkout's write: not a SELECT (a filter on the statement's text hides it)
             _Entry("checkout", CHECKOUT_STATEMENT, this_db, calls_h * r.randint(2, 5) + r.randint(1, 9),
                    0.0, shared_hit=calls_h * r.randint(20, 60)),
+            # a nightly job's write, by the application's role
+            _Entry("batch", r.choice(BATCH_STATEMENTS), this_db, r.randint(2, 6) * 7 + r.randint(1, 6),
+                   0.0, shared_hit=calls_h * r.randint(100, 300),
+                   shared_read=calls_h * r.randint(5, 15)),
         ]
         # cheap statements of this database below the top five, so that LIMIT 5 (or more)
         # returns a prefix of the ranking and a query without LIMIT returns them all
         entries += [_Entry(f"minor {i}", text, this_db, r.randint(50, 150),
                            round(r.uniform(0.01, 0.08), 4), rows=r.randint(50, 150))
                     for i, text in enumerate(MINOR_STATEMENTS[:r.randint(1, 3)])]
-        share = {"lookup": (0.90, 0.98), "one-off": (0.45, 0.85), "checkout": (0.45, 0.85)}
+        share = {"lookup": (0.90, 0.98), "one-off": (0.45, 0.85), "checkout": (0.45, 0.85),
+                 "batch": (0.45, 0.85)}
         for e in entries:
             if e.key in share:
                 e.mean = round(total_h * r.uniform(*share[e.key]) / e.calls, 4)
@@ -209,13 +221,14 @@ def _planted_statements(this_db: int, other_dbs: list[int]) -> list[_Entry]:
                      reverse=True)[:TOP_STATEMENTS_WANTED]
         if len(set(calls)) == len(calls) and len(set(totals)) == len(totals) and all(
                 e.total < total_h for e in entries if e.dbid == this_db and e.key != "history") \
-                and {"one-off", "checkout"} <= {e.key for e in top}:
+                and {"one-off", "checkout", "batch"} <= {e.key for e in top}:
             return entries
 
 
-def _row_of(e: _Entry, columns: dict[str, str], userid: int, queryid: int) -> dict[str, Any]:
+def _row_of(e: _Entry, columns: dict[str, str], roles: tuple[int, int],
+            queryid: int) -> dict[str, Any]:
     once = e.calls == 1  # one call: min = max = mean, no deviation
-    known = {"userid": userid, "dbid": e.dbid, "toplevel": True, "queryid": queryid,
+    known = {"userid": roles[0] if e.by_app else roles[1], "dbid": e.dbid, "toplevel": True, "queryid": queryid,
              "query": e.query, "calls": e.calls, "total_exec_time": e.total,
              "min_exec_time": e.mean if once else e.mean / 2,
              "max_exec_time": e.mean * e.max_factor,
@@ -244,6 +257,35 @@ def _untracked(conn: psycopg.Connection) -> None:
         pass  # not a superuser: the planting is tracked, a few cheap statements
 
 
+def _other_databases(conn: psycopg.Connection) -> list[int]:
+    """[a staging copy, an analytics database]: the staging copy is an ordinary database of
+    the server (not postgres, not a template) when there is one, else an oid no database
+    has (a database dropped since), so that a filter on "not the system databases" keeps it."""
+    r = adv.rng()
+    ordinary = [o for (o,) in conn.execute(
+        "SELECT oid FROM pg_database WHERE datname <> current_database() AND NOT datistemplate "
+        "AND datname <> 'postgres' ORDER BY oid")]
+    system = [o for (o,) in conn.execute(
+        "SELECT oid FROM pg_database WHERE datname IN ('postgres', 'template1') ORDER BY datname")]
+    top = conn.execute("SELECT max(oid::bigint) FROM pg_database").fetchone()[0]
+    staging = r.choice(ordinary) if ordinary else top + r.randint(1_000, 9_999)
+    return [staging, r.choice(system) if system else staging]
+
+
+def _app_role(conn: psycopg.Connection) -> int:
+    """The oid of the shop's own role, created in the planting transaction (rolled back): the
+    application's statements run as it, the engineer's as current_user."""
+    name = f"shop_app_{adv.rng().randint(10_000, 99_999)}"
+    try:
+        with conn.transaction():
+            conn.execute(f"CREATE ROLE {name} NOLOGIN")
+        return conn.execute("SELECT oid FROM pg_roles WHERE rolname = %s", [name]).fetchone()[0]
+    except psycopg.Error:  # not allowed to create roles: another existing role stands in
+        other = conn.execute("SELECT oid FROM pg_roles WHERE rolname <> current_user "
+                             "ORDER BY left(rolname, 3) = 'pg_', oid LIMIT 1").fetchone()
+        return other[0] if other else 4_000_000_000
+
+
 @contextmanager
 def _planted_pg_stat_statements(conn: psycopg.Connection) -> Iterator[list[_Entry]]:
     """Replace pg_stat_statements by a planted snapshot until the transaction rolls back."""
@@ -261,10 +303,8 @@ def _planted_pg_stat_statements(conn: psycopg.Connection) -> Iterator[list[_Entr
         this_db, userid = conn.execute(
             "SELECT oid, (SELECT oid FROM pg_roles WHERE rolname = current_user) "
             "FROM pg_database WHERE datname = current_database()").fetchone()
-        others = [r[0] for r in conn.execute(
-            "SELECT oid FROM pg_database WHERE datname <> current_database() "
-            "AND datname IN ('postgres', 'template1') ORDER BY datname")]
-        entries = _planted_statements(this_db, others or [1])
+        entries = _planted_statements(this_db, _other_databases(conn))
+        roles = (_app_role(conn), userid)
         conn.execute("SET LOCAL lock_timeout = '10s'")
         try:
             conn.execute(f"ALTER VIEW {view} RENAME TO pg_stat_statements_live")
@@ -274,7 +314,7 @@ def _planted_pg_stat_statements(conn: psycopg.Connection) -> Iterator[list[_Entr
                               "transaction left open in the notebook?). Commit or roll it back "
                               "and run the check again.") from None
         conn.execute(f"CREATE TABLE {view} (LIKE {schema[0]}.pg_stat_statements_live)")
-        rows = [_row_of(e, columns, userid, 7_000_000_000 + i) for i, e in enumerate(entries)]
+        rows = [_row_of(e, columns, roles, 7_000_000_000 + i) for i, e in enumerate(entries)]
         conn.execute(f"INSERT INTO {view} SELECT * FROM jsonb_populate_recordset("
                      f"NULL::{view}, %s::jsonb)", [json.dumps(rows)])
         yield entries
@@ -392,6 +432,18 @@ def _ordinal(n: int) -> str:
 def _left_out(e: _Entry, ranked: list[_Entry], got: list[_Entry], planted: str) -> None:
     place = ranked.index(e) + 1
     shown = ", ".join(f"`{_short_sql(g.query, 40)}` ({g.total:,.0f} ms)" for g in got[:3])
+    if e.by_app and got and not any(g.by_app for g in got):
+        raise CheckFailed(
+            f"Your query leaves out `{_short_sql(e.query)}`{planted}: {e.calls:,} calls, "
+            f"{e.total:,.0f} ms in total, this database's {_ordinal(place)} costliest "
+            "statement, and returns only statements run by your own role "
+            f"({shown}). pg_stat_statements has one row per statement per database and per "
+            "user (userid): the shop's application connects as its own role, so a filter on "
+            "userid = current_user keeps the engineer's psql session and hides the traffic "
+            "the ticket is about. Keep every user of this database: filter on dbid only, "
+            "ORDER BY total_exec_time DESC.",
+            "this database by total time: " + "; ".join(
+                f"{_short_sql(x.query, 30)} {x.total:,.0f} ms" for x in ranked))
     raise CheckFailed(
         f"Your query leaves out `{_short_sql(e.query)}`{planted}: {e.calls:,} calls, "
         f"{e.total:,.0f} ms in total (mean {e.mean:,.2f} ms), this database's "
@@ -400,8 +452,8 @@ def _left_out(e: _Entry, ranked: list[_Entry], got: list[_Entry], planted: str) 
         "filter on calls, on mean_exec_time or on the query text hides statements that cost "
         "the server the most: a cheap statement called thousands of times is exactly what "
         "total time is there to find, a statement run once can cost more than one run "
-        "thousands of times, and writes (UPDATE, INSERT, COPY) cost as much as reads. Keep "
-        "every statement of this database (filter on dbid "
+        "thousands of times, and writes and batch jobs (UPDATE, INSERT, COPY, REFRESH) "
+        "cost as much as reads. Keep every statement of this database (filter on dbid "
         "only) and ORDER BY total_exec_time DESC.",
         "this database by total time: " + "; ".join(
             f"{_short_sql(x.query, 30)} {x.total:,.0f} ms" for x in ranked))
@@ -411,6 +463,7 @@ def _left_out(e: _Entry, ranked: list[_Entry], got: list[_Entry], planted: str) 
 
 
 TABLE_STATS_VIEWS = ("pg_stat_user_tables", "pg_stat_all_tables")
+OTHER_SCHEMAS = ("archive", "billing", "audit", "analytics")
 
 
 def _planted_table_stats(r: Any, tables: list[str], big: str) -> dict[str, dict[str, int]]:
@@ -454,13 +507,17 @@ def q2(lab, seq_scans_sql: str) -> str:
     require(seq_scans_sql)
     r = adv.rng()
     big = f"clickstream_{r.randint(100, 999)}"
+    # the biggest table lives in another schema of the application, not on the search_path
+    schema = f"{r.choice(OTHER_SCHEMAS)}_{r.randint(100, 999)}"
     with psycopg.connect(lab.url) as conn, conn.transaction(force_rollback=True):
         _untracked(conn)
         # a real (empty) table for the planted big one, so that relid means something
-        conn.execute(f"CREATE TABLE public.{big} (id bigint)")
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"CREATE TABLE {schema}.{big} (id bigint)")
         tables = [t for (t,) in conn.execute(
             "SELECT relname FROM pg_catalog.pg_stat_user_tables WHERE schemaname = 'public'")]
         stats = _planted_table_stats(r, [t for t in tables if t != big], big)
+        where = {t: "public" for t in stats} | {big: schema}
         for view in TABLE_STATS_VIEWS:
             conn.execute(f"CREATE TEMP TABLE {view} (LIKE pg_catalog.{view})")
             conn.execute(f"INSERT INTO pg_temp.{view} SELECT * FROM pg_catalog.{view}")
@@ -470,11 +527,22 @@ def q2(lab, seq_scans_sql: str) -> str:
             for table, s in stats.items():
                 conn.execute(f"UPDATE pg_temp.{view} SET seq_scan = %s, seq_tup_read = %s, "
                              "idx_scan = %s, n_live_tup = %s, idx_tup_fetch = %s "
-                             "WHERE schemaname = 'public' AND relname = %s",
+                             "WHERE schemaname = %s AND relname = %s",
                              [s["seq_scan"], s["seq_tup_read"], s["idx_scan"], s["n_live_tup"],
-                              s["idx_tup_fetch"], table])
-        columns, rows = _rows_on(conn, seq_scans_sql, None, "your query")
-    _judge_seq_scans(columns, rows, stats, big)
+                              s["idx_tup_fetch"], where[table], table])
+        try:
+            columns, rows = _rows_on(conn, seq_scans_sql, None, "your query")
+        except CheckFailed as exc:
+            if big not in exc.message:
+                raise
+            raise CheckFailed(
+                f"{exc.message} (the check created {schema}.{big}, a table of another schema "
+                "of the application, outside the search_path, in a transaction it rolled "
+                "back). A table's name alone (relname::regclass) is looked up through "
+                "search_path, so it fails, or finds another table of the same name, for "
+                "tables of other schemas: use relid, the table's oid (pg_relation_size(relid)).",
+                exc.detail) from None
+    _judge_seq_scans(columns, rows, stats, big, where)
     columns, rows = _rows(lab, seq_scans_sql, None, "your query")
     if not rows or "relname" not in columns:
         raise CheckFailed("Your query should return relname (and the counters), one row per "
@@ -488,7 +556,7 @@ def q2(lab, seq_scans_sql: str) -> str:
 
 
 def _judge_seq_scans(columns: list[str], rows: list[tuple], stats: dict[str, dict[str, int]],
-                     big: str) -> None:
+                     big: str, where: dict[str, str]) -> None:
     names = [c.lower() for c in columns]
     if not rows or "relname" not in names:
         raise CheckFailed("Your query should return relname (and the counters), one row per "
@@ -519,6 +587,17 @@ def _judge_seq_scans(columns: list[str], rows: list[tuple], stats: dict[str, dic
                           f"descending seq_tup_read{planted}. ORDER BY seq_tup_read DESC.",
                           f"tables in your order: {relnames}")
     missing = sorted(t for t in stats if t not in relnames)
+    elsewhere = [t for t in missing if where[t] != "public"]
+    if elsewhere and len(elsewhere) == len(missing):  # every table but another schema's
+        t = elsewhere[0]
+        s = stats[t]
+        raise CheckFailed(
+            f"Your query leaves out {where[t]}.{t}{planted}: seq_scan {s['seq_scan']:,}, "
+            f"seq_tup_read {s['seq_tup_read']:,}. It is a table of another schema of the "
+            "application (an archive, billing or audit schema, partitions): a filter on "
+            "schemaname (= 'public') hides it from the dashboard. Select from "
+            "pg_stat_user_tables without WHERE or LIMIT, ORDER BY seq_tup_read DESC.",
+            f"your tables: {relnames}")
     if missing:
         s = stats[missing[0]]
         raise CheckFailed(
@@ -733,6 +812,7 @@ def q4(lab, skew_index_sql: str, page_sql: str) -> str:
                             "scan stop after 20 entries.")
     _assert_reads_a_page(lab, page_sql, [("the load-test customer", customer),
                                          ("a busy ordinary customer", _busy_customer(lab))])
+    _assert_deep_page_reads(lab, page_sql)
     return (f"keyset pages match; the load-test account's page touches {plan.buffers:,} buffers, "
             "sorts in memory, and a first page reads about 20 rows of orders for any customer")
 
@@ -781,6 +861,88 @@ def _assert_reads_a_page(lab, page_sql: str, customers: list[tuple[str, int | No
                 "comparison as its Index Cond. An index on customer_id alone fetches and sorts "
                 "all of the customer's orders; one on created_at alone filters out other "
                 "customers' orders one by one.", plan)
+
+
+REFERENCE_PAGE_SQL = """SELECT p.id, p.status, p.created_at, c.full_name, c.email,
+       count(oi.id) AS item_count, sum(oi.unit_price * oi.quantity) AS total
+FROM (SELECT id, status, created_at, customer_id FROM orders
+      WHERE customer_id = %(customer)s
+        AND (created_at, id) < (%(before_created_at)s, %(before_id)s)
+        AND EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = orders.id)
+      ORDER BY created_at DESC, id DESC LIMIT 20) p
+JOIN customers c ON c.id = p.customer_id
+JOIN order_items oi ON oi.order_id = p.id
+GROUP BY p.id, p.status, p.created_at, c.id
+ORDER BY p.created_at DESC, p.id DESC"""
+DEEP_TIES = (60, 100)  # orders sharing one created_at around a deep page's cursor
+TIE_SLACK = 20  # rows of orders a deep page may read beyond the reference query's
+
+
+def _assert_deep_page_reads(lab, page_sql: str) -> None:
+    """A page a few pages deep, its cursor inside a large run of orders sharing one
+    created_at, reads about as many rows of orders as the reference query does.
+
+    The first page cannot tell: `created_at < c OR (created_at = c AND id < i)` filters
+    nothing there, and an index on (customer_id, created_at) INCLUDE (id) reads 20 entries
+    when timestamps do not collide. Deeper, the OR form cannot start the scan at the
+    cursor (it re-reads every newer order, OFFSET's cost), and an index without id as a
+    key column re-reads and re-sorts the whole tie group. The check plants the tie group
+    in the load-test account (a transaction it rolls back), seeded: 2 to 10 pages deep,
+    60 to 100 orders; the reference query runs on the same data and the same indexes, and
+    must itself read about a page (else the index is what fails).
+    """
+    r = adv.rng()
+    customer = load_test_customer(lab)
+    depth = r.randint(2, 10)
+    with psycopg.connect(lab.url) as conn, conn.transaction(force_rollback=True):
+        rows = conn.execute(
+            "SELECT id, created_at FROM orders o WHERE customer_id = %s AND EXISTS (SELECT 1 "
+            "FROM order_items i WHERE i.order_id = o.id) ORDER BY created_at DESC, id DESC",
+            [customer]).fetchall()
+        size = r.randint(*DEEP_TIES)
+        cursor_at = depth * 20 - 1  # the last row of page `depth`
+        start = cursor_at - r.randint(5, min(size - 30, cursor_at - 5))
+        if len(rows) < start + size + 20:
+            return
+        stamp = rows[start + size - 1][1]
+        conn.execute("UPDATE orders SET created_at = %s WHERE id = ANY(%s)",
+                     [stamp, [row[0] for row in rows[start:start + size]]])
+        before_at, before_id = conn.execute(
+            "SELECT created_at, id FROM orders o WHERE customer_id = %s AND EXISTS (SELECT 1 "
+            "FROM order_items i WHERE i.order_id = o.id) ORDER BY created_at DESC, id DESC "
+            "OFFSET %s LIMIT 1", [customer, cursor_at]).fetchone()
+        params = {"customer": customer, "before_created_at": before_at, "before_id": before_id}
+        want = conn.execute(REFERENCE_PAGE_SQL, params).fetchall()
+        _, got = _rows_on(conn, page_sql, params, "your page query")
+        mine = ex.explain(conn, page_sql, params)
+        ref = ex.explain(conn, REFERENCE_PAGE_SQL, params)
+    where = (f"page {depth + 1} of the load-test customer (customer {customer}), whose cursor "
+             f"is inside a run of {size} orders sharing one created_at (the check planted them "
+             "in a transaction it rolled back, as a bulk import does)")
+    if [g[0] for g in got] != [w[0] for w in want]:
+        raise CheckFailed(
+            f"For {where}, your page {_skipped_repeated([g[0] for g in got], [w[0] for w in want])}"
+            ". Page on (created_at, id): WHERE (o.created_at, o.id) < (%(before_created_at)s, "
+            "%(before_id)s), ORDER BY created_at DESC, id DESC.",
+            f"expected ids {[w[0] for w in want]}, got {[g[0] for g in got]}")
+    read, wanted = _orders_rows_read(mine), _orders_rows_read(ref)
+    if wanted > PAGE_ROWS_BUDGET:
+        raise ex._fail(
+            f"For {where}, even the reference page query reads {wanted:,.0f} rows of orders "
+            "with your indexes to show 20: the index that serves the page must have id as a "
+            "key column after created_at, (customer_id, created_at, id) in either direction, "
+            "so that the row comparison (created_at, id) < (…, …) starts the scan at the "
+            "cursor. With id only INCLUDEd (or missing), the scan re-reads every order of the "
+            "tie group and sorts them on id for every page.", ref)
+    if read > wanted + TIE_SLACK:
+        raise ex._fail(
+            f"For {where}, your page reads {read:,.0f} rows of orders to show 20; the "
+            f"reference query reads {wanted:,.0f} on the same data and indexes. The scan must "
+            "start at the cursor: the row comparison (created_at, id) < "
+            "(%(before_created_at)s, %(before_id)s) is one Index Cond on (customer_id, "
+            "created_at, id), while `created_at < … OR (created_at = … AND id < …)` (or a "
+            "cursor on created_at alone) is a Filter, so every page re-reads all newer orders, "
+            "as OFFSET does.", mine)
 
 
 def _busy_customer(lab) -> int | None:
@@ -874,48 +1036,93 @@ def _check_older_with_higher_id(lab, page_sql: str, zone: str) -> None:
                     what="pages 1 and 2 after an order's created_at moved back")
 
 
+EMPTY_RUN = (21, 30)  # orders without items in a row: more than any LIMIT slack a page may read
+
+
 def _check_order_without_items(lab, page_sql: str, zone: str) -> None:
-    """A cancelled order without items among the account's newest: not on the page.
+    """A run of orders without items among the account's newest: not on the page.
 
     HISTORY_SQL joins order_items, so an order without items is left out and the page
-    still shows 20 orders. The dataset has no such order; the check inserts one, in a
-    transaction it rolls back, between two of page 1's orders.
+    still shows 20 orders. The dataset has no such order; the check inserts a seeded run
+    of 21 to 30 of them (pending or cancelled, each with a shipping fee as its total), in a
+    transaction it rolls back, between two of page 1's orders: more than the rows a page
+    may read (PAGE_ROWS_BUDGET) beyond its 20, so no LIMIT slack fills the page. It also
+    makes orders.total differ from the items' sum on page 1 (shipping, discounts) and
+    gives one order with items a total of 0 and the status cancelled (a refund), so that
+    neither the order's status nor its total stands in for "has items".
     """
     r = adv.rng()
 
     def plant(conn, customer, before):
         k = r.randint(2, 15)
         newer, older = before[k][2], before[k + 1][2]
-        stamp = older + (newer - older) * r.uniform(0.2, 0.8)
-        new_id = conn.execute("SELECT max(id) + %s FROM orders", [r.randint(1, 999)]).fetchone()[0]
+        n = r.randint(*EMPTY_RUN)
+        cuts = sorted(r.uniform(0.05, 0.95) for _ in range(n))
+        stamps = [newer - (newer - older) * c for c in cuts]
+        first_id = conn.execute("SELECT max(id) + %s FROM orders", [r.randint(1, 999)]).fetchone()[0]
+        ids = [first_id + i for i in range(n)]
+        statuses = [r.choice(("pending", "cancelled")) for _ in range(n)]
+        statuses[r.randrange(n)] = "pending"
+        fees = [Decimal(r.randint(301, 2_999)) / 100 for _ in range(n)]
         conn.execute("INSERT INTO orders (id, customer_id, status, created_at, total, "
-                     "shipping_country) SELECT %s, customer_id, 'cancelled', %s, 0, "
-                     "shipping_country FROM orders WHERE id = %s", [new_id, stamp, before[k][0]])
-        return new_id
+                     "shipping_country) SELECT v.id, o.customer_id, v.status, v.at, v.fee, "
+                     "o.shipping_country FROM orders o, unnest(%s::bigint[], %s::text[], "
+                     "%s::timestamptz[], %s::numeric[]) AS v(id, status, at, fee) WHERE o.id = %s",
+                     [ids, statuses, stamps, fees, before[k][0]])
+        page = [row[0] for row in before[:20]]
+        free = r.choice([i for i in page if i != before[k][0]])
+        conn.execute("UPDATE orders SET total = total + %s WHERE id = ANY(%s)",
+                     [Decimal(r.randint(301, 2_999)) / 100, page])
+        conn.execute("UPDATE orders SET total = 0, status = 'cancelled' WHERE id = %s", [free])
+        return ids, free
 
     result = _pages_on_planted(lab, page_sql, zone, plant)
     if result is None:
         return
-    want, page1, page2, empty = result
+    want, page1, page2, (empty, free) = result
     got = list(page1) + list(page2)
-    planted = (f"(the check inserted order {empty}, cancelled, without items, among page 1's "
-               "orders of the load-test customer, in a transaction it rolled back)")
-    if any(row[0] == empty for row in got):
-        row = next(row for row in got if row[0] == empty)
+    planted = (f"(the check inserted {len(empty)} orders in a row without items, pending or "
+               "cancelled, each with a shipping fee as its total, among page 1's orders of the "
+               "load-test customer, in a transaction it rolled back)")
+    shown = [row for row in got if row[0] in empty]
+    if shown:
         raise CheckFailed(
-            f"Your page shows an order without items {planted}: {row}. The history page joins "
-            "order_items, so an order without items is not on it (a LEFT JOIN keeps it, and "
-            "count(*) even counts it as one item). Join order_items with an inner JOIN.",
+            f"Your page shows an order without items {planted}: {shown[0]}. The history page "
+            "joins order_items, so an order without items is not on it (a LEFT JOIN keeps it, "
+            "and count(*) even counts it as one item). Join order_items with an inner JOIN.",
             f"expected ids {[w[0] for w in want[:20]]}, got {[g[0] for g in page1]}")
     if len(page1) < 20:
         raise CheckFailed(
-            f"Your page 1 has {len(page1)} orders when one of the account's newest orders has no "
-            f"items {planted}: the subquery chose 20 orders, then the join with order_items "
-            "dropped the one without items. Choose 20 orders that have items: add AND EXISTS "
-            "(SELECT 1 FROM order_items i WHERE i.order_id = orders.id) to the subquery.",
+            f"Your page 1 has {len(page1)} orders when {len(empty)} of the account's newest "
+            f"orders in a row have no items {planted}: the subquery chose its orders before the "
+            "join with order_items dropped those without items, and no LIMIT slack (25, 40 "
+            "orders) is enough for a long enough run. Choose 20 orders that have items: add "
+            "AND EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = orders.id) to the "
+            "subquery (a status or a total does not say whether an order has items).",
             f"expected ids {[w[0] for w in want[:20]]}, got {[g[0] for g in page1]}")
+    if free not in [row[0] for row in got]:
+        raise CheckFailed(
+            f"Your pages leave out order {free}, which has items but a total of 0 and the "
+            f"status cancelled {planted[:-1]}; the check also set that order's total to 0 "
+            "and its status to cancelled (a refund)). An order is on the history page because "
+            "it has items, not because of its status or its total: keep the 20 among orders "
+            "that have items with AND EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = "
+            "orders.id) in the subquery.",
+            f"expected ids {[w[0] for w in want]}, got {[g[0] for g in got]}")
+    total = PAGE_COLUMNS.index("total")
+    if [g[0] for g in got] == [w[0] for w in want]:
+        for g, w in zip(got, want):
+            if g[total] is None or w[total] is None or \
+                    abs(float(g[total]) - float(w[total])) > 0.005:
+                raise CheckFailed(
+                    f"Your page shows order {g[0]} with total {g[total]}, the history page "
+                    f"{w[total]} {planted[:-1]}; the check also made orders.total differ from "
+                    "the sum of each order's items on page 1, as shipping, discounts and "
+                    "refunds do). The page's total is what its items add up to: "
+                    "sum(oi.unit_price * oi.quantity), as in HISTORY_SQL, not orders.total.",
+                    f"order {g[0]}: got {g}, expected {w}")
     compare_results(PAGE_COLUMNS, got, PAGE_COLUMNS, want, ordered=True,
-                    what="pages 1 and 2 with an order without items among them")
+                    what="pages 1 and 2 with orders without items among them")
 
 
 DST_ZONES = ("America/St_Johns", "Pacific/Chatham", "Australia/Adelaide")  # far from UTC, with DST
@@ -1086,6 +1293,7 @@ def q5(lab, before: ex.Plan, page_sql: str) -> str:
     ex.assert_sort_in_memory(after)
     _assert_reads_a_page(lab, page_sql, [("the load-test customer", load_test_customer(lab)),
                                          ("a busy ordinary customer", _busy_customer(lab))])
+    _assert_deep_page_reads(lab, page_sql)
     buffer_ratio = before.buffers / max(after.buffers, 1)
     if buffer_ratio < 10:
         raise ex._fail(f"The fixed page touches {after.buffers:,} buffers against "
