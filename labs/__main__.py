@@ -63,12 +63,13 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     stale = generate_all(check_only=args.check)
     if args.check:
         if stale:
-            print("Stale learner notebooks (run `make notebooks`): "
-                  + ", ".join(p.name for p in stale))
+            print("Stale notebooks (run `make notebooks`): "
+                  + ", ".join(f"{p.parent.name}/{p.name}" for p in stale))
             return 1
         print("Learner notebooks are up to date.")
         return 0
-    print("Wrote " + (", ".join(p.name for p in stale) if stale else "nothing (all up to date)"))
+    print("Wrote " + (", ".join(f"{p.parent.name}/{p.name}" for p in stale) if stale
+                      else "nothing (all up to date)"))
     return 0
 
 

@@ -66,7 +66,8 @@ def _names(source: str) -> tuple[set[str], set[str]]:
 def test_learner_notebooks_are_up_to_date():
     """Every committed learner notebook equals what `make notebooks` would write."""
     stale = generate_all(check_only=True)
-    assert not stale, f"stale learner notebooks, run `make notebooks`: {[p.name for p in stale]}"
+    assert not stale, (f"stale learner copies, or solutions with unpinned outputs; run `make "
+                       f"notebooks`: {[str(p) for p in stale]}")
 
 
 def test_every_solution_has_a_learner_copy_and_checks():

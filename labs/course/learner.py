@@ -190,11 +190,38 @@ def expected_learner_text(solution_path: Path) -> str:
     return render(learner_version(nbformat.read(solution_path, as_version=4)))
 
 
+PINNED = "# NBVAL_CHECK_OUTPUT"  # the only cells whose output a solution keeps in git
+
+
+def clean_solution(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The solution as committed: outputs only on cells nbval compares (``# NBVAL_CHECK_OUTPUT``).
+
+    Every other output is one run's measurement (a timing, a plot, a table): it would go
+    stale in git, so it lives in the site that ``make site`` builds, not here.
+    """
+    nb = copy.deepcopy(solution)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and PINNED not in cell.source and cell.get("outputs"):
+            cell.outputs = []
+            cell.execution_count = None
+    return nb
+
+
+def clean_solution_text(solution_path: Path) -> str:
+    return render(clean_solution(nbformat.read(solution_path, as_version=4)))
+
+
 def generate_all(check_only: bool = False) -> list[Path]:
-    """Write (or, with check_only, list the stale) learner notebooks."""
+    """Write (or, with check_only, list the stale) learner notebooks, and clear the
+    solutions' unpinned outputs (:func:`clean_solution`)."""
     stale: list[Path] = []
     NOTEBOOKS_DIR.mkdir(exist_ok=True)
     for solution_path in sorted(SOLUTIONS_DIR.glob("*.ipynb")):
+        clean = clean_solution_text(solution_path)
+        if solution_path.read_text() != clean:
+            stale.append(solution_path)
+            if not check_only:
+                solution_path.write_text(clean)
         target = NOTEBOOKS_DIR / solution_path.name
         text = expected_learner_text(solution_path)
         if not target.exists() or target.read_text() != text:
