@@ -29,16 +29,24 @@ tables keep their rows.
 * q1, every row exactly: count and checksum equal those of a reference COPY
   of the same rows; a difference is explained (the last partial batch, a
   shifted or truncated timestamp, an escaping mistake, the rows found before).
-  Partway through the stream (inside the row iterator, while the loader waits
-  for its next row) another session reads events and inserts into it (rolled
-  back) with a short lock_timeout: a loader that LOCKs the table makes them
-  wait, sees no row of the stream yet, and finds no connection the loader opened
+  Before any load, copy_line (found next to load_events) must write instants that
+  read back the same in a session of another TimeZone. events carries DBA storage
+  parameters, and rows with ids above the stream's (a loader that resumes after
+  max(id) loses the stream). Partway through the stream (inside the row iterator,
+  while the loader waits for its next row) another session reads events and inserts
+  into it (rolled back) with a short lock_timeout: a loader that LOCKs the table makes
+  them wait; the loader may hold no lock on events above ROW EXCLUSIVE (SHARE UPDATE
+  EXCLUSIVE, from LOCK TABLE or ALTER TABLE ... SET, blocks VACUUM and ANALYZE); the
+  check sees no row of the stream yet, and finds no connection the loader opened
   itself; once the stream is exhausted another session holds ROW EXCLUSIVE on events
   until the loader returns, and the check notes it if the loader waits behind it (a
   LOCK TABLE before a final INSERT ... SELECT). No temporary table may be left in the
-  caller's session. Then two loads that fail partway, after any batch a loader may use: a
-  row PostgreSQL refuses (a customer_id beyond bigint), and the iterator itself
-  raising. The exception must reach the caller (a loader that logs and carries
+  caller's session, nor a TimeZone changed inside the transaction left to the caller. An
+  empty stream loads nothing, without error. Then three loads that fail partway, after any
+  batch a loader may use: a row PostgreSQL refuses (a customer_id beyond bigint), the
+  caller's statement cancelled by another session (QueryCanceled, an OperationalError: a
+  loader that retries re-reads a consumed iterator and loses rows; one between two INSERTs
+  is not cancelled, and must then load every row), and the iterator itself raising. The exception must reach the caller (a loader that logs and carries
   on hides a failed load), and nothing of the stream may be committed (the job
   reruns the whole feed; events has no key against rows loaded twice).
 * q2, throughput: the same comparison on a larger stream, and the learner's
@@ -54,7 +62,9 @@ tables keep their rows.
   between batches; it must not grow by ``Q3_BYTES_PER_ROW`` per row from one
   window to the next (a list of every id costs about 40, an ``array`` of them 8,
   a streaming loader under 4), and the peak must stay under ``Q3_PEAK_SHARE`` of
-  a list of all the rows. Every row must be loaded.
+  a list of all the rows. Every row must be loaded, and by row ``Q3_SENT_AT`` some must
+  have reached the server (events' file, pg_stat_progress_copy, or a statement run
+  since row 1): a loader that spools the feed to a file first does none of these.
 
 q4 runs the learner's after-load SQL on a freshly loaded table (autovacuum off,
 so nothing happens behind the check's back) and asserts its effects: column
@@ -79,14 +89,16 @@ import time
 import tracemalloc
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Callable, Iterator
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import pq, sql
 
 from ..course import adversarial as adv
 from ..course.checking import CheckFailed, require
-from ..course.left_behind import Caller, untouched
+from ..course.left_behind import Caller, client_state, untouched
 from ..data import loading as ld
 from ..data.dataset import table_checksum
 from ..tools import explain as ex
@@ -104,8 +116,12 @@ Q3_ROWS = 40_000  # about; never fewer than the end of the last window
 Q3_WINDOWS = ((3 * 4_096, 6 * 4_096), (6 * 4_096, 9 * 4_096))
 Q3_MAX_BATCH = 5_000
 Q3_SAMPLE_EVERY = 7
-Q3_BYTES_PER_ROW = 6  # growth allowed between the windows' low points (a list of ids: ~40)
+# growth allowed between the windows' low points (a list of ids: ~40). Not lower: a correct
+# loader of executemany batches measures 1 to 6 here (psycopg's pipeline keeps a little per
+# batch, and more or less of it depending on timing), so an array('i') of ids (4) passes.
+Q3_BYTES_PER_ROW = 6
 Q3_PEAK_SHARE = 0.5  # and the peak under this share of a list of all the rows
+Q3_SENT_AT = Q3_WINDOWS[-1][1] + 1  # by this row, some rows must have reached the server
 Q4_INDEX = "events_customer_id_idx"
 Q4_QUERY = "SELECT count(*) FROM events WHERE customer_id <= {limit}"
 Q1_FAIL_ROWS = 8_000  # the failing row comes after 3/4 of them: after any batch allowed
@@ -185,10 +201,12 @@ def _stream(lab: Any, around: int, *, spread: float = 0.1, tricky_share: float =
 
 
 def _planted(lab: Any, stream: Stream) -> Stream:
-    """The rows events holds before the loader runs: ids just below the stream's."""
+    """The rows events holds before the loader runs: ids just above the stream's (a feed of
+    late events, a backfill: a loader that skips ids at or below max(id) loses them all)."""
     r = adv.rng()
     n = adv.non_round(PLANTED_ROWS, rand=r)
-    return Stream(n=n, seed=r.randrange(1, 2**31), start_id=stream.start_id - n - r.randrange(1, 999),
+    return Stream(n=n, seed=r.randrange(1, 2**31),
+                  start_id=stream.start_id + stream.n + r.randrange(1, 999),
                   customers=lab.scale.customers, tricky_share=0.5)
 
 
@@ -309,10 +327,18 @@ def _watched(lab: Any, who: str, *, others: bool) -> Iterator[None]:
 # running the loader as a caller would
 
 
-def _fresh(lab: Any, planted: Stream | None = None, *, autovacuum: bool = True) -> None:
-    """Re-create events (as the task defines it) and put the planted rows in it."""
+def _fresh(lab: Any, planted: Stream | None = None, *, autovacuum: bool = True,
+           tuned: bool = False) -> None:
+    """Re-create events (as the task defines it) and put the planted rows in it; with
+    ``tuned``, the storage parameters a DBA sets on a large table, which a loader must
+    leave as they are (an ALTER TABLE ... RESET after the load wipes them)."""
     with lab.connect(autocommit=True) as conn:
         ld.create_events_table(conn, TABLE, autovacuum=autovacuum)
+        if tuned:
+            r = adv.rng()
+            conn.execute(f"ALTER TABLE {TABLE} SET (autovacuum_enabled = on, "
+                         f"autovacuum_vacuum_scale_factor = {r.randint(11, 89) / 1000}, "
+                         f"autovacuum_analyze_threshold = {adv.non_round(500, rand=r)})")
         if planted is not None:
             ld.copy_rows(conn, planted, TABLE)
 
@@ -379,11 +405,22 @@ def _call(caller: Caller, load_events: Callable, rows: Any) -> Call:
             f"{exc.diag.context or ''}".strip()) from None
     if used[0]:
         raise CheckFailed(WRITE_ROW_USED)
+    zone_inside = None
     if not (conn.closed or conn.broken) and \
             conn.info.transaction_status == pq.TransactionStatus.INTRANS:
+        # what the caller's own statements in that transaction would see (a SET LOCAL counts)
+        with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+            zone_inside = cur.execute("SELECT current_setting('TimeZone')").fetchone()[0]
         conn.commit()  # the task lets the loader leave the commit to its caller
     seconds = time.perf_counter() - started
     problems = caller.problems()
+    if zone_inside is not None and zone_inside != caller.zone:
+        problems.append(
+            f"it left its transaction to the caller with TimeZone {zone_inside!r} instead of "
+            f"the caller's {caller.zone!r} (a SET LOCAL TimeZone): the caller's own statements "
+            "in that transaction (now()::date, to_char, ::timestamp) run in another zone. A "
+            "timestamp written without its offset is read in the session's TimeZone; write it "
+            "with its offset (isoformat()) and no TimeZone needs changing")
     problems += _temp_left(conn)
     if not (conn.closed or conn.broken) and conn.autocommit != autocommit:
         problems.append(
@@ -423,6 +460,7 @@ def _new_caller(lab: Any) -> Caller:
     # psycopg would prepare (and keep) up to 100 long multi-row INSERTs: that is
     # the driver's cache, not the loader's memory
     caller.conn.prepare_threshold = None
+    caller.client = client_state(caller.conn)  # the caller's connection as handed over
     return caller
 
 
@@ -477,7 +515,8 @@ def _explain_difference(conn: psycopg.Connection, want: str, got_n: int, want_n:
     examples = (f"expected but not loaded (id, occurred_at UTC, detail): {show(missing)}; "
                 f"loaded but not expected: {show(extra)}")
     planted_n = planted.n if planted else 0
-    planted_lost = [r for r in missing if r[0] < stream.start_id]
+    planted_lost = [r for r in missing
+                    if not stream.start_id <= r[0] < stream.start_id + stream.n]
     if planted_lost:
         raise CheckFailed(
             f"{len(planted_lost):,} of the {planted_n:,} rows events held before your loader ran "
@@ -487,8 +526,11 @@ def _explain_difference(conn: psycopg.Connection, want: str, got_n: int, want_n:
         raise CheckFailed(f"No row of the stream is in events after your loader ran; the stream "
                           f"had {stream.n:,} rows. Did it insert into `events`, is the "
                           "transaction committed (or left open for the caller to commit), and "
-                          "does it write its last batch even when the batch is not full?",
-                          examples)
+                          "does it write its last batch even when the batch is not full? A "
+                          "loader must not skip rows it believes loaded already (ids at or "
+                          "below max(id) of events): a feed's ids need not be above what the "
+                          "table holds (late events, a backfill), and every row of it belongs "
+                          "in events.", examples)
     if got_n < want_n and not extra:
         last_id = stream.start_id + stream.n - 1
         tail = [r[0] for r in missing]
@@ -501,7 +543,7 @@ def _explain_difference(conn: psycopg.Connection, want: str, got_n: int, want_n:
         raise CheckFailed(
             f"Your loader loaded {got_n - planted_n:,} rows; the stream had {stream.n:,}. "
             f"{want_n - got_n:,} rows are missing: a loader must never skip a row it finds "
-            "awkward. Escape every value in copy_line (or pass it as a query parameter), and let an "
+            "awkward (or believes loaded already: ids need not be above max(id)). Escape every value in copy_line (or pass it as a query parameter), and let an "
             "error stop the load instead of hiding it.", examples)
     if got_n > want_n and not missing:
         raise CheckFailed(
@@ -560,16 +602,18 @@ class _Probed:
     ``PROBE_LOCK_TIMEOUT`` and the check names the locks the loader holds.
     """
 
-    def __init__(self, lab: Any, rows: Iterator[ld.Row], at: int, start_id: int) -> None:
+    def __init__(self, lab: Any, rows: Iterator[ld.Row], at: int, start_id: int,
+                 end_id: int) -> None:
         self._it = rows
         self.at = at
-        self.start_id = start_id
+        self.start_id, self.end_id = start_id, end_id
         self.taken = 0
         self.blocked: list[str] = []
         self.held: list[tuple[str, int]] = []
         self.visible = 0
         self.strangers: list[tuple[int, str]] = []
         self.late_lock: str | None = None
+        self.strong: list[str] = []
         self.caller_pid = 0
         self.known: set[int] = set()
         self._lab = lab
@@ -603,7 +647,7 @@ class _Probed:
         any writer holds) until the loader returns; a thread watches whether the loader's
         backend waits for a lock on events meanwhile (a LOCK TABLE before a final INSERT ...
         SELECT), notes it, and lets go."""
-        if self.blocked:  # the loader already holds a lock no writer gets past
+        if self.blocked or self.strong:  # the loader already holds a lock it should not
             return
         holder = self._lab.connect(application_name="lab check: a writer",
                                    options=f"-c lock_timeout={PROBE_LOCK_TIMEOUT}")
@@ -655,9 +699,19 @@ class _Probed:
                 self.held = other.execute(
                     "SELECT mode, count(*) FROM pg_locks WHERE relation = to_regclass('events') "
                     "AND granted AND pid <> pg_backend_pid() GROUP BY 1 ORDER BY 1").fetchall()
+            if not self.blocked and self.caller_pid:
+                # modes beyond what reading and appending take: SHARE UPDATE EXCLUSIVE (LOCK
+                # TABLE, ALTER TABLE ... SET storage parameters) conflicts with no reader or
+                # writer, but with VACUUM, ANALYZE, CREATE INDEX CONCURRENTLY and every DDL
+                self.strong = [r[0] for r in other.execute(
+                    "SELECT mode FROM pg_locks WHERE pid = %s AND granted "
+                    "AND relation = to_regclass('events') AND mode NOT IN "
+                    "('AccessShareLock', 'RowShareLock', 'RowExclusiveLock') ORDER BY 1",
+                    [self.caller_pid]).fetchall()]
             if not self.blocked:  # a reader would wait for the lock it reported
-                self.visible = other.execute("SELECT count(*) FROM events WHERE id >= %s",
-                                             [self.start_id]).fetchone()[0]
+                self.visible = other.execute(
+                    "SELECT count(*) FROM events WHERE id >= %s AND id < %s",
+                    [self.start_id, self.end_id]).fetchone()[0]
             if self.caller_pid:
                 self.strangers = [(pid, app) for pid, app in other.execute(
                     "SELECT pid, application_name FROM pg_stat_activity "
@@ -692,6 +746,17 @@ class _Probed:
                 "behind such a lock for as long as the final copy takes, millions of rows at "
                 "scale. Appending takes only ROW EXCLUSIVE, which blocks no other writer: take "
                 "no table lock, before or after reading the stream.")
+        if self.strong and not self.blocked:
+            raise CheckFailed(
+                f"While your loader was partway through the stream (row {self.at:,} of {n:,}), "
+                f"it held {', '.join(self.strong)} on events (LOCK TABLE ... IN SHARE UPDATE "
+                "EXCLUSIVE MODE, or an ALTER TABLE, even one that only SETs a storage parameter "
+                "such as autovacuum_enabled). That lock blocks no reader or INSERT, but every "
+                "VACUUM (autovacuum included), ANALYZE, CREATE INDEX CONCURRENTLY and ALTER "
+                "TABLE of events waits for the whole load, and an ALTER TABLE waiting behind it "
+                "then blocks every reader and writer queued after it. Appending needs only the "
+                "ROW EXCLUSIVE lock COPY or INSERT takes by itself: take no table lock and "
+                "change no table setting to load.")
         if not self.blocked:
             return
         held = ", ".join(mode for mode, _ in self.held) or "a lock"
@@ -712,10 +777,13 @@ class FeedBroken(Exception):
 
 class _Failing:
     """The stream, with one row at ``at`` that PostgreSQL refuses (a customer_id out of
-    bigint's range) or, for ``how="raises"``, the iterator itself failing there."""
+    bigint's range), or, for ``how="raises"``, the iterator itself failing there, or, for
+    ``how="cancelled"``, another session cancelling the caller's statement there (what a
+    statement_timeout or an operator's pg_cancel_backend does): psycopg raises
+    QueryCanceled, an OperationalError, once the server reads the next rows."""
 
     def __init__(self, rows: Iterator[ld.Row], at: int, how: str, rand: random.Random,
-                 lab: Any = None, start_id: int = 0) -> None:
+                 lab: Any = None, start_id: int = 0, end_id: int = 0) -> None:
         self._it = rows
         self.at = at
         self.how = how
@@ -723,7 +791,9 @@ class _Failing:
         self.taken = 0
         self.visible = 0
         self._lab = lab
-        self.start_id = start_id
+        self.start_id, self.end_id = start_id, end_id
+        self.caller_pid = 0
+        self.cancelled = False
 
     def __iter__(self) -> "_Failing":
         return self
@@ -734,16 +804,29 @@ class _Failing:
         if self.taken == self.at:
             if self._lab is not None:  # after any batch allowed: has some of it been committed?
                 with self._lab.connect(autocommit=True) as other:
-                    self.visible = other.execute("SELECT count(*) FROM events WHERE id >= %s",
-                                                 [self.start_id]).fetchone()[0]
+                    self.visible = other.execute(
+                        "SELECT count(*) FROM events WHERE id >= %s AND id < %s",
+                        [self.start_id, self.end_id]).fetchone()[0]
             if self.how == "raises":
                 raise FeedBroken(f"the feed broke at row {self.at:,}")
+            if self.how == "cancelled":
+                # only a statement in progress (a COPY waiting for rows) can be cancelled; a
+                # loader between two INSERTs is idle, and then nothing happens
+                with self._lab.connect(autocommit=True) as other:
+                    self.cancelled = bool(other.execute(
+                        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+                        "WHERE pid = %s AND state = 'active'", [self.caller_pid]).fetchone())
+                return row
             row = (row[0], self.bad_id) + tuple(row[2:])
         return row
 
     def what(self) -> str:
         if self.how == "raises":
             return f"the stream itself raised an exception at row {self.at:,}"
+        if self.how == "cancelled":
+            return (f"another session cancelled your statement at row {self.at:,}, as a "
+                    "statement_timeout or pg_cancel_backend does: psycopg raises "
+                    "QueryCanceled, an OperationalError")
         return (f"row {self.at:,} has a customer_id of {self.bad_id:,}, beyond bigint's range, "
                 "which PostgreSQL refuses")
 
@@ -756,11 +839,12 @@ def _failed_load(lab: Any, load_events: Callable, how: str) -> None:
     stream = _stream(lab, Q1_FAIL_ROWS, spread=0.1, rand=rand)
     planted = _planted(lab, stream)
     rows = _Failing(iter(stream), rand.randrange(stream.n * 3 // 4, stream.n - 10), how, rand,
-                    lab, stream.start_id)
-    _fresh(lab, planted)
+                    lab, stream.start_id, stream.start_id + stream.n)
+    _fresh(lab, planted, tuned=True)
     raised: BaseException | None = None
     with _new_caller(lab) as caller:
         conn = caller.conn
+        rows.caller_pid = caller.pid
         with _own_text() as used:
             try:
                 load_events(conn, rows)
@@ -780,10 +864,38 @@ def _failed_load(lab: Any, load_events: Callable, how: str) -> None:
         left = caller.problems() + _temp_left(conn)
     with lab.connect(autocommit=True) as conn:
         loaded, before = conn.execute(
-            "SELECT count(*) FILTER (WHERE id >= %(s)s), count(*) FILTER (WHERE id < %(s)s) "
-            "FROM events", {"s": stream.start_id}).fetchone()
+            "SELECT count(*) FILTER (WHERE id >= %(s)s AND id < %(e)s), "
+            "count(*) FILTER (WHERE NOT (id >= %(s)s AND id < %(e)s)) FROM events",
+            {"s": stream.start_id, "e": stream.start_id + stream.n}).fetchone()
     said = (f"{loaded:,} of its {stream.n:,} rows are committed in events" if loaded
             else "no row of it is in events")
+    if raised is None and how == "cancelled" and loaded == stream.n:
+        # the cancel found no statement running (between two INSERTs): nothing failed, and
+        # the load is judged as a successful one
+        if rows.visible:
+            raise CheckFailed(
+                f"While your loader was partway through the stream (row {rows.at:,} of "
+                f"{stream.n:,}), another session already saw {rows.visible:,} of its rows in "
+                "events: they were committed before the stream was done (per batch, per row, "
+                "or in autocommit). Readers see half a load, and a failure or a killed job "
+                "leaves those rows for the rerun to load twice. Load the stream in one "
+                "transaction: commit once at the end, or leave the commit to the caller.")
+        if left:
+            raise CheckFailed("After load_events(conn, rows), the caller's connection was not "
+                              "left as it was found: " + "; ".join(left) + ".")
+        return
+    if raised is None and how == "cancelled":
+        raise CheckFailed(
+            f"The load failed partway ({rows.what()}), yet your loader returned normally: it "
+            f"hid the error, and only {loaded:,} of the stream's {stream.n:,} rows are in "
+            f"events: the other {stream.n - loaded:,} rows are missing. An except that logs "
+            "and carries on loses them; so does a retry after an OperationalError (a "
+            "cancel, a timeout, a deadlock, a dropped connection) reads the same iterator "
+            "again, which the failed attempt has already consumed: the retry loads only what "
+            "is left, and the job reports success for a load that lost rows. An iterator cannot "
+            "be replayed: let the exception reach the caller, and let the job rerun the whole "
+            "feed from its source.",
+            f"stream of {stream.n:,} rows, {before} rows before; cancel sent: {rows.cancelled}")
     if raised is None:
         raise CheckFailed(
             f"The load failed partway ({rows.what()}), yet your loader returned normally, and "
@@ -817,16 +929,90 @@ def _failed_load(lab: Any, load_events: Callable, how: str) -> None:
             f"the loader raised {type(raised).__name__}: {str(raised)[:200]}")
 
 
+def _empty_load(lab: Any, load_events: Callable) -> None:
+    """An empty stream (a quiet night, an empty file): the loader returns and loads nothing."""
+    with lab.connect(autocommit=True) as conn:
+        before = table_checksum(conn, TABLE)
+    with _new_caller(lab) as caller:
+        try:
+            call = _call(caller, load_events, iter(()))
+        except CheckFailed:
+            raise
+        except Exception as exc:
+            raise CheckFailed(
+                f"On an empty stream (a quiet night, an empty file), your loader raised "
+                f"{type(exc).__name__}{': ' + str(exc)[:200] if str(exc) else ''}. An empty feed is a load of nothing, "
+                "not an error: never call next(rows) to peek at a first row (it raises "
+                "StopIteration on an empty iterator); iterate with `for row in rows:`, which "
+                "simply does nothing.") from None
+        _report(call)
+    with lab.connect(autocommit=True) as conn:
+        after = table_checksum(conn, TABLE)
+    if after != before:
+        raise CheckFailed(
+            f"On an empty stream, your loader changed events ({before[0]:,} rows before, "
+            f"{after[0]:,} after): an empty feed loads nothing and leaves the table as it was.")
+
+
+def _copy_line_instants(lab: Any, load_events: Callable) -> None:
+    """copy_line's text for occurred_at must stand on its own: in a session whose TimeZone
+    is neither UTC nor the datetime's offset, PostgreSQL reads the same instant back.
+
+    copy_line is found next to load_events (the notebook's namespace); a loader that
+    does not use it (query parameters) has no such function to judge, and is skipped."""
+    copy_line = getattr(load_events, "__globals__", {}).get("copy_line")
+    if not callable(copy_line):
+        return
+    rand = adv.rng()
+    zone = ZoneInfo(adv.non_utc_zone(rand=rand))
+    base = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(
+        days=rand.randrange(3 * 365), seconds=rand.randrange(86_400),
+        microseconds=rand.randrange(1, 10**6))
+    cases = [base] + [base.astimezone(o) for o in rand.sample(OFFSETS, 3)]
+    cases = [c for c in cases if c.utcoffset() != c.astimezone(zone).utcoffset()]
+    fields = []
+    for when in cases:
+        row = (rand.randrange(1, 2**40), 1, "page_view", when, Decimal("9.99"), None)
+        try:
+            line = copy_line(row)
+        except Exception:  # not attempted, or broken: the loads below say what goes wrong
+            return
+        parts = line.rstrip("\n").split("\t") if isinstance(line, str) else []
+        if len(parts) != len(row):
+            return
+        fields.append((when, parts[3]))
+    with lab.connect(autocommit=True, options=f"-c TimeZone={zone.key}") as conn:
+        for when, text in fields:
+            try:
+                read = conn.execute("SELECT %s::text::timestamptz", [text]).fetchone()[0]
+            except psycopg.Error as exc:
+                raise CheckFailed(
+                    f"copy_line wrote occurred_at {when.isoformat()} as {text!r}, which "
+                    f"PostgreSQL does not read as a timestamptz: {exc.diag.message_primary}. "
+                    "Write it with isoformat(): microseconds and UTC offset included.") from None
+            if read != when:
+                raise CheckFailed(
+                    f"copy_line wrote occurred_at {when.isoformat()} as {text!r}: in a session "
+                    f"whose TimeZone is {zone.key}, COPY reads that as "
+                    f"{read.astimezone(when.tzinfo).isoformat()}, another instant. A timestamp "
+                    "written without its UTC offset is read in the session's TimeZone, so the "
+                    "line means something else in every other session (psql's \\copy, another "
+                    "loader, a replay); making the loader SET TimeZone to fit only moves the "
+                    "problem to the caller's transaction. Write the instant with its offset: "
+                    "value.isoformat().")
+
+
 def q1(lab: Any, load_events: Callable) -> str:
     """Every row arrives exactly: count and checksum equal a reference COPY's; other
     sessions read and write events meanwhile; a load that fails partway raises and
     leaves nothing."""
     require(load_events)
+    _copy_line_instants(lab, load_events)
     stream = _stream(lab, Q1_ROWS, spread=0.3, tricky_share=Q1_TRICKY_SHARE)
     planted = _planted(lab, stream)
-    _fresh(lab, planted)
+    _fresh(lab, planted, tuned=True)
     rows = _Probed(lab, iter(stream), adv.rng().randrange(stream.n // 3, 2 * stream.n // 3),
-                   stream.start_id)
+                   stream.start_id, stream.start_id + stream.n)
     with _watched(lab, "Your loader", others=True), _new_caller(lab) as caller:
         rows.watch(caller)
         try:
@@ -836,12 +1022,14 @@ def q1(lab: Any, load_events: Callable) -> str:
         rows.verdict(stream.n)
         _report(call)
     _compare(lab, stream, planted, call.zone)
-    for how in adv.rng().sample(("refused", "raises"), 2):
+    _empty_load(lab, load_events)
+    for how in adv.rng().sample(("refused", "raises", "cancelled"), 3):
         _failed_load(lab, load_events, how)
     return (f"all {stream.n:,} rows arrived exactly (tabs, newlines, backslashes, '\\N', NULLs, "
             f"fractions of a second and offsets included), appended to the {planted.n} already "
             f"there, on a connection in {call.zone} left as it was found, while other sessions "
-            "read and wrote events; a load that failed partway raised and left nothing")
+            "read and wrote events; an empty stream loaded nothing; a load that failed partway "
+            "(a refused row, a cancelled statement, a broken feed) raised and left nothing")
 
 
 def _reference_seconds(lab: Any, stream: Stream) -> float:
@@ -925,8 +1113,12 @@ class _Held:
     those bytes for every row in between.
     """
 
-    def __init__(self, rows: Iterator[ld.Row]) -> None:
+    def __init__(self, rows: Iterator[ld.Row], lab: Any = None, caller_pid: int = 0) -> None:
         self._it = rows
+        self._lab = lab
+        self._pid = caller_pid
+        self._first: Any = None  # when the caller's backend last started a statement, at row 1
+        self.sent: bool | None = None  # had any row reached the server once the windows passed?
         self.taken = 0
         self.lows: list[int | None] = [None] * len(Q3_WINDOWS)
         # the highest memory inside each window (tracemalloc's peak, reset at its edges),
@@ -934,6 +1126,23 @@ class _Held:
         self.peaks: list[int | None] = [None] * len(Q3_WINDOWS)
         self.top = 0
         self._edges = {lo for lo, _ in Q3_WINDOWS} | {hi for _, hi in Q3_WINDOWS}
+
+    def _sent_yet(self, k: int) -> None:
+        """By row Q3_SENT_AT every batch allowed has been sent: its rows are in events' file
+        (uncommitted but written), or a COPY is reading them (pg_stat_progress_copy), or
+        the caller's backend has run a statement (an INSERT into a staging table) since
+        row 1. A loader that spools the feed (a list, a temporary file) and loads it at the
+        end has done none of these."""
+        with self._lab.connect(autocommit=True) as other:
+            size, copied, started = other.execute(
+                "SELECT pg_relation_size(to_regclass('events')), "
+                "(SELECT bytes_processed FROM pg_stat_progress_copy WHERE pid = %(p)s), "
+                "(SELECT query_start FROM pg_stat_activity WHERE pid = %(p)s)",
+                {"p": self._pid}).fetchone()
+        if k == 1:
+            self._first = started
+        else:
+            self.sent = bool(size or copied or started != self._first)
 
     def __iter__(self) -> "_Held":
         return self
@@ -949,6 +1158,8 @@ class _Held:
                 if k == hi:
                     self.peaks[i] = peak
             tracemalloc.reset_peak()
+        if k in (1, Q3_SENT_AT) and self._lab is not None and self._pid:
+            self._sent_yet(k)
         if k % Q3_SAMPLE_EVERY == 0:
             for i, (lo, hi) in enumerate(Q3_WINDOWS):
                 if lo <= k < hi:
@@ -965,7 +1176,7 @@ def q3(lab: Any, load_events: Callable) -> str:
     stream = _stream(lab, Q3_ROWS, spread=0.05)
     _fresh(lab)
     with _watched(lab, "Your loader", others=False), _new_caller(lab) as caller:
-        rows = _Held(iter(stream))
+        rows = _Held(iter(stream), lab, caller.pid)
         was_tracing = tracemalloc.is_tracing()
         if not was_tracing:
             tracemalloc.start()
@@ -1000,6 +1211,15 @@ def q3(lab: Any, load_events: Callable) -> str:
             "go (for row in rows: copy.write(copy_line(row))), or in fixed-size batches of at most "
             f"{Q3_MAX_BATCH:,} rows, and count rows instead of collecting their ids; never "
             "list(rows), a set of every key, or one DataFrame of everything.", detail)
+    if rows.sent is False:
+        raise CheckFailed(
+            f"Your loader had taken {Q3_SENT_AT - 1:,} of the {stream.n:,} rows and not one had "
+            "reached the server yet (events, and any temporary table, were still empty): it "
+            "holds the whole feed (in memory, or spooled to a temporary file, which in many "
+            "containers is a tmpfs counted against the memory limit) and loads it only at the "
+            "end. At 10 million rows that is gigabytes, and the load starts only once the feed "
+            "is over. Stream: write each row (or each batch of at most "
+            f"{Q3_MAX_BATCH:,}) to the server as it comes.", detail)
     peaks = rows.peaks
     if None in peaks:
         raise RuntimeError(f"the memory peaks were not taken ({rows.taken} rows taken)")

@@ -25,7 +25,10 @@ run's seed (``labs.course.adversarial``) to tell right from almost right.
   addresses with LIKE and regular-expression metacharacters (``_ % \\ .``)
   next to addresses their pattern matches: counting addresses, pairs, local
   parts, only active or only real customers, or pattern matches gives a number
-  other than the number of customers.
+  other than the number of customers. Near-miss pairs (a stray space, a ``+tag``,
+  é composed and decomposed, JOSÉ/josé, σ/ς, the Kelvin sign and k), in seeded
+  numbers, make trim(), dropping the tag, NFKC, ``COLLATE "C"`` and upper() each
+  count otherwise than ``lower(email)`` equality, the task's rule.
 
 Both run on a session whose TimeZone is not UTC, with the rest of
 ``customers`` watched (``untouched``).
@@ -181,6 +184,9 @@ def _plant_newest(cur: psycopg.Cursor, rand: random.Random, zone: str) -> list[s
     sizes = {"a": rand.choice([3, 4]), "b": rand.randint(3, 5)}
     deleted_at = rand.randint(0, sizes["a"] - 1)
     newer_emails: list[str] = []
+    # one address of the newest group ends with a stray space, as some sign-up forms store it:
+    # returned as stored, it keeps the space (trim() or any cleaning returns another value)
+    spaced = rand.randrange(sizes["a"])
     for group, created in (("a", t1), ("b", t2)):
         n = sizes[group]
         email_rank, name_rank, country_rank, update_order = (
@@ -200,6 +206,8 @@ def _plant_newest(cur: psycopg.Cursor, rand: random.Random, zone: str) -> list[s
                 # address of the newer group (another customer, equal once case is ignored)
                 email = rand.choice(newer_emails).swapcase()
             elif group == "a":
+                if i == spaced:
+                    email += " "
                 newer_emails.append(email)
             ids.append(insert(email, f"{names[name_rank[i]].upper()}. Tied",
                               codes[country_rank[i]], created, None))
@@ -285,8 +293,9 @@ def q1(lab, newest_sql: str) -> str:
             if ([r[0] for r in rows] == [r[0] for r in want] and got_times == want_times
                     and [r[1] for r in rows] != [r[1] for r in want]):
                 exc.message = ("Your ids and times are right, but not the emails: return email "
-                               "as stored (lower() or upper() changes the address, and the "
-                               "check plants mixed-case ones). " + exc.message)
+                               "as stored (lower(), upper() or trim() changes the address, and "
+                               "the check plants mixed-case ones and one stored with a trailing "
+                               "space). " + exc.message)
             elif not aware:
                 exc.message = ("Your created_at is not the column as stored (a timestamp with "
                                "time zone): return created_at itself. " + exc.message)
@@ -375,6 +384,32 @@ def _plant_collisions(cur: psycopg.Cursor, rand: random.Random) -> tuple[list[st
     for trap, other in adv.like_traps(rand=rand, domain=PLANTED_DOMAIN):
         rows += [(trap, False, False), (other.upper() if rand.random() < 0.5 else other,
                                         False, False)]
+    # Near-misses that only another "normalisation" than lower() joins or splits, so that
+    # trim(), dropping a +tag, NFKC, COLLATE "C" and upper() each give a count of their own:
+    # a stray space; a +tag; é composed and decomposed (lower() leaves both as they are);
+    # JOSÉ and josé (lower() folds non-ASCII letters too, COLLATE "C" only ASCII ones); σ and
+    # final ς (one letter to upper(), two to lower()); the Kelvin sign K and k (one to
+    # lower(), two to upper()). The counts differ, so that each measure gives a number of
+    # its own: 1, 2 and 3 pairs that trim(), the tag and NFKC add, and more Kelvin pairs
+    # than sigma ones (upper() loses more than it adds).
+    ws, plus, nfd = rand.sample([1, 2, 3], 3)
+    near = {"ws": ws, "plus": plus, "nfd": nfd, "accent": rand.randint(1, 2), "sigma": 1,
+            "kelvin": rand.randint(2, 3)}
+    for kind, count in near.items():
+        for n in range(count):
+            stem = f"{rand.choice(['ann', 'bo', 'cy'])}.{kind}{n}x{tag}"
+            pair = {
+                "ws": (f"{stem}@{PLANTED_DOMAIN}", rand.choice(
+                    [f" {stem}@{PLANTED_DOMAIN}", f"{stem}@{PLANTED_DOMAIN} "])),
+                "plus": (f"{stem}@{PLANTED_DOMAIN}", f"{stem}+news@{PLANTED_DOMAIN}"),
+                "nfd": (f"jos\u00e9.{stem}@{PLANTED_DOMAIN}",
+                        f"jose\u0301.{stem}@{PLANTED_DOMAIN}"),
+                "accent": (f"jos\u00e9.{stem}@{PLANTED_DOMAIN}",
+                           f"JOS\u00c9.{stem.upper()}@{PLANTED_DOMAIN}"),
+                "sigma": (f"{stem}.ma\u03c3@{PLANTED_DOMAIN}", f"{stem}.ma\u03c2@{PLANTED_DOMAIN}"),
+                "kelvin": (f"\u212a.{stem}@{PLANTED_DOMAIN}", f"k.{stem}@{PLANTED_DOMAIN}"),
+            }[kind]
+            rows += [(e, False, False) for e in pair]
     rand.shuffle(rows)
     for email, load_test, deleted in rows:
         cur.execute("INSERT INTO customers (email, full_name, country, created_at, "
@@ -439,6 +474,22 @@ COLLISION_MEASURES = {
     "local part": """SELECT count(*) FROM customers c WHERE EXISTS (
                     SELECT 1 FROM customers o WHERE o.id <> c.id AND
                     lower(split_part(o.email, '@', 1)) = lower(split_part(c.email, '@', 1)))""",
+    "trimmed": """SELECT count(*) FROM customers c WHERE EXISTS (
+                    SELECT 1 FROM customers o WHERE lower(trim(o.email)) = lower(trim(c.email))
+                    AND o.id <> c.id)""",
+    "plus tag": """SELECT count(*) FROM customers c WHERE EXISTS (
+                    SELECT 1 FROM customers o WHERE o.id <> c.id AND
+                    regexp_replace(lower(o.email), '[+][^@]*@', '@')
+                    = regexp_replace(lower(c.email), '[+][^@]*@', '@'))""",
+    "normalized": """SELECT count(*) FROM customers c WHERE EXISTS (
+                    SELECT 1 FROM customers o WHERE o.id <> c.id AND
+                    normalize(lower(o.email), NFKC) = normalize(lower(c.email), NFKC))""",
+    "collate C": """SELECT count(*) FROM customers c WHERE EXISTS (
+                    SELECT 1 FROM customers o WHERE o.id <> c.id AND
+                    lower(o.email COLLATE "C") = lower(c.email COLLATE "C"))""",
+    "upper": """SELECT count(*) FROM customers c WHERE EXISTS (
+                    SELECT 1 FROM customers o WHERE upper(o.email) = upper(c.email)
+                    AND o.id <> c.id)""",
 }
 
 MISTAKES = {
@@ -459,6 +510,20 @@ MISTAKES = {
                      "customer, and their rows hold their emails in the unique index too",
     "local part": "that compares only the part before the @: ann@one.org and ANN@two.org are "
                   "two mailboxes. Compare the whole address, lower(email)",
+    "trimmed": "trim() makes 'ann@x.org ' and 'ann@x.org' one address, but they are two values "
+               "that differ by more than case (a unique index on lower(email) accepts both). "
+               "Compare lower(email) as stored, nothing else cleaned",
+    "plus tag": "dropping the +tag makes 'bo+news@x.org' and 'bo@x.org' one address: that is "
+                "a mail provider's rule, not case. Compare lower(email) as stored",
+    "normalized": "Unicode normalisation (NFKC) makes differently encoded letters (é composed "
+                  "and e + combining accent) one address: that is more than ignoring case, and "
+                  "a unique index on lower(email) accepts both. Compare lower(email) as stored",
+    "collate C": "under COLLATE \"C\" lower() folds only ASCII letters, so JOSÉ@x and josé@x stay "
+                 "apart. Compare lower(email) in the database's own collation",
+    "upper": "upper() folds case differently from lower() outside ASCII: σ and final ς are one "
+             "letter to upper() and two to lower(), the Kelvin sign K is k to lower() but stays "
+             "K to upper(). The task's rule is lower(email) equality (what a unique index on "
+             "lower(email) enforces)",
 }
 
 
@@ -507,7 +572,8 @@ def q2(lab, collisions_sql: str) -> str:
     got, expected = rows[0][0], measures["right"]
     detail = (f"planted: case-variant groups of sizes {sizes} (with load-test and soft-deleted "
               f"customers), one name on two domains, addresses with LIKE and regular-expression "
-              f"metacharacters; "
+              f"metacharacters, near-misses (a stray space, a +tag, é composed and decomposed, "
+              f"JOSÉ/josé, σ/ς, the Kelvin sign/k); "
               + ", ".join(f"{k}: {v}" for k, v in measures.items()))
     if got == 0:
         raise CheckFailed("Your query found no collisions. `email` is unique as stored, so the "
