@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterator, Sequence
 import psycopg
 from psycopg import pq
 from psycopg.adapt import PyFormat
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 
 from ..course import adversarial as adv
 from ..course.checking import CheckFailed, NotAttempted, require
@@ -57,7 +57,7 @@ from ..tools.stress import HookedConnection, interleave, run_stress
 ACTIONS = ("inserted", "updated", "stale")
 # Python types a caller passes and PostgreSQL types it reads: the adapters checked after a call
 _DUMPED = (dict, list, tuple, str, int, float, bool, bytes, Decimal, dt.datetime, dt.date,
-           uuid.UUID)
+           uuid.UUID, Json, Jsonb)
 _LOADED = ("bool", "int4", "int8", "numeric", "float8", "text", "varchar", "json", "jsonb",
            "timestamptz", "timestamp", "date", "uuid", "bytea")
 MAX_PAUSE = 16  # pause points tried per scenario; an upsert needs far fewer statements
@@ -164,9 +164,11 @@ def _same_adapters(before: tuple, conn: Any, what: str) -> None:
         raise CheckFailed(
             f"After {what}, the connection was not left as it was found: your function "
             "registered a dumper or loader on the connection it was lent (conn.adapters."
-            "register_dumper/register_loader), so every later query of the caller converts "
-            "values your way (a dict sent as jsonb, a type read differently). Wrap the one "
-            "value instead (Jsonb(...)), or register on a cursor of your own (cur.adapters).")
+            "register_dumper/register_loader, or set_json_dumps/set_json_loads with the "
+            "connection as context), so every later query of the caller converts values your "
+            "way (a dict sent as jsonb, Json/Jsonb serialised by your function, a type read "
+            "differently). Wrap the one value instead (Jsonb(value, dumps=...)), or register "
+            "on a cursor of your own (cur.adapters).")
 
 
 def _result(value: Any, what: str) -> tuple[Any, str]:
@@ -390,6 +392,40 @@ def _blocked_writer(who: str, k: int) -> CheckFailed:
         "row locks of INSERT … ON CONFLICT serialise writers of the same sku, and nothing else.")
 
 
+# How long a call beside a held one may wait for a lock before the check calls it serialised.
+BESIDE_LOCK_TIMEOUT = "300ms"
+
+
+def _waits(lab: Any, fn: Callable, *args: Any) -> bool:
+    """Whether a call of the learner's ``fn`` on keys of its own, in a session of its own,
+    waits for a lock (held by a call that is paused mid-transaction): it runs with
+    lock_timeout, so a wait ends in 55P03 instead of a hang."""
+    with psycopg.connect(lab.url) as side:
+        side.execute("SELECT set_config('lock_timeout', %s, false)", [BESIDE_LOCK_TIMEOUT])
+        side.commit()
+        try:
+            fn(side, *args)
+        except psycopg.errors.LockNotAvailable:
+            return True
+        except psycopg.Error:
+            return False  # judged where the same call runs alone
+        finally:
+            if side.info.transaction_status != pq.TransactionStatus.IDLE:
+                side.rollback()
+    return False
+
+
+def _serialised(who: str, k: int, what: str) -> CheckFailed:
+    return CheckFailed(
+        f"While {who} was held after its statement {k}, a second call of {who} on other skus "
+        f"(in another session) waited for a lock it held (lock_timeout {BESIDE_LOCK_TIMEOUT} "
+        "ran out), although the two share no "
+        f"row: your function serialises every call (an advisory lock on a constant, or a "
+        f"table lock), so 8 feed workers run one at a time and one slow caller transaction "
+        f"stalls {what} of every sku. Let the row locks of INSERT … ON CONFLICT serialise "
+        "writers of the same sku, and nothing else.")
+
+
 def _unrelated_activity(lab: Any, upsert_product: Callable, rng: Any, tag: str) -> int:
     """The returned action while another session writes other products: the call is held
     after each of its statements while an unrelated writer inserts and updates products of
@@ -407,8 +443,14 @@ def _unrelated_activity(lab: Any, upsert_product: Callable, rng: Any, tag: str) 
                 event = _event(sku, version, _money(rng, 5, 90))
                 before, want = _truth(watch, event)
 
-            def other(conn: Any, k: int = k, kind: str = kind) -> None:
+            stage: dict[str, bool] = {}
+
+            def other(conn: Any, k: int = k, kind: str = kind, stage: dict = stage) -> None:
                 _other_writer(conn, f"Other-{tag}-{kind}-{k}")
+                # another upsert, of another sku: it shares no row with the held call (after
+                # the plain writer, so that a table lock is named as such)
+                stage["own"] = _waits(lab, upsert_product, _event(
+                    f"Chk-{tag}-{kind}-{k}-beside", 1, _money(rng, 5, 90)))
 
             with Watched(lab, upsert_product, lambda args: "a call of upsert_product") as watched:
                 run = interleave(lab, lambda c: _result(watched(c, event), "upsert_product"),
@@ -427,6 +469,8 @@ def _unrelated_activity(lab: Any, upsert_product: Callable, rng: Any, tag: str) 
                                       "products table? It must only touch its own sku.")
                 if run.second_blocked:
                     raise _blocked_writer("upsert_product", k)
+                if stage.get("own"):
+                    raise _serialised("upsert_product", k, "an upsert")
                 watched.verify(where)
             races += 1
             with psycopg.connect(lab.url, autocommit=True) as watch:
@@ -754,6 +798,10 @@ def _norm(response: Any) -> str:
     return json.dumps(response, sort_keys=True, default=str)
 
 
+# How long clients retry a request (the task states it): a key must be honoured that long.
+RETRY_WINDOW_HOURS = 24
+
+
 def q2(lab: Any, handle_request: Callable[[Any, str, dict], Any]) -> str:
     """handle_request(conn, key, request): same key -> same response, one effect, even racing."""
     require(handle_request)
@@ -825,6 +873,24 @@ def q2(lab: Any, handle_request: Callable[[Any, str, dict], Any]) -> str:
                     "answers with the product as it is now. Store the response with the key, "
                     "in the transaction that applied the change, and return the stored one.",
                     f"first {r1!r}, replay {r3!r}")
+            # a client retrying late, within the retry window: the key was stored hours ago
+            hours = rng.randint(2, RETRY_WINDOW_HOURS - 1)
+            watch.execute("UPDATE idempotency_keys SET created_at = now() - make_interval("
+                          "hours => %s, secs => %s) WHERE key = %s",
+                          [hours, rng.randint(1, 3599), key])
+            before = _price(watch, sku)
+            r4 = call(key, f"replaying the first key {hours} hours after it was stored")
+            if _price(watch, sku) != before or _norm(r4) != _norm(r1):
+                raise CheckFailed(
+                    f"A replay of a key stored {hours} hours ago (clients retry for up to "
+                    f"{RETRY_WINDOW_HOURS} hours) "
+                    + ("applied the change a second time" if _price(watch, sku) != before
+                       else "got another response than the first call")
+                    + f": your function forgot the key before the retry window ended. Keep "
+                    f"every key at least {RETRY_WINDOW_HOURS} hours, and expire older ones in "
+                    "a separate batched job (DELETE … WHERE created_at < now() - interval "
+                    "'…'), never inside a request: there it also row-locks other clients' keys.",
+                    f"first {r1!r}, replay {r4!r}")
 
         def setup(name: str) -> str:
             return f"chk2-{tag}-{name}-{uuid.uuid4().hex[:8]}"
@@ -983,6 +1049,8 @@ def q3(lab: Any, load_feed: Callable[[Any, list], Any]) -> str:
         with _products_untouched(lab, lambda: skus):
             concurrent_ok = _load_feeds(lab, load_feed, feeds, start)
             probes = _writers_beside_a_load(lab, load_feed, rng, tag)
+            probes += _new_sku_races(lab, load_feed, rng, tag)
+            whole = _all_or_nothing(lab, load_feed, rng, tag)
     finally:
         with psycopg.connect(lab.url, autocommit=True) as admin:
             admin.execute("DROP TABLE IF EXISTS upserts_check_backup")
@@ -990,8 +1058,103 @@ def q3(lab: Any, load_feed: Callable[[Any, list], Any]) -> str:
     return (f"{events} events in 4 feeds: right counts and rejections, case-sensitive skus, "
             "versions compared as numbers (9 < 10, 99 < 100), vendor instants kept, at most "
             f"{STATEMENTS_PER_BATCH} statements a batch; {concurrent_ok}; a second load changes "
-            f"nothing; writers of other products never waited for a load ({probes} pause points); "
-            "nothing left behind")
+            f"nothing; writers of other products and other loads never waited for a load, two "
+            f"loads of one new sku keep the newer ({probes} pause points); a feed of {whole} "
+            "events failing at its last row left nothing; nothing left behind")
+
+
+def _new_sku_races(lab: Any, load_feed: Callable, rng: Any, tag: str) -> int:
+    """Two loads carrying the same NEW sku at different versions, the first held after each
+    of its statements while the second runs: the newer version must be stored."""
+    lo = rng.randint(2, 6)
+    hi = lo + rng.randint(1, 3)
+    prices = {v: _money(rng, 5, 90) for v in (lo, hi)}
+    one = lambda v: (lambda sku: [_event(sku, v, prices[v])])  # noqa: E731
+
+    def setup(name: str) -> str:
+        return f"Q3{tag}-Race-{name.split()[0]}-{uuid.uuid4().hex[:6]}"
+
+    def run(conn: Any, batch: list) -> Any:
+        return watched(conn, [dict(e) for e in batch])
+
+    def judge(name: str, sku: str, k: int, result: Any, fa: list, sa: list) -> None:
+        with psycopg.connect(lab.url, autocommit=True) as watch:
+            stored = _row(watch, sku)
+        want = max(fa + sa, key=lambda e: e["version"])
+        if stored is None or stored[1] != fd.content(want):
+            raise CheckFailed(
+                f"Two loads carried the same new sku {sku!r}, at versions {fa[0]['version']} "
+                f"(the first load, held after its statement {k}) and {sa[0]['version']} (a "
+                "second load that inserted it meanwhile); the row holds version "
+                f"{stored[1][-1] if stored else None}, expected {want['version']}: the newer "
+                "version was lost. An UPDATE of the existing rows followed by an INSERT … ON "
+                "CONFLICT DO NOTHING of the new ones loses every row another load inserts in "
+                "between (the UPDATE saw no row, the INSERT does nothing). Apply the batch "
+                "with one INSERT … SELECT … ON CONFLICT (sku) DO UPDATE … WHERE "
+                "EXCLUDED.version > products.version.")
+
+    scenarios = [("newer load held", setup, one(hi), one(lo)),
+                 ("older load held", setup, one(lo), one(hi))]
+    with Watched(lab, load_feed, lambda args: "a call of load_feed") as watched:
+        return _forced_races(lab, scenarios, run, judge, settings=caller_settings(),
+                             watched=watched)
+
+
+# A feed larger than any chunk an answer might commit on its own, failing at its last row.
+BIG_FEED = (1_201, 1_500)
+_REFUSE_DDL = """
+CREATE OR REPLACE FUNCTION upserts_check_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.sku = TG_ARGV[0] THEN
+        RAISE EXCEPTION 'new row for relation "products" violates check constraint "sku_allowed"'
+            USING ERRCODE = '23514';
+    END IF;
+    RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS upserts_check_refuse ON products;
+CREATE TRIGGER upserts_check_refuse BEFORE INSERT OR UPDATE ON products
+    FOR EACH ROW EXECUTE FUNCTION upserts_check_refuse({sku});
+"""
+_REFUSE_DROP = ("DROP TRIGGER IF EXISTS upserts_check_refuse ON products; "
+                "DROP FUNCTION IF EXISTS upserts_check_refuse()")
+
+
+def _all_or_nothing(lab: Any, load_feed: Callable, rng: Any, tag: str) -> int:
+    """A feed of 1,200+ valid events whose last row (last in the feed and in sku order) the
+    database refuses: no row of the feed may stay committed."""
+    n = rng.randint(*BIG_FEED)
+    feed = [_event(f"Q3{tag}-Big-{i:05d}", rng.randint(1, 4), _money(rng, 5, 90))
+            for i in range(n)]
+    poison = f"Q3{tag}-Big-zz"
+    feed.append(_event(poison, 1, _money(rng, 5, 90)))
+    skus = [e["sku"] for e in feed]
+    from psycopg import sql as q
+    with psycopg.connect(lab.url, autocommit=True) as admin:
+        admin.execute(q.SQL(_REFUSE_DDL).format(sku=q.Literal(poison)))
+        try:
+            with Caller(lab) as caller:
+                raised = None
+                try:
+                    load_feed(caller.conn, [dict(e) for e in feed])
+                except NotAttempted:
+                    raise
+                except Exception as exc:  # the feed must fail: that is the point
+                    raised = exc
+                caller.clean()
+            kept = admin.execute("SELECT count(*) FROM products WHERE sku = ANY(%s)",
+                                 [skus]).fetchone()[0]
+        finally:
+            admin.execute(_REFUSE_DROP)
+            admin.execute("DELETE FROM products WHERE sku = ANY(%s)", [skus])
+    if kept:
+        raise CheckFailed(
+            f"A feed of {n + 1:,} events ({n:,} valid ones, then one the database refuses: "
+            f"a constraint violation at row {n + 1:,}) left {kept:,} of its rows committed"
+            + (f", though load_feed raised {type(raised).__name__}" if raised else "")
+            + ": your load commits a feed in parts (one transaction per chunk). A retry then "
+            "counts the committed part as stale, and the caller cannot tell what was applied. "
+            "A feed is one transaction: all or nothing; commit once, at the end.")
+    return n + 1
 
 
 def _writers_beside_a_load(lab: Any, load_feed: Callable, rng: Any, tag: str) -> int:
@@ -1014,6 +1177,10 @@ def _writers_beside_a_load(lab: Any, load_feed: Callable, rng: Any, tag: str) ->
                 stage["analyze"] = True
                 c.execute("ANALYZE products")
                 c.commit()
+                # another load, of other skus: it shares no row with the held load (last, so
+                # that a table lock is named as such)
+                stage["own"] = _waits(lab, load_feed, [_event(
+                    f"Q3{tag}-Beside-{k}-other", rng.randint(1, 4), _money(rng, 5, 90))])
 
             run = interleave(lab, lambda c: watched(c, [dict(e) for e in batch]), beside,
                              pause_after=k, settings=settings)
@@ -1035,6 +1202,8 @@ def _writers_beside_a_load(lab: Any, load_feed: Callable, rng: Any, tag: str) ->
                     "stronger), so autovacuum, ANALYZE, CREATE INDEX CONCURRENTLY and every "
                     "other load of other skus queue behind each load. Take no table lock: the "
                     "row locks of INSERT … ON CONFLICT serialise writers of the same sku.")
+            if stage.get("own"):
+                raise _serialised("load_feed", k, "the load")
             if run.second_blocked:
                 raise _blocked_writer("load_feed", k)
             watched.verify(where)
