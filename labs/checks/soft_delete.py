@@ -359,6 +359,7 @@ def q1(lab: Any, soft_delete_sql: str) -> str:
             _later_changes(conn, r)
             _planted_rows(conn, r)
             _reuse_and_duplicates(conn, r)
+            _upsert_infers(conn, r)
         index = _active_unique_index(conn)
         conn.rollback()
         if index is None:
@@ -506,6 +507,46 @@ def _reuse_and_duplicates(conn: psycopg.Connection, r: Any) -> None:
                 f"Two active products can now share a SKU ({dup!r}, the second with {how}): "
                 "the partial index must be UNIQUE, on sku alone, for every row WHERE deleted_at "
                 "IS NULL. Soft delete relaxes uniqueness for deleted rows only.")
+
+
+def _upsert_infers(conn: psycopg.Connection, r: Any) -> None:
+    """The feeds' upsert, ON CONFLICT (sku) WHERE deleted_at IS NULL, finds its arbiter:
+    it updates the live product of a SKU, and inserts one for a SKU only deleted rows hold.
+
+    ON CONFLICT infers a partial index only when the index's predicate follows from the
+    WHERE it is given; NOT NULL constraints do not count, so a predicate with more in it
+    (`AND sku IS NOT NULL`) enforces the same rows yet is never inferred: 42P10.
+    """
+    live_id, live_sku = r.choice(conn.execute(
+        "SELECT id, sku FROM products WHERE deleted_at IS NULL AND NOT starts_with(sku, "
+        "'CHECK-') ORDER BY id").fetchall())
+    price = f"{r.randint(1, 999)}.{r.randint(1, 99):02d}"
+    upsert = ("INSERT INTO products AS p (sku, name, category, vendor, price, updated_at) "
+              "VALUES (%s, 'Feed item', 'home', 'Feed Vendor', %s, now()) "
+              "ON CONFLICT (sku) WHERE deleted_at IS NULL "
+              "DO UPDATE SET price = EXCLUDED.price, updated_at = EXCLUDED.updated_at")
+    conn.execute("SAVEPOINT upsert")
+    try:
+        conn.execute(upsert, [live_sku, price])
+    except psycopg.Error as exc:
+        conn.execute("ROLLBACK TO SAVEPOINT upsert")
+        raise CheckFailed(
+            f"The vendor feeds' upsert, INSERT … ON CONFLICT (sku) WHERE deleted_at IS NULL DO "
+            f"UPDATE …, fails with SQLSTATE {exc.sqlstate} ({exc.diag.message_primary}): ON "
+            "CONFLICT inference finds no arbiter. It infers a partial unique index only when "
+            "the index's predicate follows from the ON CONFLICT's WHERE, and it does not use "
+            "the column's NOT NULL to get there: a predicate with more in it (AND sku IS NOT "
+            "NULL, …) enforces the same rows but is never inferred, and every feed load stops. "
+            "Make the predicate exactly WHERE deleted_at IS NULL (the view's, too).") from None
+    rows = conn.execute("SELECT id, price::text FROM products WHERE sku = %s AND deleted_at "
+                        "IS NULL", [live_sku]).fetchall()
+    if rows != [(live_id, price)]:
+        raise CheckFailed(
+            f"The vendor feeds' upsert of the live SKU {live_sku!r} (ON CONFLICT (sku) WHERE "
+            "deleted_at IS NULL DO UPDATE) did not update its live product "
+            f"{live_id}: the live products with that SKU are now {rows}. The partial unique "
+            "index on sku WHERE deleted_at IS NULL must be its arbiter.")
+    conn.execute("RELEASE SAVEPOINT upsert")
 
 
 # --------------------------------------------------------------------------
@@ -691,7 +732,16 @@ def _q2_cases(lab: Any, watch: psycopg.Connection, caller: Caller,
                 "(deleted_at NULL, committed) and the function return True.",
                 f"ValueError: {value}" if kind == "ValueError" else "")
 
+    stamped = watch.execute("SELECT updated_at FROM products WHERE id = %s", [free]).fetchone()[0]
     must_restore(free, "a soft-deleted product whose SKU is free")
+    moved = watch.execute("SELECT updated_at > %s AND updated_at <= now() FROM products "
+                          "WHERE id = %s", [stamped, free]).fetchone()[0]
+    if not moved:
+        raise CheckFailed(
+            f"restore_product(conn, {free}) restored the product but left its updated_at as "
+            "it was: a restore is a change like any other, and in this lab every change to a "
+            "product moves updated_at (the search feed and caches sync by it, and challenge 08's "
+            "history versions rows by it): SET deleted_at = NULL, updated_at = now().")
     shown = watch.execute("SELECT count(*) FROM active_products WHERE id = %s", [free]).fetchone()[0]
     if not shown:
         raise CheckFailed("The restored product does not appear in active_products.")
@@ -847,6 +897,21 @@ def _restored_twice(lab: Any, watch: psycopg.Connection, caller: Caller,
                 "updated_at bumped twice). Let the UPDATE decide: UPDATE ... WHERE id = %s AND "
                 "deleted_at IS NOT NULL, and return whether it changed a row (rowcount == 1); "
                 "a second UPDATE waits for the first's row lock, then finds nothing to do.")
+        raised = [(who, kind, value) for who, (kind, value) in (("first", first),
+                                                                ("second", other))
+                  if kind != "ok"]
+        if raised and trues and active:
+            who, kind, value = raised[0]
+            code = getattr(value, "sqlstate", None)
+            raise CheckFailed(
+                f"Two restores of product {pid} ran at once (the second began right after "
+                f"`{after}` of the first): one restored it, and the {who} raised {kind}"
+                + (f" (SQLSTATE {code}: {value.diag.message_primary})" if code else "")
+                + " instead of returning False. The second restore of a double-click has "
+                "nothing to do: it waits for the first's row lock (within the caller's "
+                "lock_timeout, which was minutes here), then finds the product restored and "
+                "returns False. No NOWAIT (it fails at once whenever anyone holds the row, even "
+                "for a millisecond) and no SKIP LOCKED.")
         if not trues or not active:
             shown = ", ".join(f"{w}: {k} {v!r}" for w, (k, v) in (("first", first),
                                                                    ("second", other)))
@@ -932,6 +997,16 @@ def _row_locked_elsewhere(lab: Any, caller: Caller, restore_product: Callable[[A
             "that overrides it with a longer one (SET LOCAL lock_timeout), or retries on 55P03, "
             "holds the request and its connection far past it. Use the connection's "
             "lock_timeout as you find it, and let the 55P03 reach the caller at once.")
+    if outcome[0] == "raised" and waited < 0.7 * timeout_ms / 1000:
+        exc = outcome[1]
+        raise CheckFailed(
+            f"restore_product gave up after {waited * 1000:.0f} ms on a row another transaction "
+            f"held, although its caller had set lock_timeout = {timeout}: it raised "
+            f"{type(exc).__name__} ({str(exc).splitlines()[0] if str(exc) else ''}) before the "
+            "caller's budget was spent. NOWAIT (or a lock_timeout of its own that is shorter) "
+            "fails whenever anyone holds the row for a millisecond: a price feed's UPDATE, the "
+            "other click of a double-click. Use the connection's lock_timeout as you find it: "
+            "a plain UPDATE waits for the row lock within it.")
     if outcome[0] == "raised":
         return
     raise CheckFailed(
@@ -1221,10 +1296,15 @@ def _archive_runs(lab: Any, archive_orders: Callable[..., int], cutoff: dt.datet
                 "application_name": "lab check caller"}
     taken: list[tuple[str, str, str]] = []
     call = f"archive_orders(conn, cutoff, batch_size={batch})"
+    roles: list[tuple[str, str]] = []  # (statement, session_replication_role after it)
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        files, options = _files(conn), _reloptions(conn)
     with psycopg.connect(lab.url, autocommit=True) as monitor:
         with Caller(lab, settings=settings) as first:
             crashing = RecordingConnection(first.conn, interrupt_after_commits=3,
-                                           on_statement=_lock_recorder(monitor, first.pid, taken))
+                                           on_statement=_role_recorder(
+                                               first.conn, roles,
+                                               _lock_recorder(monitor, first.pid, taken)))
             try:
                 _call(archive_orders, crashing, given, batch, who="archive_orders")
                 crashed = False
@@ -1239,10 +1319,15 @@ def _archive_runs(lab: Any, archive_orders: Callable[..., int], cutoff: dt.datet
         remaining = crashed_state["orders_eligible"][0]
         with Caller(lab, settings=settings) as second:
             resumed = RecordingConnection(second.conn,
-                                          on_statement=_lock_recorder(monitor, second.pid, taken))
+                                          on_statement=_role_recorder(
+                                              second.conn, roles,
+                                              _lock_recorder(monitor, second.pid, taken)))
             moved = _call(archive_orders, resumed, given, batch, who="archive_orders")
             _verify(second, call)
         _locks_taken_verdict(taken, "Your archiver", _ARCHIVER_LOCKS)
+    _role_verdict(roles)
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        _rewrite_verdict(conn, files, options)
     with psycopg.connect(lab.url, autocommit=True) as conn:
         after = _state(conn, cutoff)
         _not_lost(before, after, "After the archiver, resumed, finished")
@@ -1305,6 +1390,8 @@ def _archive_runs(lab: Any, archive_orders: Callable[..., int], cutoff: dt.datet
     _reopen_races(lab, archive_orders, given, settings)
     _close_races(lab, archive_orders, given, settings)
     _item_update_races(lab, archive_orders, given, settings)
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        _rewrite_verdict(conn, files, options)
     return (f"{eligible:,} orders (at and around a cutoff with microseconds, on a {zone} "
             f"session) and {before['items_eligible'][0]:,} items archived in batches of {batch}, "
             "resumed after a crash; live ∪ archive counts and checksums unchanged; orders "
@@ -1328,6 +1415,81 @@ def _lock_recorder(monitor: psycopg.Connection, pid: int,
         taken.extend((t, m, st.sql) for t, m in _strong_locks(monitor, pid,
                                                               ["orders", "order_items"]))
     return record
+
+
+def _role_recorder(raw: psycopg.Connection, roles: list[tuple[str, str]],
+                   then: Callable[[Any], None]) -> Callable[[Any], None]:
+    """An on_statement hook: inside a batch's transaction, read the session_replication_role
+    it runs with (on the answer's own connection: a setting is per session), then ``then``."""
+    def record(st: Any) -> None:
+        if raw.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            try:
+                roles.append((st.sql, raw.execute(
+                    "SELECT current_setting('session_replication_role')").fetchone()[0]))
+            except psycopg.Error:
+                pass
+        then(st)
+    return record
+
+
+def _role_verdict(roles: list[tuple[str, str]]) -> None:
+    off = [(sql, role) for sql, role in roles if role != "origin"]
+    if off:
+        sql, role = off[0]
+        raise CheckFailed(
+            f"Your archiver ran its batches with session_replication_role = {role} (seen after "
+            f"`{' '.join(str(sql).split())[:80]}`): that switches off every ordinary trigger, "
+            "the foreign keys' RI triggers included, so an order deleted while another session "
+            "adds a line to it leaves that line pointing at nothing, and any audit trigger on "
+            "orders is skipped. Let the foreign keys work: move items before their orders, in "
+            "one transaction, with the triggers on.", f"{len(off)} statements ran so")
+
+
+def _files(conn: psycopg.Connection) -> dict[str, int]:
+    """The file (relfilenode) of orders, order_items and each of their indexes."""
+    return dict(conn.execute("""
+        SELECT c.relname, pg_relation_filenode(c.oid)::int8 FROM pg_class c
+        WHERE c.oid IN ('orders'::regclass, 'order_items'::regclass)
+           OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN
+                        ('orders'::regclass, 'order_items'::regclass))""").fetchall())
+
+
+def _reloptions(conn: psycopg.Connection) -> dict[str, list[str]]:
+    return {t: sorted(o or []) for t, o in conn.execute(
+        "SELECT relname, reloptions FROM pg_class WHERE oid IN ('orders'::regclass, "
+        "'order_items'::regclass)").fetchall()}
+
+
+def _rewrite_verdict(conn: psycopg.Connection, files: dict[str, int],
+                     options: dict[str, list[str]]) -> None:
+    """No table or index rewritten (VACUUM FULL, CLUSTER, REINDEX), no storage parameter
+    changed (autovacuum_enabled = off)."""
+    now = _reloptions(conn)
+    if now != options:
+        for table in options:  # put them back: the next runs and labs need autovacuum
+            keys = [o.split("=", 1)[0] for o in now.get(table, [])]
+            if keys:
+                conn.execute(f"ALTER TABLE {table} RESET ({', '.join(keys)})")
+            if options[table]:
+                conn.execute(f"ALTER TABLE {table} SET ({', '.join(options[table])})")
+        changed = [t for t in options if now.get(t) != options[t]]
+        raise CheckFailed(
+            f"Your archiver changed the storage parameters of {', '.join(changed)} "
+            f"(pg_class.reloptions {options[changed[0]] or 'none'} → "
+            f"{now.get(changed[0]) or 'none'}) and left them so: with autovacuum off, the "
+            "dead tuples the archival just left are never reclaimed and the statistics go "
+            "stale. Leave the tables' settings as you found them; throttle the batches instead "
+            "(and if you must change a setting for the run, RESET it in a finally).")
+    after = _files(conn)
+    rewritten = sorted(n for n in files if n in after and after[n] != files[n])
+    if rewritten:
+        raise CheckFailed(
+            f"Your archiver rewrote {', '.join(rewritten)} (new relfilenode): VACUUM FULL, "
+            "CLUSTER or REINDEX copies the table (or index) under ACCESS EXCLUSIVE, and every "
+            "query and every checkout waits for the whole copy (minutes at 10 million rows). "
+            "Plain VACUUM (ANALYZE) makes the space reusable without blocking anyone; to "
+            "shrink the files, pg_repack, off-peak, separately from the archiver.",
+            "; ".join(f"{n}: {files[n]} → {after[n]}" for n in rewritten))
 
 
 def _split_verdict(conn: psycopg.Connection, when: str) -> None:
@@ -1784,3 +1946,8 @@ HINTS = {
            "Compare created_at < %(cutoff)s with the cutoff passed as a parameter (a timestamptz): "
            "no dates, no text, whatever the session's TimeZone."],
 }
+
+
+# Decoy runs keep the earlier exercises' check cells: q2 and q3 need exercise 1's partial
+# unique index, which q1's check applies (tests/test_contract.py reads this).
+CHECKS_BUILD_ON_EARLIER = True

@@ -2,7 +2,8 @@
 CHECK = "soft_delete.q2"
 EXPECT = "let SQLSTATE 23505 escape"  # the verdict must give this reason
 REPLACE = {"restore_product": '''def restore_product(conn, product_id):
-    restored = conn.execute("UPDATE products SET deleted_at = NULL WHERE id = %s "
+    restored = conn.execute("UPDATE products SET deleted_at = NULL, updated_at = now() "
+                            "WHERE id = %s "
                             "AND deleted_at IS NOT NULL", [product_id]).rowcount
     conn.commit()
     return restored == 1
