@@ -55,7 +55,7 @@ _SHORT_NAMES = {
     "fake": "data", "dataset": "data", "loading": "data", "feeds": "data",
     "sessions": "tools", "stress": "tools", "workload": "tools", "explain": "tools",
     "migrations_probe": "tools", "migrations_alembic": "tools", "blobstore": "tools",
-    "statements": "tools",
+    "statements": "tools", "ddl_watch": "tools", "legacy_schema": "data",
     "challenge": "course", "checking": "course", "learner": "course", "grading": "course",
 }
 

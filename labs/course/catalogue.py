@@ -78,6 +78,11 @@ COURSE: tuple[Challenge, ...] = (
               "FastAPI app, mass assignment refused, lazy loads that raise, N+1 against "
               "eager loading under a statement budget",
               ("start_here",), 2, 75),
+    Challenge("11", "schema_first", "Schema first",
+              "a DBA-owned legacy schema: clean models mapped onto quoted names (TypeDecorator, "
+              "composite keys), a mapping document from the catalogue, drift detected with "
+              "Alembic, autogenerate's rename reviewed",
+              ("migrations", "model_boundaries"), 2, 75),
 )
 
 BY_TOPIC = {c.topic: c for c in COURSE}
