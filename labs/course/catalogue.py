@@ -83,6 +83,11 @@ COURSE: tuple[Challenge, ...] = (
               "composite keys), a mapping document from the catalogue, drift detected with "
               "Alembic, autogenerate's rename reviewed",
               ("migrations", "model_boundaries"), 2, 75),
+    Challenge("12", "multi_tenant", "Multi-tenant data",
+              "row-level security that no query, role or pooled connection gets around: "
+              "USING and WITH CHECK policies, FORCE for the owner, a security_invoker view, "
+              "the tenant set per transaction on a pool, an index under the policy",
+              ("indexing", "race_conditions"), 3, 75),
 )
 
 BY_TOPIC = {c.topic: c for c in COURSE}
