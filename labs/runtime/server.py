@@ -226,6 +226,9 @@ def find_bindir(major: int | None = None) -> Path | None:
         candidates.append(Path(on_path).resolve().parent)
     for extra in ("/opt/homebrew/bin", "/usr/local/bin"):
         candidates.append(Path(extra))
+    # the builds the lab fetched itself (LAB_PG_VERSION=18): client tools such as
+    # pg_dump must come from the server's own major
+    candidates.extend(sorted(pg_binaries.cache_root().glob("postgresql-*/bin"), reverse=True))
     for bindir in candidates:
         if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
             if major is None or bindir_major(bindir) == major:
