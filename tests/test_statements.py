@@ -71,3 +71,23 @@ def test_a_counter_cannot_be_entered_twice(engine):
     with counter:
         with pytest.raises(RuntimeError):
             counter.__enter__()
+
+
+def test_rows_are_what_the_driver_reports_for_results_only(engine):
+    """A statement's rows are its cursor's rowcount when it has a result, else 0 (and an
+    unknown count, -1 as SQLite reports for a SELECT, is 0, never negative)."""
+    class Cursor:
+        def __init__(self, description, rowcount):
+            self.description, self.rowcount = description, rowcount
+
+    class Conn:
+        info: dict = {}
+
+    counter = count_statements(engine)
+    for cursor in (Cursor([("id",)], 7), Cursor(None, 5), Cursor([("id",)], -1)):
+        counter._after(Conn(), cursor, "SELECT", {}, None, False)
+    assert [s.rows for s in counter.statements] == [7, 0, 0]
+    assert counter.rows == 7
+    with count_statements(engine) as sent, engine.connect() as conn:
+        conn.execute(text("SELECT 1")).fetchall()
+    assert sent.rows >= 0

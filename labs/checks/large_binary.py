@@ -13,19 +13,24 @@ state it leaves: rows, objects in the store, large objects, their checksums.
   most ``chunk_size``; a missing id raises ``KeyError``; the large item is read with a
   tracemalloc peak bounded by a small multiple of the chunk size; and another session
   replaces the content (same length, other bytes) and commits right after the first
-  chunk: the stream must be wholly the old content or wholly the new one.
+  chunk: the stream must be wholly the old content or wholly the new one; a stream
+  abandoned after its first chunk (generator closed) leaves the connection as found.
 * q2 ``upload(conn, store, name, media_type, data)``: seeded uploads with the same
   bytes under two names (one object stored), one name for two contents (two phones'
   ``IMG_0001.JPG``), case variants of a name; every returned id is the row inserted
   and every row reads back its own bytes through its ``sha256`` key; then the upload
   is killed at every step in turn (before and after the store's ``put``, after each
   statement, after the commit): no committed row may ever point at content that is
-  not in the store.
+  not in the store. Content already stored and backdated must be young again after an
+  upload of it; a row whose content is missing does not stop an upload of those bytes
+  from storing them; an INSERT cancelled (psycopg error) for bytes committed rows
+  reference leaves the content in place.
 * q3 ``delete_photo(conn, photo_id)``: large objects of several rows (one shared by a
   re-posted photo); a deleted row's object is unlinked, unless another row still
   references it; a missing id returns False and changes nothing; killed after each
   statement, the row and its object are both there or both gone; every other large
-  object keeps its bytes (checksums).
+  object keeps its bytes (checksums), unreferenced ones included; during a call another
+  session's SELECT on media_lo (lock_timeout 300 ms) never waits.
 * q4 ``sweep_orphans(conn, store, grace)``: a store with referenced objects (one
   old), orphans older than the grace period and one just inside it, an upload in
   flight (content written, row inserted by another session and not committed), an
@@ -34,7 +39,9 @@ state it leaves: rows, objects in the store, large objects, their checksums.
   uncommitted upload. The in-flight uploads must survive and read back once their
   rows commit; every orphan older than the grace period is gone; the rows without
   content are reported and kept; the report is exact; the rows and the referenced
-  content are unchanged (counts and checksums).
+  content are unchanged (counts and checksums). The grace period is a day or more (with a
+  minutes part); the sweep runs with a non-UTC process TZ; right after its first
+  ``store.list()`` an upload re-uses an old orphan (put, then an uncommitted row): it stays.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import time
 import tracemalloc
 from typing import Any, Callable
 
@@ -299,6 +307,24 @@ def q1(lab: Any, stream_media: Callable[..., Any]) -> str:
                     f"got sha256 {sha256_hex(got)[:12]}…, old {sha256_hex(data)[:12]}…, new "
                     f"{sha256_hex(other)[:12]}…")
             _verify(caller, what)
+            # a download the client abandons after its first chunk (the generator is closed)
+            media_id, data = planted[rand.choice([5, 6])]
+            what = f"stream_media(conn, {media_id}, {chunk})"
+            parts = iter(_call(stream_media, caller.conn, media_id, chunk, who=what))
+            next(parts, b"")
+            close = getattr(parts, "close", None)
+            if close is not None:
+                close()
+            problems = caller.problems()
+            if problems:
+                raise CheckFailed(
+                    f"A client abandoned {what} after its first chunk (the generator was closed, "
+                    "as a web server does when the download is cancelled), and the connection "
+                    "was not left as it was found: " + "; ".join(problems) + ". Whatever the "
+                    "stream changes (its transaction, its isolation level) must be undone "
+                    "when it stops early too: read inside `with conn.transaction():` (which "
+                    "rolls back on GeneratorExit), restore settings in a finally.")
+            _verify(caller, what)
     finally:
         with psycopg.connect(lab.url, autocommit=True) as admin:
             admin.execute("DELETE FROM media_bytea WHERE name LIKE 'check%%'")
@@ -430,6 +456,64 @@ def q2(lab: Any, upload: Callable[..., Any]) -> str:
                 "SHA-256 of their content, so a second upload of the same photo is one more row and "
                 "no more "
                 "bytes.")
+        with Caller(lab) as caller:
+            # 1. content already in the store, old enough for a sweep: the upload re-uses it
+            #    and must make it young again (else the sweep removes it before the row commits)
+            key = sha256_hex(shared)
+            age = dt.timedelta(days=rand.randint(2, 9), minutes=rand.randint(1, 59))
+            store.set_modified(key, dt.datetime.now(dt.timezone.utc) - age)
+            started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=2)
+            name = f"repost_{rand.randint(100, 999)}.png"
+            what = f"upload(conn, store, {name!r}, 'image/png', <{len(shared):,} bytes>)"
+            _call(upload, caller.conn, store, name, "image/png", shared, who=what)
+            _verify(caller, what)
+            seen = store.stat(key)
+            if seen is None or seen.last_modified < started:
+                raise CheckFailed(
+                    f"{what} re-used content that was already in the store, last modified days "
+                    "ago, and left it that old: an orphan sweep with a grace period sees an old "
+                    "object, and if it runs before the row commits (or after the row it read "
+                    "was deleted), it removes the content and the new row is dangling. Call "
+                    "store.put(key, data) on every upload: for an existing key it keeps the "
+                    "bytes and refreshes the last-modified time.")
+            # 2. a row whose content is missing (a store restored from an older backup):
+            #    an upload of those bytes must store them, whatever the rows say
+            lost = _bytes(rand, adv.non_round(1500, rand=rand))
+            lost_id = insert_file_row(watcher, f"restored_{rand.randint(100, 999)}.jpg",
+                                      "image/jpeg", lost)
+            name = f"again_{rand.randint(100, 999)}.jpg"
+            what = f"upload(conn, store, {name!r}, 'image/jpeg', <{len(lost):,} bytes>)"
+            new_id = _call(upload, caller.conn, store, name, "image/jpeg", lost, who=what)
+            _verify(caller, what)
+            known_dangling.discard(lost_id)
+            if not store.exists(sha256_hex(lost)):
+                raise CheckFailed(
+                    f"{what} committed row {new_id} pointing at content that is not in the store "
+                    f"(a dangling reference): another row (id {lost_id}) already had that "
+                    "SHA-256, so the upload skipped the bytes, but that row's content was "
+                    "missing. The rows do not prove the store holds anything: always "
+                    "store.put(key, data), then insert the row.")
+            # 3. the INSERT fails (a statement timeout) for bytes committed rows reference
+            name = f"timeout_{rand.randint(100, 999)}.png"
+            what = f"upload(conn, store, {name!r}, 'image/png', <{len(shared):,} bytes>)"
+            client = psycopg.connect(lab.url)
+
+            def cancel(n: int, sql: Any) -> None:
+                raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+
+            try:
+                upload(HookedConnection(client, cancel), store, name, "image/png", shared)
+            except psycopg.Error:
+                pass
+            finally:
+                client.close()
+            if not store.exists(key):
+                raise CheckFailed(
+                    f"{what} failed (its INSERT was cancelled) and the content went with it, "
+                    "although committed rows reference those bytes (an earlier upload of the "
+                    "same photo): those rows are now dangling. With content addressing, an "
+                    "object may belong to other rows: never delete it on a failed upload; "
+                    "the orphan sweep removes it later if no row references it.")
         # killed at every step in turn
         steps = 0
         for at in range(1, 30):
@@ -482,6 +566,10 @@ def q3(lab: Any, delete_photo: Callable[..., Any]) -> str:
         oid = admin.execute("SELECT content FROM media_lo WHERE id = %s",
                             [first_shared]).fetchone()[0]
         reposted = plant(15_000, oid)  # a re-posted photo: a second row, the same object
+        # large objects no media_lo row references: another table's attachment, or one a
+        # client committed before its row; a photo delete must not touch them
+        strangers = [write_large_object(admin, _bytes(rand, adv.non_round(n, rand=rand)))
+                     for n in (4000, 9000)]
         missing = admin.execute("SELECT coalesce(max(id), 0) + 1000 FROM media_lo").fetchone()[0]
 
     watcher = psycopg.connect(lab.url, autocommit=True)
@@ -515,6 +603,15 @@ def q3(lab: Any, delete_photo: Callable[..., Any]) -> str:
                 "lo_unlink(content) in the same transaction as the DELETE.",
                 f"{len(leaked)} object(s) leaked")
         lost = set(want_objects) - set(objects)
+        unowned = sorted(o for o in lost if o not in rows.values())
+        if unowned:
+            raise CheckFailed(
+                f"After {what}, large object {unowned[0]} was unlinked, and it was not the "
+                "deleted photo's: no media_lo row references it, but pg_largeobject is shared "
+                "by the whole database (another table's attachment, an object written before "
+                "its row commits). Unlink only the oid the DELETE … RETURNING content gave "
+                "you, when no other row references it; sweeping unreferenced objects is a "
+                "separate job with its own rules.", f"{len(unowned)} object(s) unlinked")
         if lost:
             holders = [i for i, o in rows.items() if o in lost]
             raise CheckFailed(
@@ -540,6 +637,34 @@ def q3(lab: Any, delete_photo: Callable[..., Any]) -> str:
                         raise CheckFailed(f"{what} returned {got!r}; it should return {want} "
                                           "(True when it deleted the photo, False when there "
                                           "was none).")
+            # readers of the gallery never wait for a delete
+            photo_id = alone[2]
+            what = f"delete_photo(conn, {photo_id})"
+            before = state()
+            prober = psycopg.connect(lab.url, autocommit=True)
+            prober.execute("SET lock_timeout = '300ms'")
+            waited: list[str] = []
+
+            def probe(n: int, sql: Any) -> None:
+                try:
+                    prober.execute("SELECT count(*) FROM media_lo").fetchone()
+                except psycopg.errors.LockNotAvailable:
+                    waited.append(' '.join(str(sql).split())[:60])
+
+            client = psycopg.connect(lab.url)
+            try:
+                _call(delete_photo, HookedConnection(client, probe), photo_id, who=what)
+            finally:
+                client.close()
+                prober.close()
+            if waited:
+                raise CheckFailed(
+                    f"While {what} ran (after its statement {waited[0]!r}), another session's "
+                    "SELECT on media_lo waited for a lock: the delete locks the whole table "
+                    "(LOCK TABLE takes ACCESS EXCLUSIVE), so every reader of the gallery queues "
+                    "behind it. DELETE … WHERE id = … locks only its row; the NOT EXISTS "
+                    "check needs no table lock.")
+            judge(before, state(), photo_id, what)
             # killed after each statement: both there or both gone
             for at in range(1, 6):
                 before = state()
@@ -585,6 +710,8 @@ def q3(lab: Any, delete_photo: Callable[..., Any]) -> str:
                           "AND NOT EXISTS (SELECT 1 FROM media_lo l WHERE l.content = m.oid "
                           "AND l.name NOT LIKE 'check%%')")
             admin.execute("DELETE FROM media_lo WHERE name LIKE 'check%%'")
+            admin.execute("SELECT lo_unlink(oid) FROM pg_largeobject_metadata "
+                          "WHERE oid = ANY(%s::oid[])", [strangers])
     return ("each deleted photo's large object unlinked in the same transaction, a shared "
             "one kept while another photo uses it, every other object unchanged")
 
@@ -593,11 +720,30 @@ def q3(lab: Any, delete_photo: Callable[..., Any]) -> str:
 # q4: mark and sweep, with a grace period
 
 
+class _ListHookStore:
+    """The store, running ``after_list`` once, right after the first ``list()`` returned."""
+
+    def __init__(self, store: FileStore, after_list: Callable[[], None]) -> None:
+        self._store, self._after_list, self._done = store, after_list, False
+
+    def list(self) -> list[Any]:
+        out = self._store.list()
+        if not self._done:
+            self._done = True
+            self._after_list()
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
 def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
     require(sweep_orphans)
     rand = adv.rng()
     store = store_of(lab)
-    grace = dt.timedelta(minutes=rand.choice([10, 15, 30, 45, 60]), seconds=rand.randint(0, 59))
+    # a day or more, with a minutes part: timedelta.seconds (the field, not the total) is wrong
+    grace = dt.timedelta(days=rand.randint(1, 3), minutes=rand.randint(10, 59),
+                         seconds=rand.randint(1, 59))
     now = dt.datetime.now(dt.timezone.utc)
 
     def blob(n: int) -> bytes:
@@ -621,6 +767,10 @@ def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
             store.put(sha256_hex(data), data)
             store.set_modified(sha256_hex(data), now - age)
             old_orphans.append(sha256_hex(data))
+        # an old orphan that an upload re-uses while the sweep runs (after its listing)
+        revived = blob(2800)
+        store.put(sha256_hex(revived), revived)
+        store.set_modified(sha256_hex(revived), now - 3 * grace)
         young = blob(3000)
         store.put(sha256_hex(young), young)
         store.set_modified(sha256_hex(young), now - grace + dt.timedelta(minutes=2))
@@ -657,18 +807,37 @@ def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
             "SELECT oid FROM pg_largeobject_metadata m WHERE NOT EXISTS "
             "(SELECT 1 FROM media_lo WHERE content = m.oid)").fetchall())
         assert set(old_orphans) <= set(want_removed) and set(lo_orphans) <= set(want_unlinked)
+        want_removed.remove(sha256_hex(revived))  # re-used during the sweep: it stays
         kept_objects = {o.key: store.size(o.key) for o in objects if o.key not in want_removed}
         kept_sums = {k: sha256_hex(store.chunks(k)) for k in kept_objects}
         los_before = _lo_checksums(admin)
         rows_before = {t: query_checksum(admin, f"SELECT * FROM {t}") for t in MEDIA_TABLES}
 
-        with untouched(lab, SHOP_TABLES), Caller(lab) as caller:
-            what = f"sweep_orphans(conn, store, {grace!r})"
-            report = _call(sweep_orphans, caller.conn, store, grace, who=what)
-            _verify(caller, what)
+        def revive() -> None:  # the upload's put (refreshing the age), then its row, uncommitted
+            store.put(sha256_hex(revived), revived)
+            insert_file_row(flight, "revived.png", "image/png", revived)
+
+        # the sweep runs in a process whose local time is not UTC (naive now() is wrong)
+        zone = adv.non_utc_zone(rand=rand)
+        saved_tz = os.environ.get("TZ")
+        os.environ["TZ"] = zone
+        time.tzset()
+        try:
+            with untouched(lab, SHOP_TABLES), Caller(lab) as caller:
+                what = f"sweep_orphans(conn, store, {grace!r})"
+                report = _call(sweep_orphans, caller.conn, _ListHookStore(store, revive),
+                               grace, who=what)
+                _verify(caller, what)
+        finally:
+            if saved_tz is None:
+                os.environ.pop("TZ", None)
+            else:
+                os.environ["TZ"] = saved_tz
+            time.tzset()
 
         for key, label in [(sha256_hex(in_flight), "in_flight.mov"),
-                           (sha256_hex(reused), "reused.png")]:
+                           (sha256_hex(reused), "reused.png"),
+                           (sha256_hex(revived), "revived.png")]:
             if not store.exists(key):
                 raise CheckFailed(
                     f"The sweep removed the content of an upload in flight ({label}: its content "
@@ -677,12 +846,18 @@ def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
                     "points at nothing. Remove only unreferenced objects older than the grace "
                     "period (obj.last_modified < now - grace).",
                     "the re-used one had old bytes whose age the new upload's put refreshed"
-                    if label == "reused.png" else "")
+                    if label == "reused.png" else
+                    "an upload re-used that old orphan's bytes after your sweep listed the "
+                    "store (its put refreshed the age): read the object's age again "
+                    "(store.stat) right before deleting it" if label == "revived.png" else "")
         if not store.exists(sha256_hex(young)):
             raise CheckFailed(
                 f"The sweep removed an orphan {grace - dt.timedelta(minutes=2)} old, inside the "
                 f"grace period of {grace}: remove only objects whose last_modified is older "
-                "than now - grace (an upload may take that long to commit its row).")
+                "than now - grace (an upload may take that long to commit its row). Compare "
+                "aware UTC times (datetime.now(timezone.utc) - grace; the process ran in "
+                f"{zone}, where a naive now() is local time), and use the whole timedelta "
+                "(grace itself, or grace.total_seconds(); grace.seconds drops the days).")
         with psycopg.connect(lab.url, autocommit=True) as conn:
             left = {i for (i,) in conn.execute("SELECT id FROM media_files WHERE id = ANY(%s)",
                                                [missing_rows]).fetchall()}
@@ -697,7 +872,8 @@ def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
             raise CheckFailed(f"After the sweep, {len(still)} unreferenced object(s) older than "
                               f"the grace period of {grace} are still in the store: remove every "
                               "object that no media_files.sha256 references and whose "
-                              "last_modified is older than now - grace.")
+                              "last_modified is older than now - grace (aware UTC times: the "
+                              f"process ran in {zone}, where a naive now() is local time).")
         lost = [k for k in kept_objects if not store.exists(k)
                 or sha256_hex(store.chunks(k)) != kept_sums[k]]
         if lost:
@@ -742,7 +918,8 @@ def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
                     + ".", f"expected {len(want)} entries")
         # the uploads in flight commit: they read back
         flight.commit()
-        for key, data in [(sha256_hex(in_flight), in_flight), (sha256_hex(reused), reused)]:
+        for key, data in [(sha256_hex(in_flight), in_flight), (sha256_hex(reused), reused),
+                          (sha256_hex(revived), revived)]:
             if store.get(key) != data:
                 raise CheckFailed("An upload in flight no longer reads back after its commit.")
         with psycopg.connect(lab.url, autocommit=True) as conn:

@@ -24,7 +24,9 @@ judges by effect, on data and columns planted from the run's seed
   full change of the allowed fields (text with quotes, LIKE metacharacters, non-ASCII), a
   partial body, an explicit ``null``, an empty body, a body with each protected field
   (seeded order, the column the check added included) beside an allowed one, values the
-  database would refuse (NULL full name, a three-letter country); after every request the
+  database would refuse (NULL full name, NULL country, a one- and a three-letter country),
+  a partial PATCH while another session changes another field between its read and its
+  write (that change must survive: no lost update); after every request the
   checksum of every protected column of every customer and of every other customer's row
   must be as before, and the answer 200, 404 or 422 as the task says;
 * q4 plants customers with orders sharing ``created_at`` instants (ids arranged so that only
@@ -32,7 +34,10 @@ judges by effect, on data and columns planted from the run's seed
   pages through them (seeded page size, every offset, one past the end) comparing each page
   with a raw-SQL oracle: at most 3 statements per call whatever the page size, ``OrderOut``
   instances that still serialise after the session is closed, LIMIT counted in orders, not
-  in joined rows.
+  in joined rows; every call sends a statement (no cache: an order's status changes
+  between pages) and fetches at most the page's orders, items and products (+3) rows (the
+  statement counter's rowcounts); items are stored out of id order, so only an ORDER BY id
+  returns them as asked.
 """
 
 from __future__ import annotations
@@ -431,7 +436,7 @@ PROTECTED_VALUES = {  # a body field the API must refuse, and a value an attacke
     "id": 1,
     "created_at": "2001-02-03T04:05:06.789Z",
     "email": "attacker@example.org",
-    "internal_note": None,
+    "internal_note": "cleared: no fraud here",
     "deleted_at": "2020-01-01T00:00:00Z",
     "is_load_test": True,
 }
@@ -444,6 +449,41 @@ def _client(make_app: Callable[..., Any], engine: Any, **answers: Any) -> Iterat
     app = make_app(engine, **answers)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
+
+
+class _Race:
+    """Another session's UPDATE of one field, committed right after the first statement
+    with a result that ``engine`` runs while armed (the PATCH's read of the row)."""
+
+    def __init__(self, engine: Any, url: str, cid: int, field: str, value: str) -> None:
+        from sqlalchemy import event
+
+        self.engine, self.url, self.cid, self.field, self.value = engine, url, cid, field, value
+        self.done = self.fired = False
+        self._event = event
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    def _after(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+               executemany: bool) -> None:
+        if self.fired or getattr(cursor, "description", None) is None:
+            return
+        self.fired = True
+        with psycopg.connect(self.url, autocommit=True) as other:
+            other.execute("SET lock_timeout = '500ms'")
+            try:
+                other.execute(f"UPDATE customers SET {self.field} = %s WHERE id = %s",
+                              [self.value, self.cid])
+                self.done = True
+            except psycopg.errors.LockNotAvailable:
+                pass  # the PATCH locked the row (SELECT … FOR UPDATE): no lost update possible
+
+    def stop(self) -> None:
+        if self._event.contains(self.engine, "after_cursor_execute", self._after):
+            self._event.remove(self.engine, "after_cursor_execute", self._after)
+
+
+def _race(engine: Any, lab: Any, cid: int, field: str, value: str) -> _Race:
+    return _Race(engine, lab.url, cid, field, value)
 
 
 def q3(lab: Any, make_app: Callable[..., Any], CustomerPatch: Any,
@@ -586,6 +626,30 @@ def q3(lab: Any, make_app: Callable[..., Any], CustomerPatch: Any,
                      for k in PATCHABLE}
             want2.update(part)
             expect_row(t2, want2, json.dumps(sorted(part)), state, tuple(part))
+            # 2b. another PATCH of another field commits between this one's read and write:
+            #     an UPDATE of only the sent fields keeps it (no lost update)
+            other_field = r.choice(["phone", "full_name"])
+            other_value = f"{full[other_field]} (other request)"
+            body = {"city": f"{full['city']} ({r.randint(10, 99)})"}
+            raced = _race(engine, lab, t2, other_field, other_value)
+            try:
+                response, state = send(t2, body)
+            finally:
+                raced.stop()
+            status(response, 200, t2, body, "a body may send any subset of the fields")
+            if raced.done and state[2][t2][other_field] != other_value:
+                raise CheckFailed(
+                    f"PATCH /customers/{t2} with {json.dumps(body, ensure_ascii=False)} ran while "
+                    f"another request changed {other_field} (it committed after this one read the "
+                    f"row and before it wrote), and afterwards {other_field} is "
+                    f"{state[2][t2][other_field]!r} again: a lost update. The UPDATE wrote every "
+                    "column from the row it had read, not only the fields the body sent. Set "
+                    "only the sent fields (setattr on the ORM instance for each key of "
+                    "patch.model_dump(exclude_unset=True): the ORM's UPDATE names only the "
+                    "changed columns).")
+            if state[2][t2]["city"] != body["city"]:
+                raise CheckFailed(f"After PATCH /customers/{t2} with {json.dumps(body)}, city is "
+                                  f"{state[2][t2]['city']!r}: commit the change.")
             # 3. an explicit null is a change (to NULL), not "not sent"
             response, state = send(t3, {"phone": None})
             status(response, 200, t3, {"phone": None}, "phone may be NULL, and the body set it")
@@ -602,30 +666,47 @@ def q3(lab: Any, make_app: Callable[..., Any], CustomerPatch: Any,
             # 5. protected fields beside an allowed one: nothing changes, 422
             keys = list(PROTECTED_VALUES) + [c for c in protected if c not in PROTECTED_VALUES]
             r.shuffle(keys)
+            # every key is tried before a request that was not refused is reported: a body
+            # that wrote a protected column (mass assignment) is the worse failure, and a
+            # value that happens to equal the stored one shows none
+            not_refused: tuple | None = None
             for key in keys:
                 body = {"city": f"Mass-{r.randint(10, 99)}",
                         key: PROTECTED_VALUES.get(key, "overwritten")}
                 response, state = send(t4, body)
                 if response.status_code != 422:
-                    raise CheckFailed(
-                        f"PATCH /customers/{t4} with {json.dumps(body)} answered "
-                        f"{response.status_code}; a field the API does not accept ({key}) must "
-                        "be refused with 422, not ignored: the client learns its request was "
-                        "wrong instead of believing it worked. model_config = "
-                        "ConfigDict(extra=\"forbid\") on CustomerPatch.", response.text[:300])
+                    not_refused = not_refused or (key, body, response)
+                    want4 = {k: v.rstrip() if k == "country" and isinstance(v, str) else v
+                             for k, v in state[2][t4].items() if k in PATCHABLE}
+                    continue
                 expect_row(t4, want4, f"{json.dumps(sorted(body))} (refused)", state,
                            tuple(body), refused=True)
+            if not_refused:
+                key, body, response = not_refused
+                raise CheckFailed(
+                    f"PATCH /customers/{t4} with {json.dumps(body)} answered "
+                    f"{response.status_code}; a field the API does not accept ({key}) must "
+                    "be refused with 422, not ignored: the client learns its request was "
+                    "wrong instead of believing it worked. model_config = "
+                    "ConfigDict(extra=\"forbid\") on CustomerPatch.", response.text[:300])
             # 6. values the database would refuse are refused by the DTO first (422, not 500)
-            for body, why in [({"full_name": None}, "full_name is NOT NULL"),
-                              ({"country": r.choice(["FRA", "N", "USA"])},
-                               "country is two letters (char(2))")]:
+            refused = [({"full_name": None}, "full_name is NOT NULL"),
+                       ({"country": None}, "country is NOT NULL"),
+                       ({"country": r.choice(["N", "F", "Z"])},
+                        "country is exactly two letters (char(2)): a shorter one is stored "
+                        "blank-padded, a code no client can use"),
+                       ({"country": r.choice(["FRA", "USA", "NZL"])},
+                        "country is exactly two letters (char(2))")]
+            r.shuffle(refused)
+            for body, why in refused:
                 response, state = send(t4, body)
                 if response.status_code != 422:
                     raise CheckFailed(
                         f"PATCH /customers/{t4} with {json.dumps(body)} answered "
                         f"{response.status_code}; expected 422: {why}. Validate in the DTO too "
                         "(full_name: str = None accepts an absent field but refuses null; "
-                        "country: a 2-character string), so the client gets a 422 that names "
+                        "country: str = Field(None, min_length=2, max_length=2), not "
+                        "str | None), so the client gets a 422 that names "
                         "the field instead of a 500 from the database's constraint.",
                         response.text[:300])
                 expect_row(t4, want4, f"{json.dumps(sorted(body))} (refused)", state,
@@ -695,11 +776,18 @@ def _plant_orders(conn: psycopg.Connection, r: Any) -> dict[str, Any]:
                  decimal.Decimal(r.randint(100, 99_999)) / 100,
                  r.choice([None, "gift_wrap 100%"])])
             newest = created == rows[-1][1]  # the first page's orders: several items each
-            for _ in range(r.choice([2, 3, 5]) if newest else r.choice([0, 1, 2, 3, 5, 7])):
+            k = r.choice([2, 3, 5]) if newest else r.choice([0, 1, 2, 3, 5, 7])
+            item_ids = [row[0] for row in conn.execute(
+                "SELECT nextval(pg_get_serial_sequence('order_items', 'id')) "
+                "FROM generate_series(1, %s)", [k])]
+            # physical order differs from id order: only ORDER BY id gives the items in order
+            # (a rotation: neither ascending nor, from three items on, descending)
+            shift = r.randint(1, k - 1) if k > 1 else 0
+            for item_id in item_ids[shift:] + item_ids[:shift]:
                 conn.execute(
-                    "INSERT INTO order_items (order_id, product_id, quantity, unit_price) "
-                    "VALUES (%s, %s, %s, %s)",
-                    [oid, r.choice(products), r.randint(1, 9),
+                    "INSERT INTO order_items (id, order_id, product_id, quantity, unit_price) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    [item_id, oid, r.choice(products), r.randint(1, 9),
                      decimal.Decimal(r.randint(50, 9_999)) / 100])
             order_ids.append(oid)
     return {"customers": customers, "sizes": sizes, "orders": order_ids}
@@ -751,7 +839,11 @@ def q4(lab: Any, list_orders_with_items: Callable[..., Any], OrderOut: Any) -> s
             limit = r.randint(4, 9)
             plan = [(big, limit, off) for off in range(0, n + limit, limit)]
             plan += [(big, n + 5, 0), (small, limit, 0), (empty, limit, 0)]
+            statuses = ["pending", "paid", "shipped", "delivered"]
             for customer, lim, off in plan:
+                # between two pages, an order changes status (every page is read afresh)
+                conn.execute("UPDATE orders SET status = %s WHERE id = %s",
+                             [r.choice(statuses), r.choice(planted["orders"])])
                 want = _oracle(conn, customer, lim, off)
                 with _session(engine) as s, count_statements(engine) as sent:
                     got = _call(list_orders_with_items, s, customer, limit=lim, offset=off,
@@ -759,6 +851,24 @@ def q4(lab: Any, list_orders_with_items: Callable[..., Any], OrderOut: Any) -> s
                 calls += 1
                 call = (f"list_orders_with_items(session, {customer}, limit={lim}, "
                         f"offset={off})")
+                if sent.count == 0:
+                    raise CheckFailed(
+                        f"{call} sent no statement: the page came from a cache of your own, "
+                        "not from the database, so a new order, a changed status or a deleted "
+                        "item never shows (and the cache grows with every customer). Query the "
+                        "page on every call; the database's buffer cache makes it cheap.")
+                page_items = [i for o in want for i in o["items"]]
+                bound = (len(want) + len(page_items)
+                         + len({i["product_id"] for i in page_items}) + BUDGET)
+                if sent.rows > bound:
+                    raise CheckFailed(
+                        f"{call} fetched {sent.rows:,} rows from the database for a page of "
+                        f"{len(want)} orders with {len(page_items)} items (at most {bound} "
+                        "are needed): it loads all of the customer's orders and keeps a page in "
+                        "Python (a slice, or a loop that skips). A customer with 50,000 orders "
+                        "would load them all on every page. Put the page in the query: "
+                        ".order_by(…).limit(limit).offset(offset) on the orders, then load "
+                        "their items (selectinload).", sent.report())
                 if sent.count > BUDGET:
                     raise CheckFailed(
                         f"{call} sent {sent.count} statements for a page of {len(want)} "
@@ -835,6 +945,17 @@ def _judge_page(got: Any, want: list[dict], call: str, OrderOut: Any, limit: int
         items = [{k: _plain(v) for k, v in i.items()} for i in (g.get("items") or [])]
         wanted = [{k: _plain(v) for k, v in i.items()} for i in w["items"]]
         if items != wanted:
+            got_item_ids = [i.get("id") for i in items]
+            want_item_ids = [i["id"] for i in wanted]
+            if len(items) == len(wanted) and sorted(items, key=lambda i: i.get("id") or 0) \
+                    == wanted:
+                raise CheckFailed(
+                    f"{call}: order {w['id']} has the right items in the wrong order "
+                    f"({got_item_ids}; ordered by item id: {want_item_ids}). Without an "
+                    "ORDER BY, rows come in whatever order the plan reads them (insertion "
+                    "order, until an UPDATE moves a row), so the API's item order changes from "
+                    "call to call. Declare Order.items with order_by=OrderItem.id (or sort the "
+                    "items by id in order_out).")
             raise CheckFailed(
                 f"{call}: order {w['id']} has {len(items)} items; the database has "
                 f"{len(wanted)} (compared field by field, ordered by item id).",

@@ -35,6 +35,7 @@ class Statement:
     sql: str
     parameters: Any
     seconds: float = 0.0
+    rows: int = 0  # rows the statement returned (0 for a statement without a result)
 
     def one_line(self, width: int = 100) -> str:
         text = " ".join(self.sql.split())
@@ -60,8 +61,11 @@ class StatementCounter:
                context: Any, executemany: bool) -> None:
         started = conn.info.get("lab_statement_started") or [time.perf_counter()]
         seconds = time.perf_counter() - started.pop()
+        rows = 0
+        if getattr(cursor, "description", None) is not None:
+            rows = max(getattr(cursor, "rowcount", 0) or 0, 0)
         with self._lock:
-            self.statements.append(Statement(statement, parameters, seconds))
+            self.statements.append(Statement(statement, parameters, seconds, rows))
 
     # ---- the context manager
     def __enter__(self) -> "StatementCounter":
@@ -83,6 +87,11 @@ class StatementCounter:
     def count(self) -> int:
         """How many statements were sent (a statement that failed is not counted)."""
         return len(self.statements)
+
+    @property
+    def rows(self) -> int:
+        """How many rows the statements returned, together (what the driver fetched)."""
+        return sum(s.rows for s in self.statements)
 
     @property
     def seconds(self) -> float:
