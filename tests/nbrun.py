@@ -36,9 +36,21 @@ def execute(nb: nbformat.NotebookNode, *, stop_after: int | None = None,
         old = os.environ.get("LAB_RESULTS_FILE")
         os.environ["LAB_RESULTS_FILE"] = str(results)
         try:
-            client = NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
-                                    resources={"metadata": {"path": str(NOTEBOOKS_DIR)}})
-            client.execute()
+            for attempt in range(3):
+                client = NotebookClient(nb, timeout=timeout, allow_errors=True,
+                                        kernel_name="python3",
+                                        resources={"metadata": {"path": str(NOTEBOOKS_DIR)}})
+                try:
+                    client.execute()
+                    break
+                except RuntimeError as exc:
+                    # the kernel never started: it picks its TCP ports, then binds them, and on
+                    # a busy machine another process (a PostgreSQL client's ephemeral port) can
+                    # take one in between ("Address already in use"); no cell has run, so a
+                    # fresh kernel is the same run
+                    if attempt == 2 or not str(exc).startswith(("Kernel didn't respond",
+                                                                 "Kernel died before")):
+                        raise
         finally:
             if old is None:
                 os.environ.pop("LAB_RESULTS_FILE", None)

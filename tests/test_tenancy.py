@@ -46,3 +46,12 @@ def test_drop_roles_leaves_no_role(lab):
     tenancy.drop_roles(lab)
     assert _roles(lab) == set()
     assert lab.scalar("SELECT count(*) FROM orders") > 0
+
+
+def test_reset_drops_the_roles_it_cannot_clone_away(lab):
+    """Roles live outside the database: lab.reset() drops them before it clones again."""
+    tenancy.prepare(lab)
+    assert len(_roles(lab)) == 2
+    lab.reset()
+    assert _roles(lab) == set()
+    assert lab.scalar("SELECT to_regclass('public.tenants')") is None

@@ -54,6 +54,8 @@ class Lab:
     dataset: dict[str, Any]
     _connections: list[psycopg.Connection] = field(default_factory=list, repr=False)
     _engine: Any = field(default=None, repr=False)
+    # what a challenge made outside its database (roles are cluster-wide): undone by reset()
+    _on_reset: list[Any] = field(default_factory=list, repr=False)
 
     @property
     def server_version(self) -> int:
@@ -124,9 +126,18 @@ class Lab:
             self._engine.dispose()
             self._engine = None
 
+    def on_reset(self, undo: Any) -> None:
+        """Run ``undo()`` at the next ``reset()``, before the database is cloned again: for
+        what lives outside the database (a role), which a new clone would not remove."""
+        if undo not in self._on_reset:
+            self._on_reset.append(undo)
+
     def reset(self) -> "Lab":
         """Throw away every change: clone the challenge database from the template again."""
         self.close()
+        undo, self._on_reset = self._on_reset, []
+        for step in undo:
+            step()
         _clone(self.server, self.dbname, self.dataset_template)
         return self
 

@@ -15,6 +15,8 @@ be repeated), and ``drop_roles`` removes them when the notebook ends.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +103,8 @@ def tenancy(lab: Any) -> Tenancy:
 def prepare(lab: Any) -> Tenancy:
     """Add tenants to the shop and (re)create the owner and application roles."""
     drop_roles(lab)
+    if hasattr(lab, "on_reset"):  # roles outlive a clone: lab.reset() drops them
+        lab.on_reset(functools.partial(drop_roles, lab))
     owner, app = role_names(lab)
     n = tenant_count(lab)
     ids = {"owner": sql.Identifier(owner), "app": sql.Identifier(app),
