@@ -39,10 +39,10 @@ def _skippable(cell: nbformat.NotebookNode, try_it: bool = True) -> bool:
                 and cell.source.lstrip().lower().startswith("# try it")))
 
 
-def _without_demos(nb: nbformat.NotebookNode, try_it: bool = True) -> nbformat.NotebookNode:
-    """The notebook without demo cells and (unless ``try_it`` is false) "try it" cells."""
+def _without_demos(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook without demo cells and "try it" cells."""
     nb = nbformat.from_dict(nb)
-    nb.cells = [c for c in nb.cells if not _skippable(c, try_it)]
+    nb.cells = [c for c in nb.cells if not _skippable(c)]
     return nb
 
 

@@ -151,11 +151,11 @@ def next_step_line(topic: str) -> str:
 
 def table(rows: list[ChallengeProgress] | None = None) -> str:
     rows = summary() if rows is None else rows
+    done = {r.challenge.topic for r in rows if r.done}
     out = [f"{'challenge':<24} {'checks':>7}  {'last attempt (UTC)':<20} status"]
     for r in rows:
         status = ("done" if r.done else "in progress" if r.started else
-                  "ready" if all(n in {x.challenge.topic for x in rows if x.done}
-                                 for n in r.challenge.needs) else
+                  "ready" if all(n in done for n in r.challenge.needs) else
                   "needs " + ", ".join(catalogue.BY_TOPIC[n].number for n in r.challenge.needs))
         when = r.last_at[:16].replace("T", " ") if r.last_at else "—"
         out.append(f"{r.challenge.number} {r.challenge.topic:<21} "
