@@ -236,3 +236,25 @@ def test_reflections_are_collected_for_the_instructor():
                 nbformat.v4.new_markdown_cell("*Your answer:* ", metadata={"tags": ["reflection"]})]
     assert reflections_in(nb) == [("**Question 1.** Why a total order?",
                                    "ties come back in plan order")]
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_a_challenge_that_needs_roles_can_be_graded(tmp_path):
+    """12's setup creates an owner and an application role, which a graded learner's role may
+    not do (CREATEROLE on PostgreSQL 15 reaches pg_execute_server_program): the grader makes
+    them, the reference scores full marks as the learner's role, and no role is left."""
+    srv = ensure_server(verbose=False)
+    before = set(leftovers(srv))
+    name = "12_multi_tenant.ipynb"
+    (tmp_path / "subs" / "zed").mkdir(parents=True)
+    learner = nbformat.read(NOTEBOOKS_DIR / name, as_version=4)
+    solution = {c.id: c for c in nbformat.read(SOLUTIONS_DIR / name, as_version=4).cells}
+    for cell in learner.cells:
+        if ANSWER_TAG in cell.metadata.get("tags", []):
+            cell.source = solution[cell.id].source
+    nbformat.write(learner, tmp_path / "subs" / "zed" / name)
+    report = grade(tmp_path / "subs", out_dir=tmp_path / "report", jobs=1)
+    row, = report.rows
+    assert (row.passed, row.total) == (4, 4), row.failures
+    assert set(leftovers(srv)) - before == set()

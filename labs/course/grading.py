@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import importlib
 import hashlib
 import hmac
 import json
@@ -324,6 +325,11 @@ class Isolation:
     password: str
     template: str
     namespace: str
+    # roles a challenge needs beside the learner's (12's owner and app roles), made here
+    # because the learner's role may not create roles; LOGIN ones get passwords derived
+    # from role_secret, which only this learner's kernel is given
+    challenge_roles: list[str] = field(default_factory=list)
+    role_secret: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
     def url(self) -> str:
         """The server's URL with this role's credentials (database ``postgres``)."""
@@ -364,6 +370,7 @@ def isolate(server: Server, learner: str, topic: str, scale_template: str) -> Is
                     f"{GRADE_PREFIX}tpl_{tag}", f"grade_{tag}_")
     try:
         _make(iso, scale_template)
+        _make_challenge_roles(iso, topic)
     except BaseException:
         release(iso)  # a half-made role or template is dropped, not left on the server
         raise
@@ -410,13 +417,43 @@ def _make(iso: Isolation, scale_template: str) -> None:
                 sql.SQL(function), role))
 
 
+def _make_challenge_roles(iso: Isolation, topic: str) -> None:
+    """The roles the challenge's check module says the grader makes (``GRADER_MAKES_ROLES``:
+    the challenge database's name -> [(role, can log in)]), granted to the learner's role so
+    that it may own through them, SET ROLE to them and reset what they own."""
+    try:
+        module = importlib.import_module(f"labs.checks.{topic}")
+    except ImportError:
+        return
+    make = getattr(module, "GRADER_MAKES_ROLES", None)
+    if make is None:
+        return
+    from ..tools.tenancy import role_password
+
+    dbname = f"lab_{iso.namespace}{topic}"  # labs.setup(topic) under LAB_DB_NAMESPACE
+    with psycopg.connect(iso.server.url, autocommit=True) as admin:
+        # outside grading the lab connects as a superuser, which row-level security does not
+        # apply to, and the checks read the truth through that connection; the learner's
+        # answers are still judged as the challenge's own roles, which do not bypass it
+        admin.execute(sql.SQL("ALTER ROLE {} BYPASSRLS").format(sql.Identifier(iso.role)))
+        for name, login in make(dbname):
+            iso.challenge_roles.append(name)
+            admin.execute(sql.SQL("CREATE ROLE {} {} NOSUPERUSER NOBYPASSRLS NOCREATEDB "
+                                  "NOCREATEROLE PASSWORD {}").format(
+                sql.Identifier(name), sql.SQL("LOGIN" if login else "NOLOGIN"),
+                sql.Literal(role_password(name, iso.role_secret))))
+            admin.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(name),
+                                                           sql.Identifier(iso.role)))
+
+
 def release(iso: Isolation) -> list[str]:
     """Drop every database the role owns, its template, and the role. Returns what failed."""
     problems = []
     with psycopg.connect(iso.server.url, autocommit=True) as admin:
         if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [iso.role]).fetchone() \
                 is None and admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                                          [iso.template]).fetchone() is None:
+                                          [iso.template]).fetchone() is None \
+                and not iso.challenge_roles:
             return problems  # never made
         owned = [r[0] for r in admin.execute(
             "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles "
@@ -431,10 +468,11 @@ def release(iso: Isolation) -> list[str]:
             with admin.transaction():
                 # dropping the role deletes its pg_parameter_acl grant: same lock as granting
                 admin.execute("SELECT pg_advisory_xact_lock(hashtext('lab grading roles'))")
-                if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
-                                 [iso.role]).fetchone():
-                    admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(iso.role)))
-                    admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(iso.role)))
+                for role in [*iso.challenge_roles, iso.role]:
+                    if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                     [role]).fetchone():
+                        admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
         except psycopg.Error as exc:
             problems.append(f"could not drop role {iso.role}: {exc}")
     return problems
@@ -521,6 +559,7 @@ def grade_one(learner: str, submitted: Path, cell_timeout: int = 600,
             env = dict(os.environ, LAB_RESULTS_FILE=str(results),
                        LAB_RESULTS_KEY_FILE=str(key_file), LAB_DB_NAMESPACE=iso.namespace,
                        LAB_TEMPLATE=iso.template, DATABASE_URL=iso.url(),
+                       LAB_ROLE_SECRET=iso.role_secret,
                        PLOOMBER_STATS_ENABLED="false", LAB_REVEAL_SOLUTIONS="0",
                        LAB_PROGRESS="off", PYTHONPATH=str(ROOT))
             timed_out, cells = _run_nbval(path, graded, work, env, cell_timeout,

@@ -11,11 +11,19 @@ Role names are the database name plus a suffix, so notebooks of parallel runs (o
 ``LAB_DB_NAMESPACE``) never share a role. Roles are cluster-wide and survive ``DROP
 DATABASE``; ``prepare`` therefore drops and recreates them (idempotent: Run All can
 be repeated), and ``drop_roles`` removes them when the notebook ends.
+
+Under grading the notebook runs as a role that may not create roles (``CREATEROLE``
+on PostgreSQL 15 would let it grant itself ``pg_execute_server_program``): the grader
+makes the two roles beforehand (``grading_roles``) and grants it the owner role, and
+``prepare`` then keeps them and only resets what they own in this database.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
+import os
 
 from dataclasses import dataclass
 from typing import Any
@@ -50,12 +58,40 @@ class Tenancy:
 
 def role_names(lab: Any) -> tuple[str, str]:
     """(owner role, app role), scoped to the challenge database."""
-    return f"{lab.dbname}_owner", f"{lab.dbname}_app"
+    return role_names_for(lab.dbname)
 
 
-def _password(role: str) -> str:
-    # a local lab server: the password only has to be the same for setup and checks
+def role_names_for(dbname: str) -> tuple[str, str]:
+    # PostgreSQL cuts names at 63 bytes: a long database name (a graded learner's) would
+    # make both names the same, so it is shortened with a digest of the whole first
+    if len(dbname) + len("_owner") > 63:
+        dbname = f"{dbname[:48]}_{hashlib.sha256(dbname.encode()).hexdigest()[:8]}"
+    return f"{dbname}_owner", f"{dbname}_app"
+
+
+def grading_roles(dbname: str) -> list[tuple[str, bool]]:
+    """The roles the grader makes before a graded notebook runs: (name, can log in)."""
+    owner, app = role_names_for(dbname)
+    return [(owner, False), (app, True)]
+
+
+def _password(role: str, secret: str | None = None) -> str:
+    # a local lab server: the password only has to be the same for setup and checks; the
+    # grader sets LAB_ROLE_SECRET per learner so that no learner can log in as another's
+    secret = secret or os.environ.get("LAB_ROLE_SECRET")
+    if secret:
+        return "pw_" + hmac.new(secret.encode(), role.encode(), "sha256").hexdigest()[:24]
     return f"pw_{role}"
+
+
+def role_password(role: str, secret: str | None = None) -> str:
+    """The password of a LOGIN role (the grader makes graded roles with its secret)."""
+    return _password(role, secret)
+
+
+def _may_create_roles(conn: psycopg.Connection) -> bool:
+    return bool(conn.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles "
+                             "WHERE rolname = current_user").fetchone()[0])
 
 
 def app_url(lab: Any) -> str:
@@ -78,12 +114,15 @@ def drop_roles(lab: Any) -> None:
     """Drop the challenge's roles (and what they own or were granted in its database)."""
     roles = role_names(lab)
     with psycopg.connect(lab.url, autocommit=True) as conn:
+        # graded: the grader made the roles and drops them; here only what they own goes
+        keep = not _may_create_roles(conn)
         for role in roles:
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
                 ident = sql.Identifier(role)
                 conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(ident))
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
-                conn.execute(sql.SQL("DROP ROLE {}").format(ident))
+                if not keep:
+                    conn.execute(sql.SQL("DROP ROLE {}").format(ident))
 
 
 def exists(lab: Any) -> bool:
@@ -113,11 +152,24 @@ def prepare(lab: Any) -> Tenancy:
         def run(statement: str, params: Any = None) -> None:
             conn.execute(sql.SQL(statement).format(**ids), params)
 
-        run("CREATE ROLE {owner} NOLOGIN NOSUPERUSER NOBYPASSRLS")
-        run("CREATE ROLE {app} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE "
-            f"PASSWORD '{_password(app)}'")
+        if _may_create_roles(conn):
+            run("CREATE ROLE {owner} NOLOGIN NOSUPERUSER NOBYPASSRLS")
+            run("CREATE ROLE {app} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE "
+                f"PASSWORD '{_password(app)}'")
+        else:
+            made = {r[0] for r in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname IN (%s, %s) AND NOT rolsuper "
+                "AND NOT rolbypassrls", [owner, app])}
+            if made != {owner, app}:
+                raise PermissionError(
+                    f"This notebook runs as {conn.info.user}, which may not create roles, and "
+                    f"the roles {owner} and {app} do not exist. Run it as the lab's own user, "
+                    f"or grade it with `python -m labs grade`, which makes them first.")
         run("GRANT CONNECT ON DATABASE {db} TO {app}")
-        run("GRANT USAGE ON SCHEMA public TO {owner}, {app}")
+        run("GRANT USAGE ON SCHEMA public TO {app}")
+        # the owner is the migrations role: it creates in the schema, and a role that is not
+        # a superuser may only hand a table to an owner with CREATE on its schema
+        run("GRANT USAGE, CREATE ON SCHEMA public TO {owner}")
         with conn.transaction():
             if conn.execute("SELECT to_regclass('public.tenants')").fetchone()[0] is None:
                 conn.execute("""CREATE TABLE tenants (id int PRIMARY KEY, name text NOT NULL,
