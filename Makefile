@@ -67,13 +67,15 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(JUPYTER_ROOT_FLAG) --ServerApp.root_dir=$(CURDIR)
 
 # The default suite runs at tiny scale; one notebook stays on one worker (WORKERS above).
+# Then the tests that stop a shared service (the replica, PgBouncer) run alone.
 test: $(STAMP)
 	@$(PY) -m labs db
 	@$(PY) -m tests.browser
-	LAB_SCALE=tiny $(PY) -m pytest -n $(WORKERS) --dist loadscope $(PYTEST_ARGS)
+	LAB_SCALE=tiny $(PY) -m pytest -n $(WORKERS) --dist loadscope -m "not stops_shared" $(PYTEST_ARGS)
+	LAB_SCALE=tiny $(PY) -m pytest -p no:xdist -q -m stops_shared $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-fast: $(STAMP)
-	LAB_SCALE=tiny $(PY) -m pytest -n $(WORKERS) --dist loadscope -m "not notebook" $(PYTEST_ARGS)
+	LAB_SCALE=tiny $(PY) -m pytest -n $(WORKERS) --dist loadscope -m "not notebook and not stops_shared" $(PYTEST_ARGS)
 
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "Usage: make grade SUBMISSIONS=path/to/submissions/"; exit 2; }

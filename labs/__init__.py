@@ -56,7 +56,8 @@ _SHORT_NAMES = {
     "sessions": "tools", "stress": "tools", "workload": "tools", "explain": "tools",
     "migrations_probe": "tools", "migrations_alembic": "tools", "blobstore": "tools",
     "statements": "tools", "ddl_watch": "tools", "legacy_schema": "data",
-    "tenancy": "tools",
+    "tenancy": "tools", "table_health": "tools", "partitions": "tools", "relay": "tools",
+    "satellites": "runtime", "routing": "tools",
     "challenge": "course", "checking": "course", "learner": "course", "grading": "course",
 }
 

@@ -35,8 +35,11 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_db_stop(args: argparse.Namespace) -> int:
+    from .runtime.satellites import stop as stop_satellites
     from .runtime.server import stop_local
 
+    for name in stop_satellites():  # PgBouncer and the replica first: they follow the server
+        print(f"Stopped {name}.")
     print("Stopped the lab's PostgreSQL." if stop_local() else "The lab's PostgreSQL was not running.")
     return 0
 

@@ -88,6 +88,23 @@ COURSE: tuple[Challenge, ...] = (
               "USING and WITH CHECK policies, FORCE for the owner, a security_invoker view, "
               "the tenant set per transaction on a pool, an index under the policy",
               ("indexing", "race_conditions"), 3, 75),
+    Challenge("13", "mvcc_bloat", "MVCC and bloat",
+              "dead rows, long transactions and the xmin horizon: HOT updates, who holds the "
+              "horizon back, idle transactions ended by role timeouts, autovacuum per table",
+              ("race_conditions", "soft_delete"), 3, 60),
+    Challenge("14", "partitioning", "Partitioning",
+              "tables that outgrow one heap: orders converted to monthly range partitions "
+              "online, pruning proved in plans, a year retired by DETACH and DROP, not DELETE",
+              ("indexing", "soft_delete"), 3, 75),
+    Challenge("15", "pooling_replicas", "Pooling and replicas",
+              "a real PgBouncer and a real streaming replica: a pool sized from a measured "
+              "curve, request state kept per transaction behind PgBouncer, reads routed to a "
+              "lagging replica by LSN",
+              ("race_conditions", "multi_tenant"), 3, 60),
+    Challenge("16", "outbox", "The transactional outbox",
+              "an order and its event in one transaction, a relay of SKIP LOCKED workers that "
+              "survives kills, an idempotent consumer, an audit trigger no client can skip",
+              ("upserts", "race_conditions"), 3, 90),
 )
 
 BY_TOPIC = {c.topic: c for c in COURSE}

@@ -1,0 +1,686 @@
+"""Checks for 14_partitioning: monthly range partitions, an online conversion, pruning, retention.
+
+The performance seed's "a table that grows by millions of rows a month": ``orders``
+becomes range-partitioned by month, queries touch only the months they ask for, and
+a year of old orders leaves as a file, not as a million dead rows. The checks judge by
+evidence, on data planted from the run's seed (``labs.course.adversarial``):
+
+* q1 hands ``create_month_partitions`` a caller's connection (``left_behind.Caller``,
+  a non-UTC ``TimeZone``) and a fresh partitioned table of its own, then plants rows
+  (rolled back) at and around every UTC month start, on every month's last day (its
+  last microsecond included) and before/after the range: each month's rows must land
+  together in one partition of their own, bounded exactly by that UTC month
+  (``[start, next start)``), the rest in the one default partition. A gap (an
+  inclusive-looking upper bound), bounds written as local dates (the session's
+  TimeZone moves them) or no default partition (an out-of-range row is refused) fail.
+* q2 starts ``orders`` afresh (``lab.reset()``), plants orders at month boundaries and
+  outside the partitioned range, and runs ``convert_orders`` on a caller's connection;
+  after its first committed batch another session inserts orders (it must not wait for
+  a lock) which must reach the converted table. Then: ``orders`` is partitioned, its
+  primary key includes ``created_at``, counts and checksums of every order equal the
+  state before (plus the orders inserted meanwhile), every row is in the partition
+  whose bounds hold it, the copy was committed in batches (rows grouped by ``xmin``: no
+  transaction wrote more than a batch), and a new order with an item can be inserted
+  (identity continued, no foreign key left pointing at the old table).
+* q3 runs the learner's month query against the reference on planted boundary rows in
+  a session whose TimeZone has daylight saving (adding ``interval '1 month'`` to a
+  timestamptz there shifts an hour at a change), then reads plans: with the month's
+  value known, one partition planned; as a prepared statement under
+  ``plan_cache_mode = force_generic_plan``, ``Subplans Removed`` and one partition run.
+* q4 plants rows around a seeded cutoff (a microsecond before it, at it, after it) and
+  in the default partition (old and future), runs ``drop_months_before`` on a caller's
+  connection and wants exactly the rows at or after the cutoff left (count and checksum),
+  the old months' partitions gone from the catalogue (dropped, not only detached, not
+  emptied by ``DELETE``), the others and the default still attached, and the returned
+  count equal to the partitions dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from ..course import adversarial as adv
+from ..course.checking import CheckFailed, NotAttempted, compare_results, require
+from ..course.left_behind import Caller, caller_settings, untouched
+from ..data.dataset import query_checksum
+from ..tools.migrations_probe import Interrupted, RecordingConnection
+from ..tools.partitions import (UTC, _walk, add_months, is_partitioned, month_start, month_starts,
+                                partition_bounds, scanned_partitions)
+
+CHECK_TABLE = "pt_check_events"
+ORDER_COLUMNS = "id, customer_id, status, created_at, total, shipping_country, note"
+FUTURE_MONTHS = 3  # partitions created ahead of the newest order
+DST_ZONES = ("America/St_Johns", "Pacific/Chatham", "Australia/Adelaide")
+OTHER_TABLES = ["customers", "products"]
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def _call(fn: Callable[..., Any], *args: Any, who: str) -> Any:
+    try:
+        return fn(*args)
+    except (NotAttempted, CheckFailed, Interrupted):
+        raise
+    except psycopg.Error as exc:
+        advice = {
+            "23514": " A row fits no partition: a month is missing, or there is no DEFAULT "
+                     "partition for the rows outside the months (CREATE TABLE … PARTITION OF … "
+                     "DEFAULT).",
+            "42P17": " Two partitions overlap: FROM is inclusive and TO exclusive, so a month "
+                     "is FROM (its first instant) TO (the next month's first instant).",
+            "0A000": " A primary key or unique constraint of a partitioned table must include "
+                     "the partition key (PRIMARY KEY (id, created_at)).",
+            "55000": " DETACH PARTITION … CONCURRENTLY is refused while the table has a "
+                     "default partition: use a plain DETACH under a short lock_timeout.",
+            "25001": " DETACH PARTITION … CONCURRENTLY cannot run inside a transaction block: "
+                     "run it with conn.autocommit = True (and put autocommit back afterwards).",
+        }.get(exc.sqlstate or "", "")
+        raise CheckFailed(f"{who} raised SQLSTATE {exc.sqlstate}: "
+                          f"{exc.diag.message_primary or exc}.{advice}") from None
+
+
+def _verify(caller: Caller, what: str) -> None:
+    caller.verify(what)
+    if caller.conn.autocommit:
+        raise CheckFailed(f"After {what}, the caller's connection was left in autocommit mode: "
+                          "put conn.autocommit back to what it was before returning.")
+    if caller.conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+        caller.conn.rollback()
+
+
+def _local(instant: dt.datetime, zone: str) -> str:
+    return f"{instant.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M:%S.%f%z}"
+
+
+def _utc(instant: dt.datetime) -> str:
+    return f"{instant.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f} UTC"
+
+
+def boundary_instants(months: list[dt.datetime]) -> list[dt.datetime]:
+    """Instants at and around each month start, and on each month's last day."""
+    out: list[dt.datetime] = []
+    for m in months:
+        out += adv.instants_around(m)
+        out += adv.day_edges((m - dt.timedelta(days=1)).date())
+    return sorted(set(out))
+
+
+# --------------------------------------------------------------------------
+# reference answers (for the notebook's catch-up cell and the checks' comparisons)
+
+
+def reference_create_month_partitions(conn: Any, table: str, first_month: dt.datetime,
+                                      last_month: dt.datetime) -> None:
+    with conn.transaction():
+        for m in month_starts(first_month, last_month):
+            n = add_months(m, 1)
+            conn.execute(f"CREATE TABLE {table}_{m:%Y_%m} PARTITION OF {table} "
+                         f"FOR VALUES FROM ('{m.isoformat()}') TO ('{n.isoformat()}')")
+        conn.execute(f"CREATE TABLE {table}_default PARTITION OF {table} DEFAULT")
+
+
+def reference_convert_orders(conn: Any, first_month: dt.datetime, last_month: dt.datetime,
+                             batch_size: int = 5_000) -> int:
+    with conn.transaction():
+        conn.execute("""CREATE TABLE orders_new (
+                            LIKE orders INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+                                        INCLUDING IDENTITY,
+                            PRIMARY KEY (id, created_at)
+                        ) PARTITION BY RANGE (created_at)""")
+        conn.execute("CREATE INDEX ON orders_new (customer_id)")
+        conn.execute("CREATE INDEX ON orders_new (created_at)")
+    reference_create_month_partitions(conn, "orders_new", first_month, last_month)
+    last_id, copied = 0, 0
+    while True:
+        with conn.transaction():
+            row = conn.execute("""WITH batch AS (
+                                      INSERT INTO orders_new
+                                      SELECT * FROM orders WHERE id > %s ORDER BY id LIMIT %s
+                                      RETURNING id)
+                                  SELECT count(*), max(id) FROM batch""",
+                               [last_id, batch_size]).fetchone()
+        if row[0] == 0:
+            break
+        copied, last_id = copied + row[0], row[1]
+    with conn.transaction():
+        conn.execute("LOCK TABLE orders IN EXCLUSIVE MODE")  # readers go on, writers wait
+        copied += conn.execute("INSERT INTO orders_new SELECT * FROM orders WHERE id > %s",
+                               [last_id]).rowcount
+        conn.execute("ALTER TABLE order_items DROP CONSTRAINT IF EXISTS "
+                     "order_items_order_id_fkey")
+        conn.execute("ALTER TABLE orders RENAME TO orders_old")
+        conn.execute("ALTER TABLE orders_new RENAME TO orders")
+        for p in partition_bounds(conn, "orders"):  # orders_new_2024_01 → orders_2024_01
+            conn.execute(f"ALTER TABLE {p.name} RENAME TO {p.name.replace('orders_new_', 'orders_', 1)}")
+        conn.execute("SELECT setval(pg_get_serial_sequence('orders', 'id'), "
+                     "(SELECT max(id) FROM orders))")
+    return copied
+
+
+def data_months(conn: psycopg.Connection) -> tuple[dt.datetime, dt.datetime]:
+    """The first partitioned month (the earliest order's) and the last (newest + 3)."""
+    lo, hi = conn.execute("SELECT min(created_at), max(created_at) FROM orders").fetchone()
+    return month_start(lo), add_months(month_start(hi), FUTURE_MONTHS)
+
+
+def ensure_partitioned(lab: Any) -> str:
+    """Make ``orders`` monthly partitioned (with the reference conversion) unless it is already."""
+    with psycopg.connect(lab.url) as conn:
+        if is_partitioned(conn, "orders"):
+            conn.rollback()
+            return "orders is already partitioned: nothing to do"
+        conn.execute("DROP TABLE IF EXISTS orders_new CASCADE")
+        conn.commit()
+        first, last = data_months(conn)
+        conn.rollback()
+        reference_convert_orders(conn, first, last)
+    return "orders converted with the reference conversion, so that you can go on"
+
+
+# --------------------------------------------------------------------------
+# q1: monthly partitions with a default
+
+
+def _fresh_check_table(lab: Any) -> None:
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {CHECK_TABLE} CASCADE")
+        for (name,) in conn.execute("SELECT relname FROM pg_class WHERE relname LIKE %s "
+                                    "AND relkind IN ('r', 'p')",
+                                    [CHECK_TABLE.replace("_", r"\_") + r"\_%"]).fetchall():
+            conn.execute(f'DROP TABLE IF EXISTS "{name}" CASCADE')
+        conn.execute(f"CREATE TABLE {CHECK_TABLE} (id bigint NOT NULL, "
+                     "created_at timestamptz NOT NULL) PARTITION BY RANGE (created_at)")
+
+
+def judge_placement(conn: psycopg.Connection, table: str, months: list[dt.datetime],
+                    zone: str, rows: list[tuple[int, dt.datetime]], who: str) -> None:
+    """Every row of a month in that month's own partition, bounded by the UTC month; the
+    rest in the default partition. ``rows`` are (id, created_at) already in ``table``."""
+    end = add_months(months[-1], 1)
+    parts = partition_bounds(conn, table)
+    defaults = [p for p in parts if p.is_default]
+    if not defaults:
+        raise CheckFailed(f"{table} has no default partition: a row outside the months (an "
+                          "order dated years back by an import, or beyond the months created "
+                          "ahead) is refused with 'no partition of relation found for row'. "
+                          f"Add one: CREATE TABLE {table}_default PARTITION OF {table} DEFAULT.")
+    tz = ZoneInfo(zone)
+    for p in parts:
+        if p.is_default or p.lower is None:
+            continue
+        local = p.lower.astimezone(tz)
+        if p.lower != month_start(p.lower) and (local.day, local.hour, local.minute) == (1, 0, 0):
+            raise CheckFailed(
+                f"{who}: partition {p.name} starts at {_utc(p.lower)}, which is local midnight "
+                f"in the session's TimeZone ({zone}), not the UTC month start: a bound written "
+                "as a date or timestamp without an offset ('2024-01-01') is read in the "
+                "session's TimeZone. Write the instant with its offset ('2024-01-01 "
+                "00:00:00+00', or datetime.isoformat() of a UTC datetime).")
+        if (p.lower == month_start(p.lower) and p.upper is not None
+                and p.upper != add_months(p.lower, 1)):
+            short = p.upper < add_months(p.lower, 1)
+            raise CheckFailed(
+                f"{who}: partition {p.name} runs from {_utc(p.lower)} to {_utc(p.upper)}"
+                + (": a gap until the next month's start, where rows of the month's last "
+                   "moments fall into the default partition. FROM is inclusive and TO "
+                   "exclusive: a month is FROM (its first instant) TO (the next month's first "
+                   "instant), not TO its last second or day." if short else
+                   ": more than one month. Each month is FROM its first instant (UTC) TO the "
+                   "next month's first instant."))
+    where = dict(conn.execute(f"SELECT id, tableoid::regclass::text FROM {table} "
+                              "WHERE id = ANY(%s)", [[i for i, _ in rows]]).fetchall())
+    by_name = {p.name: p for p in parts}
+    home: dict[dt.datetime, str] = {}
+    for rid, at in rows:
+        got = where.get(rid)
+        inside = months[0] <= at < end
+        if not inside:
+            if got not in {d.name for d in defaults}:
+                raise CheckFailed(
+                    f"{who}: a row at {_utc(at)} (outside the months {months[0]:%Y-%m} to "
+                    f"{months[-1]:%Y-%m}) landed in {got}, not in the default partition: a "
+                    "partition reaches beyond its month.")
+            continue
+        m = month_start(at)
+        p = by_name.get(got)
+        if p is None or p.is_default:
+            near_end = add_months(m, 1) - at <= dt.timedelta(seconds=1)
+            raise CheckFailed(
+                f"{who}: a row at {_utc(at)} (local time {_local(at, zone)}, month {m:%Y-%m}) "
+                f"landed in the default partition: no monthly partition holds it, a gap "
+                + ("at the end of the month. FROM is inclusive and TO exclusive: a month is "
+                   "FROM (its first instant) TO (the next month's first instant), not TO its "
+                   "last second or day." if near_end else
+                   "between the partitions' bounds. Each month is FROM its first instant (UTC) "
+                   "TO the next month's first instant."))
+        if home.setdefault(m, got) != got:
+            raise CheckFailed(f"{who}: rows of the month {m:%Y-%m} landed in two partitions "
+                              f"({home[m]} and {got}): a month needs one partition, bounded by "
+                              "its UTC start and the next month's.")
+        if not (p.lower == m and p.upper == add_months(m, 1)):
+            raise CheckFailed(
+                f"{who}: a row at {_utc(at)} (month {m:%Y-%m}) landed in {got}, bounded "
+                f"[{_utc(p.lower) if p.lower else 'MINVALUE'}, "
+                f"{_utc(p.upper) if p.upper else 'MAXVALUE'}): a month's partition must be "
+                "exactly FROM its first instant (UTC) TO the next month's.")
+    monthly = [p for p in parts if not p.is_default]
+    if len(monthly) != len(months):
+        raise CheckFailed(f"{table} has {len(monthly)} monthly partitions for the "
+                          f"{len(months)} months {months[0]:%Y-%m} to {months[-1]:%Y-%m}: one "
+                          "partition per month, each month from first to last included.")
+
+
+def q1(lab: Any, create_month_partitions: Callable[..., Any]) -> str:
+    """Monthly partitions bounded by UTC months, no gap, and a default partition."""
+    require(create_month_partitions)
+    r = adv.rng()
+    _fresh_check_table(lab)
+    first = dt.datetime(2023, r.choice([10, 11, 12]), 1, tzinfo=UTC)
+    last = dt.datetime(2024, r.choice([3, 4, 5]), 1, tzinfo=UTC)  # across a year, a leap February
+    months = month_starts(first, last)
+    with Caller(lab) as caller:
+        zone = caller.zone
+        _call(create_month_partitions, caller.conn, CHECK_TABLE, first, last,
+              who="create_month_partitions")
+        _verify(caller, f"create_month_partitions(conn, {CHECK_TABLE!r}, …)")
+    instants = boundary_instants(months + [add_months(last, 1)])
+    instants += [first - dt.timedelta(days=r.randint(40, 400)),
+                 add_months(last, 1) + dt.timedelta(days=r.randint(40, 400))]
+    rows = list(enumerate(instants, start=1))
+    with psycopg.connect(lab.url) as conn:
+        conn.execute("SELECT set_config('TimeZone', %s, false)", [zone])
+        try:
+            with conn.transaction(force_rollback=True):
+                for rid, at in rows:
+                    try:
+                        with conn.transaction():
+                            conn.execute(f"INSERT INTO {CHECK_TABLE} VALUES (%s, %s)", [rid, at])
+                    except psycopg.errors.CheckViolation:
+                        if not any(p.is_default for p in partition_bounds(conn, CHECK_TABLE)):
+                            raise CheckFailed(
+                                f"Inserting a row at {_utc(at)} failed with 'no partition of "
+                                f"relation found for row': {CHECK_TABLE} has no default "
+                                "partition, so every row outside the months is refused (an "
+                                "import of old orders, a clock set wrong, a month not created "
+                                f"in time). Add one: CREATE TABLE {{table}}_default PARTITION "
+                                "OF {table} DEFAULT.") from None
+                        raise CheckFailed(
+                            f"Inserting a row at {_utc(at)} failed with 'no partition of "
+                            "relation found for row', though a default partition exists.")
+                judge_placement(conn, CHECK_TABLE, months, zone, rows,
+                                f"After create_month_partitions on a session in {zone}")
+        finally:
+            conn.rollback()
+    return (f"{len(months)} monthly partitions bounded by UTC months ({len(rows)} rows at and "
+            "around every boundary each in its month) and a default partition for the rest")
+
+
+# --------------------------------------------------------------------------
+# q2: the online conversion
+
+
+def _plant_orders(conn: psycopg.Connection, r: Any, first: dt.datetime,
+                  last: dt.datetime) -> int:
+    """Orders at month boundaries inside the range, and outside it (old and future)."""
+    customers = [row[0] for row in conn.execute(
+        "SELECT id FROM customers ORDER BY id LIMIT 200").fetchall()]
+    months = month_starts(first, last)
+    chosen = r.sample(months[1:], min(4, len(months) - 1))
+    instants = boundary_instants(chosen)
+    instants += [first - dt.timedelta(days=r.randint(400, 900), microseconds=r.randint(1, 999)),
+                 first - dt.timedelta(microseconds=1),
+                 add_months(last, 1), add_months(last, 1) + dt.timedelta(days=r.randint(40, 700))]
+    for at in instants:
+        conn.execute("INSERT INTO orders (customer_id, status, created_at, total, "
+                     "shipping_country, note) VALUES (%s, %s, %s, %s, %s, %s)",
+                     [r.choice(customers), r.choice(["paid", "delivered", "shipped"]), at,
+                      f"{r.randint(100, 99999) / 100:.2f}", r.choice(["DE", "NP", "AU"]),
+                      r.choice([None, "check: boundary", "gift_%"])])
+    return len(instants)
+
+
+def q2(lab: Any, convert_orders: Callable[..., Any],
+       create_month_partitions: Callable[..., Any] | None = None) -> str:
+    """orders partitioned online, in committed batches, every row kept and in its month."""
+    require(convert_orders)
+    r = adv.rng()
+    lab.reset()  # orders as the dataset has it, whatever an earlier attempt left
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        first, last = data_months(conn)
+        planted = _plant_orders(conn, r, first, last)
+    zone = r.choice(DST_ZONES)
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        conn.execute("SELECT set_config('TimeZone', %s, false)", [zone])
+        before = query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders")
+    total = before[0]
+    batch = adv.non_round(max(50, total // 6), rand=r)
+    box: dict[str, Any] = {"inserted": []}
+    writer = psycopg.connect(lab.url, autocommit=True, application_name="lab check shop")
+    writer.execute("SET lock_timeout = '3s'")
+
+    def shop_writes(_st: Any) -> None:
+        if rec.commits < 1 or "tried" in box:
+            return
+        box["tried"] = True
+        try:
+            for k in range(3):
+                box["inserted"].append(writer.execute(
+                    "INSERT INTO orders (customer_id, status, created_at, total, "
+                    "shipping_country) SELECT min(id), 'pending', now() - %s * interval '1 s', "
+                    "12.34, 'DE' FROM customers RETURNING id", [k]).fetchone()[0])
+        except psycopg.errors.LockNotAvailable:
+            box["blocked"] = True
+
+    try:
+        with untouched(lab, OTHER_TABLES, why="the conversion moves orders only"):
+            with Caller(lab, settings=caller_settings(zone)) as caller:
+                rec = RecordingConnection(caller.conn, on_statement=shop_writes)
+                _call(convert_orders, rec, first, last, batch, who="convert_orders")
+                _verify(caller, f"convert_orders(conn, {first:%Y-%m-%d}, {last:%Y-%m-%d}, "
+                                f"batch_size={batch})")
+    finally:
+        writer.close()
+    if box.get("blocked"):
+        raise CheckFailed(
+            "While your conversion was copying (after its first committed batch), an ordinary "
+            "INSERT INTO orders waited for a lock for 3 s: the copy blocked the shop's writes. "
+            "Copy in batches that only read orders (INSERT INTO orders_new SELECT … FROM orders "
+            "… LIMIT n, committed one by one); take a stronger lock only for the final, short "
+            "swap.")
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        conn.execute("SELECT set_config('TimeZone', %s, false)", [zone])
+        if not is_partitioned(conn, "orders"):
+            raise CheckFailed("After convert_orders, orders is still a plain table: the "
+                              "partitioned copy must take its name (ALTER TABLE orders RENAME "
+                              "TO orders_old; ALTER TABLE orders_new RENAME TO orders, in the "
+                              "swap's transaction).")
+        pk = conn.execute("""SELECT array_agg(a.attname::text ORDER BY a.attname)
+                             FROM pg_constraint c JOIN pg_attribute a
+                               ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)
+                             WHERE c.conrelid = 'orders'::regclass AND c.contype = 'p'
+                             """).fetchone()[0]
+        if not pk or "id" not in pk:
+            raise CheckFailed("The partitioned orders has no primary key on (id, created_at): "
+                              "every order must stay unique by id (a partitioned table's "
+                              "primary key includes the partition key).")
+        after = query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders WHERE id <> ALL(%s)",
+                               [box["inserted"]])
+        if after != before:
+            lost = before[0] - after[0]
+            raise CheckFailed(
+                f"The orders that existed before the conversion are not all there, unchanged: "
+                f"{before[0]:,} rows before, {after[0]:,} after (the checksums differ too)"
+                + (f"; {lost:,} missing: a last partial batch not copied, or a batch skipped "
+                   "at its boundary (keyset: id > the last id copied)" if lost > 0 else
+                   "; some copied twice") + ".")
+        missing = [i for i in box["inserted"] if not conn.execute(
+            "SELECT 1 FROM orders WHERE id = %s", [i]).fetchone()]
+        if missing:
+            raise CheckFailed(
+                f"Orders {missing} were inserted by the shop while your conversion was copying "
+                "(into the old table: it was still orders), and they are not in the converted "
+                "orders: the swap must copy what arrived since the last batch (id > the last id "
+                "copied), under a lock that stops writers, in the same transaction as the "
+                "renames.")
+        months = month_starts(first, last)
+        rows = conn.execute("SELECT id, created_at FROM orders").fetchall()
+        judge_placement(conn, "orders", months, zone, rows, "After convert_orders")
+        groups = conn.execute("SELECT count(*) FROM orders GROUP BY xmin::text "
+                              "ORDER BY 1 DESC").fetchall()
+        biggest = groups[0][0] if groups else 0
+        allowed = batch + len(box["inserted"]) + planted
+        if biggest > allowed or len(groups) < math.ceil(total / batch):
+            raise CheckFailed(
+                f"One transaction of your conversion wrote {biggest:,} of the {total:,} orders "
+                f"(batch_size was {batch:,}; {len(groups)} transaction(s) in all): the copy was "
+                "not done in committed batches. One INSERT … SELECT of the whole table (or a "
+                "loop inside one transaction) holds back VACUUM for the whole copy, writes "
+                "it to WAL as one burst the replicas must swallow, and is lost entirely on a "
+                "crash. Commit each batch (with conn.transaction(): … per batch).")
+        try:
+            with conn.transaction(force_rollback=True):
+                oid = conn.execute(
+                    "INSERT INTO orders (customer_id, status, created_at, total, "
+                    "shipping_country) SELECT min(id), 'paid', now(), 1.00, 'DE' FROM customers "
+                    "RETURNING id").fetchone()[0]
+                conn.execute("INSERT INTO order_items (order_id, product_id, quantity, "
+                             "unit_price) SELECT %s, min(id), 1, 1.00 FROM products", [oid])
+        except psycopg.Error as exc:
+            advice = {
+                "23505": "the identity of orders.id restarted below the copied ids: setval the "
+                         "new table's sequence to max(id) in the swap",
+                "23503": "a foreign key still points order_items at the old table (a rename "
+                         "keeps the reference): drop order_items_order_id_fkey in the swap, "
+                         "since orders(id) alone is no longer unique in a partitioned table",
+                "23502": "orders.id has no default any more: create orders_new with LIKE "
+                         "orders INCLUDING IDENTITY (and setval it)",
+            }.get(exc.sqlstate or "", "it must simply work")
+            raise CheckFailed(f"After the conversion, the shop's next order (an INSERT INTO "
+                              f"orders without an id, then its order_items row) failed with "
+                              f"SQLSTATE {exc.sqlstate} ({exc.diag.message_primary}): {advice}.")
+    return (f"orders partitioned by month ({total:,} orders, counts and checksums equal, each "
+            f"in its month or the default), copied in {len(groups)} committed batches while the "
+            "shop kept writing, and new orders with items still go in")
+
+
+# --------------------------------------------------------------------------
+# q3: pruning
+
+
+REFERENCE_MONTH_SQL = """
+SELECT id, customer_id, created_at, total FROM orders
+WHERE created_at >= %(month)s
+  AND created_at < ((%(month)s::timestamptz AT TIME ZONE 'UTC') + interval '1 month')
+                   AT TIME ZONE 'UTC'
+"""
+
+
+def _prepared(sql: str) -> str:
+    return sql.replace("%(month)s", "$1").replace("%%", "%")
+
+
+def q3(lab: Any, month_orders_sql: str) -> str:
+    """The month's orders, exactly; one partition planned, and pruned at execution time."""
+    require(month_orders_sql)
+    if "%(month)s" not in month_orders_sql:
+        raise CheckFailed("Your query has no %(month)s parameter: the month comes from the "
+                          "caller (the report's month picker), as %(month)s.")
+    ensure_partitioned(lab)
+    r = adv.rng()
+    zone = r.choice(DST_ZONES)
+    with psycopg.connect(lab.url) as conn:
+        parts = [p for p in partition_bounds(conn, "orders") if not p.is_default]
+        conn.rollback()
+        if len(parts) < 6:
+            raise CheckFailed("orders has fewer than 6 monthly partitions: run exercise 2 (or "
+                              "the catch-up cell after it) first.")
+        months = [p.lower for p in parts if p.lower is not None]
+        asked = sorted(r.sample(months[1:-1], 5) + [months[0]])
+        with conn.transaction(force_rollback=True):
+            conn.execute("SELECT set_config('TimeZone', %s, true)", [zone])
+            # a month whose end crosses this zone's daylight-saving change, if the range has one
+            for m in months:
+                n = add_months(m, 1)
+                if (m.astimezone(ZoneInfo(zone)).utcoffset()
+                        != n.astimezone(ZoneInfo(zone)).utcoffset()) and m not in asked:
+                    asked.append(m)
+                    break
+            customers = [row[0] for row in conn.execute(
+                "SELECT id FROM customers ORDER BY id LIMIT 50").fetchall()]
+            for at in boundary_instants([add_months(m, 1) for m in asked] + asked):
+                conn.execute("INSERT INTO orders (customer_id, status, created_at, total, "
+                             "shipping_country) VALUES (%s, 'paid', %s, 9.99, 'NP')",
+                             [r.choice(customers), at])
+            for m in asked:
+                planned = scanned_partitions(conn, month_orders_sql, {"month": m}, analyze=False)
+                if 1 < len(planned.planned) <= 3:
+                    raise CheckFailed(
+                        f"For the month {m:%Y-%m} (session TimeZone {zone}), the plan of your "
+                        f"query scans {len(planned.planned)} partitions "
+                        f"({', '.join(planned.planned)}) where the month needs one: the end of "
+                        "your range reaches into the next month. In this zone timestamptz + "
+                        "interval '1 month' adds a local month (an hour shifts at a "
+                        "daylight-saving change): compute the end in UTC.")
+                if len(planned.planned) != 1:
+                    raise CheckFailed(
+                        f"For the month {m:%Y-%m}, the plan of your query scans "
+                        f"{len(planned.planned)} partitions of orders ({', '.join(planned.planned[:4])}"
+                        f"{', …' if len(planned.planned) > 4 else ''}): no partition pruning. "
+                        "The planner prunes only on comparisons of the partition key itself "
+                        "with values (created_at >= … AND created_at < …); a function of the "
+                        "key (date_trunc('month', created_at) = …, created_at::date, extract) "
+                        "hides it, and every partition is read.")
+                try:
+                    with conn.transaction(force_rollback=True):
+                        cur = conn.execute(month_orders_sql, {"month": m})
+                        got_cols = [c.name for c in cur.description or []]
+                        got_rows = cur.fetchall()
+                    cur = conn.execute(REFERENCE_MONTH_SQL, {"month": m})
+                    compare_results(got_cols, got_rows, [c.name for c in cur.description],
+                                    cur.fetchall(), what="your query")
+                except CheckFailed as exc:
+                    raise CheckFailed(
+                        f"For the month starting {_utc(m)}, on a session whose TimeZone is "
+                        f"{zone}, your query's rows differ from the month's orders: "
+                        f"{exc.message} The month is a UTC month: [its first instant, the next "
+                        "month's first instant). In this zone, date_trunc and "
+                        "timestamptz + interval '1 month' work in local time (an hour shifts "
+                        "at a daylight-saving change): compute the end in UTC, "
+                        "((%(month)s::timestamptz AT TIME ZONE 'UTC') + interval '1 month') AT "
+                        "TIME ZONE 'UTC'.", exc.detail) from None
+            conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            conn.execute(f"PREPARE pt_month(timestamptz) AS {_prepared(month_orders_sql)}")
+            m = r.choice(asked)
+            with psycopg.ClientCursor(conn) as cur:
+                doc = cur.execute("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) "
+                                  "EXECUTE pt_month(%s)", [m]).fetchone()[0]
+            conn.execute("DEALLOCATE pt_month")
+    nodes = list(_walk(doc[0]["Plan"]))
+    removed = sum(int(n.get("Subplans Removed", 0)) for n in nodes)
+    ran = [n["Relation Name"] for n in nodes if n.get("Relation Name") and n.get("Actual Loops")]
+    if removed == 0 or len(ran) != 1:
+        raise CheckFailed(
+            f"As a prepared statement with a generic plan (plan_cache_mode = "
+            f"force_generic_plan, the month as $1), your query ran on {len(ran)} partitions "
+            f"and the executor removed {removed} subplans: no pruning at execution time. "
+            "Compare created_at itself with expressions of the parameter that PostgreSQL can "
+            "evaluate once per execution (no volatile function, no function of created_at).")
+    return (f"the month's orders exactly (session in {zone}); one partition planned, and with "
+            f"a generic plan {removed} subplans removed at execution time")
+
+
+# --------------------------------------------------------------------------
+# q4: retention
+
+
+def q4(lab: Any, drop_months_before: Callable[..., Any]) -> str:
+    """Old months dropped as partitions; exactly the rows at or after the cutoff left."""
+    require(drop_months_before)
+    ensure_partitioned(lab)
+    r = adv.rng()
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        parts = [p for p in partition_bounds(conn, "orders") if not p.is_default]
+        if len(parts) < 8:
+            raise CheckFailed("orders has fewer than 8 monthly partitions: run exercise 2 (or "
+                              "the catch-up cell after it) again first.")
+        cutoff = parts[r.randint(3, min(14, len(parts) - 4))].lower
+        customers = [row[0] for row in conn.execute(
+            "SELECT id FROM customers ORDER BY id LIMIT 50").fetchall()]
+        for at in (adv.instants_around(cutoff) + [cutoff + dt.timedelta(microseconds=1),
+                   parts[0].lower - dt.timedelta(days=r.randint(30, 900)),
+                   parts[-1].upper + dt.timedelta(days=r.randint(1, 900))]):
+            conn.execute("INSERT INTO orders (customer_id, status, created_at, total, "
+                         "shipping_country) VALUES (%s, 'delivered', %s, 5.55, 'AU')",
+                         [r.choice(customers), at])
+        zone = adv.non_utc_zone(rand=r)
+        conn.execute("SELECT set_config('TimeZone', %s, false)", [zone])
+        kept = query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders "
+                                    "WHERE created_at >= %s", [cutoff])
+        old = [p for p in parts if p.upper is not None and p.upper <= cutoff]
+        young = [p for p in parts if p not in old]
+        default = [p.name for p in partition_bounds(conn, "orders") if p.is_default]
+    with untouched(lab, OTHER_TABLES, why="retention drops old orders only"):
+        with Caller(lab) as caller:
+            got = _call(drop_months_before, caller.conn, cutoff, who="drop_months_before")
+            _verify(caller, f"drop_months_before(conn, {cutoff:%Y-%m-%d})")
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        conn.execute("SELECT set_config('TimeZone', %s, false)", [zone])
+        now_parts = {p.name: p for p in partition_bounds(conn, "orders")}
+        attached_old = [p.name for p in old if p.name in now_parts]
+        if attached_old:
+            empty = all(conn.execute(f'SELECT NOT EXISTS (SELECT 1 FROM "{n}")').fetchone()[0]
+                        for n in attached_old)
+            raise CheckFailed(
+                f"The partitions of the months before {cutoff:%Y-%m} are still attached to "
+                f"orders ({', '.join(attached_old[:3])}{', …' if len(attached_old) > 3 else ''})"
+                + (", emptied: retention by DELETE. A DELETE rewrites every old row as a dead "
+                   "tuple (WAL for each, then VACUUM's work, the files keep their size); "
+                   if empty else ". ")
+                + "detach each old month (ALTER TABLE orders DETACH PARTITION …) and DROP it: "
+                "a catalogue change, whatever the month's size.")
+        still = [p.name for p in old if conn.execute("SELECT to_regclass(%s)",
+                                                     [p.name]).fetchone()[0] is not None]
+        if still:
+            raise CheckFailed(f"Partitions {still[:3]} were detached but not dropped: their "
+                              "rows still take their space on disk (and in every backup). "
+                              "DROP TABLE each one once it is detached.")
+        gone = [p.name for p in young if p.name not in now_parts]
+        if gone or not any(p.is_default for p in now_parts.values()):
+            raise CheckFailed(f"Partitions that hold months at or after the cutoff are gone "
+                              f"({gone[:3]}), or the default partition {default} is: only "
+                              "months wholly before the cutoff (upper bound ≤ cutoff) go.")
+        left_old = conn.execute("SELECT count(*) FROM orders WHERE created_at < %s",
+                                [cutoff]).fetchone()[0]
+        if left_old:
+            raise CheckFailed(
+                f"{left_old} orders created before the cutoff ({_utc(cutoff)}) are still in "
+                "orders: those in the default partition (dated before the partitioned months) "
+                "must go too: a DELETE … WHERE created_at < cutoff, which after the detaches "
+                "touches only the default partition.")
+        now_kept = query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders "
+                                        "WHERE created_at >= %s", [cutoff])
+        if now_kept != kept:
+            raise CheckFailed(
+                f"The orders at or after the cutoff changed: {kept[0]:,} before, "
+                f"{now_kept[0]:,} after (checksums {'equal' if kept[1] == now_kept[1] else 'differ'}"
+                f"). The order created exactly at the cutoff ({_utc(cutoff)}) stays.")
+    if got != len(old):
+        raise CheckFailed(f"drop_months_before dropped {len(old)} partitions but returned "
+                          f"{got!r}: return the number of partitions dropped.")
+    return (f"{len(old)} old months dropped as partitions (the default's old rows deleted), "
+            f"{kept[0]:,} orders at or after {cutoff:%Y-%m-%d} left exactly")
+
+
+HINTS = {
+    "q1": ["One CREATE TABLE {table}_{YYYY_MM} PARTITION OF {table} FOR VALUES FROM (…) TO (…) "
+           "per month, then CREATE TABLE {table}_default PARTITION OF {table} DEFAULT; commit.",
+           "Write each bound as an instant with its offset: f\"'{m.isoformat()}'\" for a UTC "
+           "datetime m gives '2024-01-01T00:00:00+00:00'; TO is the next month's start "
+           "(exclusive)."],
+    "q2": ["CREATE TABLE orders_new (LIKE orders INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+           "INCLUDING IDENTITY, PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at); "
+           "then create_month_partitions(conn, 'orders_new', first_month, last_month).",
+           "Batches by keyset: INSERT INTO orders_new SELECT * FROM orders WHERE id > %s ORDER BY "
+           "id LIMIT %s RETURNING id, one committed transaction each.",
+           "The swap, one transaction: LOCK TABLE orders IN EXCLUSIVE MODE; copy id > last; "
+           "drop order_items_order_id_fkey; rename both tables; setval the sequence."],
+    "q3": ["created_at >= %(month)s AND created_at < <the next month's start>: the key itself, "
+           "compared with values.",
+           "The next month's start in UTC, whatever the session's TimeZone: "
+           "((%(month)s::timestamptz AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC'."],
+    "q4": ["partitions.partition_bounds(conn, 'orders') lists each partition with its bounds; "
+           "the old ones are those whose upper bound is ≤ cutoff.",
+           "Per partition, in a transaction with SET LOCAL lock_timeout = '2s': ALTER TABLE "
+           "orders DETACH PARTITION …; DROP TABLE …; then DELETE FROM orders WHERE created_at < "
+           "cutoff (only the default partition still has such rows)."],
+}
+
+# q3 and q4 read the partitioned orders that exercise 2 leaves (or the catch-up cell makes)
+CHECKS_BUILD_ON_EARLIER = False

@@ -1,0 +1,365 @@
+"""Checks for 15_pooling_replicas: a pool size on the plateau, a request handler that is
+correct behind a real PgBouncer, and a read-your-writes router on a real lagging replica.
+
+* q1 takes the pool curve measured in the notebook (same run, same clients) and the
+  learner's pool size: it must be a measured size whose throughput reaches 85% of the
+  best measured, and at most four times the smallest size within 90% of it (the knee): past
+  it, more connections buy no throughput on this machine's cores, only memory per
+  backend, contention and a share of ``max_connections``. Only ratios of one run.
+* q2 runs the learner's ``handle_request(conn, user_id, work)`` through the lab's
+  PgBouncer (transaction pooling, server connections handed out round robin) on client
+  connections in autocommit: two clients on the same user, the second started while
+  the first holds its read (``work`` waits for the other to read too, up to a timeout):
+  both updates must count (the advisory lock serialises them); every audit row must
+  name its own user (``app.user_id`` set inside the request's transaction); a request
+  whose work raises must pass the exception on; and afterwards every server connection
+  of the pool is inspected: no ``app.user_id`` left on any (a session ``SET``), no
+  advisory lock held by any backend of the database (a session advisory lock, whose
+  unlock ran on another server connection or never); the client connection is idle.
+* q3 runs the learner's ``write``/``caught_up``/``read`` on :class:`routing.Session`
+  objects: ``caught_up`` is asked about LSNs just below and far above the replica's
+  replay position, picked so that comparing their text gets some of them wrong; then,
+  under a ``recovery_min_apply_delay`` seeded between 0.6 and 0.9 s, sessions write and
+  read back at once (must not be stale), wait until the replica has replayed, and read
+  again (most reads must come from the replica: ``pg_is_in_recovery()`` in the read
+  says where it ran); finally with replay held back for a minute, a write then a read
+  must still be fresh (a router that sleeps a fixed time reads stale, whatever the
+  sleep). The delay is a lease (``satellites.replica_delay``) released in ``finally``.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any, Callable, Sequence
+
+import psycopg
+from psycopg import pq
+
+from ..course import adversarial as adv
+from ..course.checking import require
+from ..runtime import satellites
+from ..runtime.errors import CheckFailed
+from ..tools import routing
+
+SETTING = "app.user_id"
+READ_SQL = "SELECT bio, pg_is_in_recovery() FROM profiles WHERE user_id = %s"
+WRITE_SQL = "UPDATE profiles SET bio = %s, version = version + 1 WHERE user_id = %s"
+
+
+# --------------------------------------------------------------------------
+# q1: pool size
+
+
+def q1(lab: Any, curve: Sequence[routing.CurvePoint], pool_size: Any) -> str:
+    require(pool_size)
+    if not curve or not all(isinstance(p, routing.CurvePoint) for p in curve):
+        raise CheckFailed("Pass the curve measured above (routing.pool_curve(...)) as `curve`.")
+    if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 1:
+        raise CheckFailed(f"pool_size is {pool_size!r}; it should be a whole number of "
+                          "connections, one of the sizes measured above.")
+    by_size = {p.size: p for p in curve}
+    top = max(p.throughput for p in curve)
+    knee = routing.plateau(curve, 0.9)  # the smallest size within 90% of the best
+    measured = ", ".join(f"{p.size}: {p.throughput:.0f}/s" for p in curve)
+    if pool_size not in by_size:
+        raise CheckFailed(
+            f"pool_size = {pool_size} was not measured, so nothing says it is on the plateau: "
+            f"the curve above flattens at {knee} connections. A pool past the plateau adds "
+            "backends that compete for the same cores (each with its own memory and a slot of "
+            "max_connections) and buys no throughput; pick a measured size from the knee up.",
+            f"measured {measured}")
+    point = by_size[pool_size]
+    if point.throughput < 0.85 * top:
+        raise CheckFailed(
+            f"pool_size = {pool_size} is below the plateau: it served {point.throughput:.0f} "
+            f"requests/s against {top:.0f}/s at the best size (under 85%). Pick a size from "
+            f"the knee of the curve ({knee}) up.", f"measured {measured}")
+    if pool_size > 4 * knee:
+        raise CheckFailed(
+            f"pool_size = {pool_size} is past the plateau: throughput stopped growing at "
+            f"{knee} connections on this machine, so the extra {pool_size - knee} backends only "
+            "queue for the same cores and hold memory and max_connections slots. Pick a size "
+            f"between {knee} and {4 * knee}.", f"measured {measured}")
+    return (f"pool_size = {pool_size}: on the plateau ({point.throughput / top:.0%} of the best "
+            f"throughput; the knee is at {knee}).")
+
+
+# --------------------------------------------------------------------------
+# q2: a request handler behind PgBouncer
+
+
+def _pooled(url: str) -> psycopg.Connection:
+    return psycopg.connect(url, autocommit=True, prepare_threshold=None)
+
+
+def _leftovers(lab: Any, url: str, when: str) -> None:
+    seen = routing.server_connections(url, SETTING)
+    with psycopg.connect(lab.url, autocommit=True) as mon:
+        held = mon.execute("""SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                              WHERE l.locktype = 'advisory' AND d.datname = current_database()"""
+                           ).fetchone()[0]
+    if held:
+        raise CheckFailed(
+            f"{when}, {held} advisory lock(s) were still held by a server connection of the "
+            "pool: a session advisory lock (pg_advisory_lock) belongs to the server connection, "
+            "not to your client. Behind PgBouncer in transaction mode its unlock runs on "
+            "whichever server connection the next transaction gets (or never, when the request "
+            "fails), so the lock stays behind and blocks every later request for that user. Use "
+            "pg_advisory_xact_lock inside the request's transaction: COMMIT or ROLLBACK releases it.",
+            f"server connections (pid, {SETTING}, advisory locks): {seen}")
+    dirty = [s for s in seen if s[1] not in (None, "")]
+    if dirty:
+        raise CheckFailed(
+            f"{when}, a server connection of the pool still had {SETTING} = {dirty[0][1]!r}: "
+            "a session-level SET (or set_config(..., false)) outlives the transaction, and "
+            "PgBouncer hands that server connection to the next client, whose request then runs "
+            "as the wrong user. Use SET LOCAL, or set_config(%s, %s, true), inside the request's "
+            "transaction.", f"server connections (pid, {SETTING}, advisory locks): {seen}")
+
+
+def _idle(conn: psycopg.Connection, what: str) -> None:
+    if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        raise CheckFailed(f"After {what}, the client connection was left inside a transaction "
+                          f"({conn.info.transaction_status.name}): handle_request must end the "
+                          "transaction it opened (with conn.transaction(): ...).")
+
+
+def q2(lab: Any, handle_request: Callable[..., Any]) -> str:
+    require(handle_request)
+    rng = adv.rng()
+    url = satellites.pooler_url(lab.dbname)
+    users = lab.query("SELECT user_id FROM profiles ORDER BY user_id")["user_id"].tolist()
+    a_user, b_user = rng.sample(users[: len(users) // 2], 2)
+    routing.warm_pool(url)
+    _leftovers(lab, url, "Before your handler ran (a leftover of an earlier run?)")
+
+    def versions(uid: int) -> int:
+        return lab.scalar("SELECT version FROM profiles WHERE user_id = %s", [uid])
+
+    # 1. two clients on the same user, interleaved: the second starts after the first read
+    for uid in (a_user, b_user):
+        before = versions(uid)
+        first_read, second_read = threading.Event(), threading.Event()
+        errors: list[BaseException] = []
+        results: dict[str, Any] = {}
+
+        def work_for(name: str, mine: threading.Event, other: threading.Event,
+                     uid: int = uid) -> Callable[[psycopg.Connection], Any]:
+            def work(conn: psycopg.Connection) -> Any:
+                v = conn.execute("SELECT version FROM profiles WHERE user_id = %s",
+                                 [uid]).fetchone()[0]
+                mine.set()
+                other.wait(0.8)  # the other request reads now, unless a lock holds it back
+                conn.execute("UPDATE profiles SET version = %s, bio = %s WHERE user_id = %s",
+                             [v + 1, f"{name} {uuid.uuid4().hex[:6]}", uid])
+                return f"{name}-{v + 1}"
+            return work
+
+        def client(name: str, mine: threading.Event, other: threading.Event) -> None:
+            try:
+                with _pooled(url) as conn:
+                    results[name] = handle_request(conn, uid, work_for(name, mine, other))
+                    _idle(conn, "handle_request")
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        t1 = threading.Thread(target=client, args=("first", first_read, second_read))
+        t1.start()
+        if not first_read.wait(10):
+            t1.join(10)
+            if errors:
+                raise errors[0]
+            raise CheckFailed("handle_request never called work(conn) within 10 s.")
+        t2 = threading.Thread(target=client, args=("second", second_read, first_read))
+        t2.start()
+        t1.join(30)
+        t2.join(30)
+        if errors:
+            if isinstance(errors[0], CheckFailed):
+                raise errors[0]
+            raise errors[0]
+        after = versions(uid)
+        if after != before + 2:
+            raise CheckFailed(
+                f"Two requests for user {uid} each added 1 to its version, but it went from "
+                f"{before} to {after}: a lost update. Both read the version before either wrote, "
+                "so the per-user advisory lock did not serialise them. Take "
+                "pg_advisory_xact_lock(user_id) inside the request's transaction, before work.")
+        if sorted(results.values()) != sorted([f"first-{before + 1}", f"second-{before + 2}"]):
+            raise CheckFailed(f"handle_request should return what work(conn) returned; it "
+                              f"returned {sorted(map(repr, results.values()))}.")
+    wrong = lab.query("SELECT user_id, version, actor FROM profile_audit "
+                      "WHERE user_id IN (%s, %s) AND actor IS DISTINCT FROM user_id::text",
+                      [a_user, b_user])
+    if len(wrong):
+        r = wrong.iloc[0]
+        raise CheckFailed(
+            f"The audit row of user {r.user_id}'s version {r.version} names the actor "
+            f"{r.actor!r}: the trigger reads {SETTING}, which must be set inside the same "
+            "transaction as the update (set_config(%s, %s, true) or SET LOCAL).")
+    _leftovers(lab, url, "After the requests")
+
+    # 2. a request whose work raises: the exception reaches the caller, nothing stays behind
+    class Boom(Exception):
+        pass
+
+    def failing(conn: psycopg.Connection) -> Any:
+        conn.execute("UPDATE profiles SET version = version + 1 WHERE user_id = %s", [a_user])
+        raise Boom("the request failed half-way")
+
+    before = versions(a_user)
+    with _pooled(url) as conn:
+        try:
+            handle_request(conn, a_user, failing)
+        except Boom:
+            pass
+        except psycopg.Error as exc:
+            _leftovers(lab, url, "After a request that failed")
+            raise CheckFailed(f"A request whose work raised ended with {type(exc).__name__} "
+                              f"({exc}) instead of passing the work's own exception on.") from None
+        else:
+            raise CheckFailed("A request whose work raised returned normally: handle_request "
+                              "must let the exception reach its caller (after rolling back).")
+        _idle(conn, "a request that failed")
+    _leftovers(lab, url, "After a request that failed")
+    if versions(a_user) != before:
+        raise CheckFailed("A request whose work raised still changed the profile: its "
+                          "transaction must roll back.")
+    return ("Correct through PgBouncer: concurrent requests serialised per user, every audit "
+            "row names its user, and no setting or advisory lock stayed on a server connection.")
+
+
+# --------------------------------------------------------------------------
+# q3: read-your-writes router
+
+
+def _lsn_text(v: int) -> str:
+    return f"{v >> 32:X}/{v & 0xFFFFFFFF:X}"
+
+
+def _lsn_value(text: str) -> int:
+    hi, lo = text.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def _probes(replayed: int) -> list[tuple[str, bool]]:
+    """(LSN text, replayed?) around ``replayed``: several whose text order is wrong."""
+    hi, lo = replayed >> 32, replayed & 0xFFFFFFFF
+    values = {replayed: True, max(replayed - 1, 0): True, replayed + (1 << 24): False,
+              replayed + (1 << 32): False}
+    for k in range(1, 8):  # 'H/F', 'H/FF', ...: smaller, but longer text sorts higher
+        v = (hi << 32) | (16 ** k - 1)
+        if v <= replayed:
+            values[v] = True
+        v = (hi << 32) | (16 ** k)  # 'H/10', 'H/100', ...
+        if v > replayed:
+            values[v] = False
+    if hi:
+        values[((hi - 1) << 32) | 0xFFFFFFFF] = True
+    values[(16 ** len(f"{hi:X}")) << 32] = False  # '10/0' after '9/...'
+    return [(_lsn_text(v), ok) for v, ok in sorted(values.items())]
+
+
+def _verdict_of(fn: Callable[..., Any], *args: Any) -> bool:
+    value = fn(*args)
+    if not isinstance(value, bool):
+        raise CheckFailed(f"caught_up returned {value!r}; it should return True or False.")
+    return value
+
+
+def q3(lab: Any, write: Callable[..., Any], caught_up: Callable[..., Any],
+       read: Callable[..., Any]) -> str:
+    require(write, caught_up, read)
+    rng = adv.rng()
+    users = lab.query("SELECT user_id FROM profiles ORDER BY user_id")["user_id"].tolist()
+    picked = rng.sample(users, 8)
+    writers, bystanders = picked[:4], picked[4:]
+    expected = dict(lab.query("SELECT user_id, bio FROM profiles WHERE user_id = ANY(%s)",
+                              [picked]).values.tolist())
+    delay = rng.randint(600, 900)
+    sessions = [routing.Session.open(lab) for _ in writers]
+    tally = {"replica": 0, "primary": 0}
+
+    lag = {"now": f"recovery_min_apply_delay = {delay} ms"}
+
+    def read_back(s: routing.Session, uid: int, when: str) -> None:
+        rows = read(s, READ_SQL, [uid])
+        if not rows or len(rows[0]) != 2:
+            raise CheckFailed(f"read(session, sql, params) returned {rows!r}; it should return "
+                              "the rows of the query (cursor.fetchall()).")
+        bio, on_replica = rows[0]
+        tally["replica" if on_replica else "primary"] += 1
+        if bio != expected[uid]:
+            raise CheckFailed(
+                f"A stale read {when}: user {uid}'s session wrote {expected[uid]!r}, then read "
+                f"{bio!r} from the {'replica' if on_replica else 'primary'}, which had not "
+                f"replayed the write yet ({lag['now']}). Read from the "
+                "replica only when pg_last_wal_replay_lsn() there has reached the LSN of the "
+                "session's last write (pg_current_wal_lsn() on the primary after the commit); "
+                "otherwise read from the primary. A fixed sleep is a guess about the lag, and "
+                "lag has no upper bound.")
+
+    try:
+        # 0. caught_up on LSNs around the replay position
+        with psycopg.connect(satellites.replica_url(lab.dbname), autocommit=True) as rep:
+            s0 = sessions[0]
+            with satellites.replica_delay(60_000):
+                replayed = _lsn_value(rep.execute("SELECT pg_last_wal_replay_lsn()").fetchone()[0])
+                for text, ok in _probes(replayed):
+                    said = _verdict_of(caught_up, s0.replica, text)
+                    if said != ok:
+                        raise CheckFailed(
+                            f"caught_up(replica, {text!r}) said {said} while the replica had "
+                            f"replayed up to {_lsn_text(replayed)}: compare LSNs as pg_lsn in "
+                            "SQL (pg_last_wal_replay_lsn() >= %s::pg_lsn) or as numbers, never "
+                            f"as text: as strings {text!r} "
+                            f"{'>' if text > _lsn_text(replayed) else '<'} "
+                            f"{_lsn_text(replayed)!r}, which is the wrong way round.")
+        # 1. under a delay: write, read back at once, wait for replay, read again
+        with satellites.replica_delay(delay):
+            for s, uid in zip(sessions, writers):
+                new = f"bio {uuid.uuid4().hex[:10]} of {uid}"
+                write(s, WRITE_SQL, [new, uid])
+                expected[uid] = new
+                read_back(s, uid, "right after the write")
+            mark = lab.scalar("SELECT pg_current_wal_lsn()::text")
+            if not satellites.wait_for_replay(mark, timeout=30):
+                raise CheckFailed("The replica did not replay the writes within 30 s: the check "
+                                  "could not judge (is the replica running?).")
+            for s, uid in zip(sessions, writers):
+                for other in [uid, *bystanders, uid]:
+                    read_back(s, other, "after the replica had replayed the write")
+        share = tally["replica"] / sum(tally.values())
+        if share < 0.6:
+            raise CheckFailed(
+                f"Only {tally['replica']} of {sum(tally.values())} reads went to the replica, "
+                "although most came after it had replayed the session's writes: the router "
+                "sends reads to the primary it could serve from the replica, and the primary "
+                "carries the read load the replica exists for. Read from the replica whenever it "
+                "has replayed the session's last write LSN.")
+        # 2. replay held back: a write, then a read, must still be fresh
+        lag["now"] = "replay held back for a minute"
+        with satellites.replica_delay(60_000):
+            s, uid = sessions[0], writers[0]
+            new = f"bio {uuid.uuid4().hex[:10]} of {uid}"
+            write(s, WRITE_SQL, [new, uid])
+            expected[uid] = new
+            read_back(s, uid, "while the replica held replay back")
+    finally:
+        for s in sessions:
+            s.close()
+    return (f"Read-your-writes: no stale read under a {delay} ms apply delay or a held-back "
+            f"replay, and {tally['replica']} of {sum(tally.values())} reads served by the replica.")
+
+
+HINTS = {
+    "q1": ["routing.plateau(curve) is the smallest size within 90% of the best throughput: "
+           "pool_size = routing.plateau(curve)."],
+    "q2": ["with conn.transaction(): set_config('app.user_id', %s, true); "
+           "SELECT pg_advisory_xact_lock(%s); return work(conn)"],
+    "q3": ["write: execute on session.primary, then session.last_lsn = "
+           "SELECT pg_current_wal_lsn()::text.",
+           "caught_up: SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn on the replica.",
+           "read: the replica when session.last_lsn is None or caught_up(...), else the primary."],
+}
