@@ -71,7 +71,7 @@ lab: $(STAMP)
 test: $(STAMP)
 	@$(PY) -m labs db
 	@$(PY) -m tests.browser
-	LAB_SCALE=tiny $(PY) -m pytest -n $(WORKERS) --dist loadscope -m "not stops_shared" $(PYTEST_ARGS)
+	LAB_SCALE=tiny $(PY) -m pytest -n $(WORKERS) --dist loadscope -m "not stops_shared" --durations=15 $(PYTEST_ARGS)
 	LAB_SCALE=tiny $(PY) -m pytest -p no:xdist -q -m stops_shared $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-fast: $(STAMP)

@@ -41,7 +41,10 @@ def session_settings(conn: psycopg.Connection) -> dict[str, str]:
     """The session's view of every setting (a failed transaction is not asked)."""
     # a cursor of its own: the learner may have changed the connection's row_factory
     with conn.cursor(row_factory=tuple_row) as cur:
-        return dict(cur.execute("SELECT name, setting FROM pg_settings").fetchall())
+        # only what a session can SET: a server setting reloaded meanwhile (another process's
+        # ALTER SYSTEM + pg_reload_conf) is nobody's answer
+        return dict(cur.execute("SELECT name, setting FROM pg_settings "
+                                "WHERE context IN ('user', 'superuser')").fetchall())
 
 
 def locks_held(monitor: psycopg.Connection, pid: int) -> list[tuple[str, str, str]]:

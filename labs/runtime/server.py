@@ -378,6 +378,9 @@ SERVER_SETTINGS = {
     "shared_buffers": "'1GB'",
     "maintenance_work_mem": "'512MB'",
     "max_wal_size": "'4GB'",
+    # the streaming replica's slot (15_pooling_replicas) keeps at most this much WAL for a
+    # stopped replica; set from the start, so no reload happens while checks run
+    "max_slot_wal_keep_size": "'2GB'",
     "log_lock_waits": "on",
     "log_min_duration_statement": "-1",
     "logging_collector": "off",
