@@ -4,8 +4,8 @@ decoys are rejected by the named check, and learner copies are never stale.
 (The third way, solutions passing, is nbval's job: `pytest` collects
 `solutions/*.ipynb` with --nbval-lax.)
 
-Each notebook and each decoy gets its own test class, so that pytest-xdist's
-loadscope spreads them over the workers.
+Each learner notebook gets its own test class, and each challenge's decoys one class
+sharing one kernel, so that pytest-xdist's loadscope spreads them over the workers.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from labs.runtime.config import NOTEBOOKS_DIR, SOLUTIONS_DIR
 from labs.course.learner import (ANSWER_TAG, GO_ON_TAG, answer_names, generate_all,
                                  is_check_cell, learner_version, topic_of, uses_answer)
 
-from .nbrun import execute
+from .nbrun import Kernel, execute
 
 DECOYS_DIR = Path(__file__).parent / "decoys"
 # Cells tagged "demo" measure or draw something for the reader and feed no later
@@ -157,14 +157,21 @@ def _check_cell(nb: nbformat.NotebookNode, check_id: str) -> int:
     raise AssertionError(f"no cell runs check {check_id!r}")
 
 
-class Decoy:
-    decoy: Path
+class Decoys:
+    """One challenge's decoys, each a test; they share one kernel (Run All again, with the
+    next decoy's answer), so that the whole class runs on one xdist worker."""
+
     solution: Path
 
-    @pytest.mark.notebook
-    def test_decoy_is_rejected(self):
+    @pytest.fixture(scope="class")
+    def kernel(self):
+        kernel = Kernel()
+        yield kernel
+        kernel.close()
+
+    def reject(self, decoy: Path, kernel: Kernel) -> None:
         """The decoy's wrong answer, put in the solution notebook, fails the named check."""
-        spec = importlib.util.spec_from_file_location(self.decoy.stem, self.decoy)
+        spec = importlib.util.spec_from_file_location(decoy.stem, decoy)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         nb = _without_demos(nbformat.read(self.solution, as_version=4))
@@ -174,7 +181,7 @@ class Decoy:
         for name, edits in getattr(module, "EDIT", {}).items():
             cell = nb.cells[_answer_cell_binding(nb, name)]
             for old, new in edits:
-                assert old in cell.source, f"{self.decoy.name}: {old!r} is not in the reference"
+                assert old in cell.source, f"{decoy.name}: {old!r} is not in the reference"
                 cell.source = cell.source.replace(old, new)
         stop = _check_cell(nb, module.CHECK)
         # the other exercises' check cells bind nothing and leave the database as found:
@@ -184,26 +191,37 @@ class Decoy:
         if not getattr(checks, "CHECKS_BUILD_ON_EARLIER", False):
             target = nb.cells[stop]
             nb.cells = [c for c in nb.cells[: stop + 1] if c is target or not is_check_cell(c)]
-        run = execute(nb, stop_after=stop)
+        run = kernel.execute(nb, stop_after=stop)
         verdict = run.verdicts.get(module.CHECK)
         assert verdict is not None, (
             f"{module.CHECK} never ran; errors before it: {run.errors}")
-        assert not verdict["passed"], f"decoy {self.decoy.name} passed {module.CHECK}"
-        assert verdict["attempted"], f"decoy {self.decoy.name} was judged 'not attempted'"
+        assert not verdict["passed"], f"decoy {decoy.name} passed {module.CHECK}"
+        assert verdict["attempted"], f"decoy {decoy.name} was judged 'not attempted'"
         # rejected for the right reason, not because something else broke on the way; a
         # tuple lists reasons that are all right, of which the seeded data shows one first
         expected = module.EXPECT if isinstance(module.EXPECT, tuple) else (module.EXPECT,)
         assert any(words in verdict["message"] for words in expected), (
-            f"decoy {self.decoy.name} failed {module.CHECK} for another reason than "
+            f"decoy {decoy.name} failed {module.CHECK} for another reason than "
             f"{module.EXPECT!r}: {verdict['message']}")
+
+
+def _decoy_test(decoy: Path):
+    @pytest.mark.notebook
+    def test(self, kernel):
+        self.reject(decoy, kernel)
+    test.__doc__ = (decoy.read_text().split('"""')[1].strip() if '"""' in decoy.read_text()
+                    else f"decoy {decoy.stem}")
+    return test
 
 
 for _nb in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
     _name = f"TestLearner_{topic_of(_nb)}"
     globals()[_name] = type(_name, (LearnerCopy,), {"notebook": _nb})
 
-for _decoy in sorted(DECOYS_DIR.glob("*/*.py")):
-    _solutions = [s for s in SOLUTIONS_DIR.glob("*.ipynb") if topic_of(s) == _decoy.parent.name]
+for _topic_dir in sorted(p for p in DECOYS_DIR.iterdir() if p.is_dir()):
+    _solutions = [s for s in SOLUTIONS_DIR.glob("*.ipynb") if topic_of(s) == _topic_dir.name]
     if _solutions:
-        _name = f"TestDecoy_{_decoy.parent.name}_{_decoy.stem}"
-        globals()[_name] = type(_name, (Decoy,), {"decoy": _decoy, "solution": _solutions[0]})
+        _name = f"TestDecoys_{_topic_dir.name}"
+        globals()[_name] = type(_name, (Decoys,), {
+            "solution": _solutions[0],
+            **{f"test_{d.stem}": _decoy_test(d) for d in sorted(_topic_dir.glob("*.py"))}})

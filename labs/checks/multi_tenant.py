@@ -9,8 +9,9 @@ query run by the superuser with an explicit ``WHERE tenant_id = …``:
 * q1 removes every policy on the tenant tables, runs the learner's policies, then per
   tenant runs a leak-hunting set in a transaction it rolls back (every table, a join,
   an aggregate over ``tenant_id``, ``COPY … TO STDOUT``, an INSERT of the tenant's own
-  row, which must work, and of another tenant's row, an UPDATE moving a row to another
-  tenant, an UPDATE and a DELETE aimed at another tenant's rows); with no tenant set and
+  customer, order and order line, which must work, and on every tenant table an INSERT of
+  another tenant's row and an UPDATE moving the tenant's row to another tenant, which must
+  be refused, UPDATEs and DELETEs aimed at another tenant's rows); with no tenant set and
   with ``app.tenant_id`` set to '' (what a pooled connection holds after a ``SET LOCAL``
   ended) every table must be empty, without an error; and as the owner role the same
   counts (``FORCE ROW LEVEL SECURITY``); no row of any table changed;
@@ -19,13 +20,14 @@ query run by the superuser with an explicit ``WHERE tenant_id = …``:
   not a copy), and empty with no tenant;
 * q3 runs the learner's request wrapper on pools of ONE connection as the app role
   (autocommit on and off), interleaving requests of several tenants with bare requests
-  (no tenant) and a request that raises: every request sees exactly its tenant's rows,
-  every bare request nothing, the exception reaches the caller, the return value is the
-  work's;
+  (no tenant) and a request that raises: every request sees exactly its tenant's rows, its
+  work runs inside a transaction, every bare request nothing and gets the connection with
+  the pool's autocommit, the exception reaches the caller, the return value is the work's,
+  and a request's writes are committed;
 * q4 drops every index on ``tenant_id``, runs the learner's index SQL, ANALYZEs, and
   reads the plans the planner picks as the app role, for two ordinary tenants (seeded)
-  and the empty one: no Seq Scan on ``orders`` or ``order_items``, and an index whose
-  leading column is ``tenant_id``. The skewed tenant is not asked: with ~40% of the rows
+  and the empty one: no Seq Scan on ``orders``, ``order_items`` or ``customers``, and an
+  index whose leading column is ``tenant_id``. The skewed tenant is not asked: with ~40% of the rows
   a Seq Scan is its right plan at some scales (the planner estimates with the setting's
   value), so its plan says nothing about the answer.
 """
@@ -131,6 +133,11 @@ def _other_tenant_row(lab: Any, tenant: int) -> tuple[int, int]:
                                   "ORDER BY id LIMIT 1", [tenant]).fetchone())
 
 
+def _other_tenant_order(lab: Any, other: int) -> int:
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        return conn.execute("SELECT min(id) FROM orders WHERE tenant_id = %s", [other]).fetchone()[0]
+
+
 def _leak_hunt(lab: Any, app: tn.Tenancy, tenant: int) -> None:
     truth = _truth(lab, tenant)
     other_customer, other = _other_tenant_row(lab, tenant)
@@ -178,6 +185,20 @@ def _leak_hunt(lab: Any, app: tn.Tenancy, tenant: int) -> None:
             conn.execute("INSERT INTO orders (id, customer_id, status, created_at, total, "
                          "shipping_country, tenant_id) VALUES (%s, %s, 'pending', now(), 1, 'DE', "
                          "%s)", [PLANTED_ID, own_customer, tenant])
+            product = conn.execute("SELECT min(id) FROM products").fetchone()[0]
+            conn.execute("SAVEPOINT own_line")
+            try:
+                conn.execute("INSERT INTO order_items (id, order_id, product_id, quantity, "
+                             "unit_price, tenant_id) VALUES (%s, %s, %s, 1, 1, %s)",
+                             [PLANTED_ID, PLANTED_ID, product, tenant])
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise CheckFailed(
+                    f"As {_say(tenant)}, an INSERT of the tenant's own order line into order_items "
+                    f"was refused ({exc.diag.message_primary}): the application could no longer "
+                    "take an order. Each tenant table needs a policy for every command (FOR ALL) "
+                    "whose WITH CHECK accepts the tenant's own rows.") from None
+            conn.execute("RELEASE SAVEPOINT own_line")
+            other_order = _other_tenant_order(lab, other)
             attempts = [
                 ("an INSERT of another tenant's order",
                  "INSERT INTO orders (id, customer_id, status, created_at, total, "
@@ -185,6 +206,18 @@ def _leak_hunt(lab: Any, app: tn.Tenancy, tenant: int) -> None:
                  [PLANTED_ID + 1, other_customer, other]),
                 ("an UPDATE moving the tenant's order to another tenant",
                  "UPDATE orders SET tenant_id = %s WHERE customer_id = %s", [other, own_customer]),
+                ("an INSERT of a customer for another tenant",
+                 "INSERT INTO customers (id, email, full_name, country, created_at, tenant_id) "
+                 "VALUES (%s, 'other@example.org', 'Other', 'DE', now(), %s)",
+                 [PLANTED_ID + 1, other]),
+                ("an UPDATE moving the tenant's customer to another tenant",
+                 "UPDATE customers SET tenant_id = %s WHERE id = %s", [other, own_customer]),
+                ("an INSERT of an order line for another tenant",
+                 "INSERT INTO order_items (id, order_id, product_id, quantity, unit_price, "
+                 "tenant_id) VALUES (%s, %s, %s, 1, 1, %s)",
+                 [PLANTED_ID + 1, other_order, product, other]),
+                ("an UPDATE moving the tenant's order line to another tenant",
+                 "UPDATE order_items SET tenant_id = %s WHERE id = %s", [other, PLANTED_ID]),
             ]
             for what, statement, params in attempts:
                 conn.execute("SAVEPOINT attempt")
@@ -196,16 +229,29 @@ def _leak_hunt(lab: Any, app: tn.Tenancy, tenant: int) -> None:
                 if changed:
                     raise CheckFailed(
                         f"As {_say(tenant)}, {what} succeeded: a policy's USING only filters "
-                        "the rows a statement sees; WITH CHECK (tenant_id = the setting) is "
-                        "what refuses a row written for another tenant.")
+                        "the rows a statement sees; WITH CHECK (tenant_id = the setting), on "
+                        "every tenant table, is what refuses a row written for another tenant.")
                 conn.execute("ROLLBACK TO SAVEPOINT attempt")
             for what, statement in (("an UPDATE", "UPDATE orders SET note = 'x' "
                                      "WHERE tenant_id = %s"),
-                                    ("a DELETE", "DELETE FROM order_items WHERE tenant_id = %s")):
-                changed = conn.execute(statement, [other]).rowcount
+                                    ("an UPDATE", "UPDATE customers SET full_name = full_name "
+                                     "WHERE tenant_id = %s"),
+                                    ("a DELETE", "DELETE FROM order_items WHERE tenant_id = %s"),
+                                    ("a DELETE", "DELETE FROM orders WHERE tenant_id = %s"),
+                                    ("a DELETE", "DELETE FROM customers WHERE tenant_id = %s")):
+                conn.execute("SAVEPOINT aimed")
+                try:
+                    changed = conn.execute(statement, [other]).rowcount
+                except psycopg.errors.ForeignKeyViolation:
+                    changed = -1  # it reached rows that other rows still reference
+                conn.execute("ROLLBACK TO SAVEPOINT aimed")
                 if changed:
-                    raise CheckFailed(f"As {_say(tenant)}, {what} aimed at tenant {other} "
-                                      f"changed {changed:,} of its rows.")
+                    raise CheckFailed(
+                        f"As {_say(tenant)}, {what} aimed at tenant {other} "
+                        + ("reached its rows (only a foreign key stopped it)" if changed < 0
+                           else f"changed {changed:,} of its rows")
+                        + ": every command needs the tenant's policy (one FOR ALL policy, or "
+                        "each per-command policy USING the tenant's setting, never USING (true)).")
 
 
 def _nothing_without_tenant(app: tn.Tenancy) -> None:
@@ -246,6 +292,33 @@ def _owner_sees(lab: Any, app: tn.Tenancy, tenant: int) -> None:
                 "ROW LEVEL SECURITY.")
 
 
+def _predicate_uses_index(lab: Any, app: tn.Tenancy, tenant: int) -> None:
+    """The policy's predicate can use an index on tenant_id: built, analysed and asked for in a
+    transaction that is rolled back (a cast on the column, tenant_id::text = …, isolates just
+    as well but makes every tenant's query read every tenant's rows)."""
+    with psycopg.connect(lab.url) as conn:
+        try:
+            conn.execute("CREATE INDEX lab_check_tenant_probe ON orders (tenant_id)")
+            conn.execute("ANALYZE orders")
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app.app_role)))
+            conn.execute("SELECT set_config(%s, %s, true)", [SETTING, str(tenant)])
+            plan = ex.explain(conn, "SELECT count(*), sum(total) FROM orders", analyze=False)
+            # the index must narrow the scan (an Index Cond), not be read whole under a Filter
+            narrowed = any(n.index == "lab_check_tenant_probe" and n.index_cond
+                           for n in plan.root.walk())
+        finally:
+            conn.rollback()
+    if not narrowed:
+        raise CheckFailed(
+            f"With an index on orders (tenant_id) in place, the application role's query for "
+            f"{_say(tenant)} still reads every tenant's rows: "
+            "the policy's predicate cannot use an index. Compare the column itself with the "
+            "setting cast to its type, tenant_id = nullif(current_setting('app.tenant_id', "
+            "true), '')::int; a cast or a function on tenant_id (tenant_id::text = …) hides it "
+            "from every index, and at production size each tenant's query becomes a Seq Scan "
+            "over all tenants.", plan.text())
+
+
 def q1(lab: Any, policies_sql: str) -> str:
     require(policies_sql)
     app = _ensure(lab)
@@ -259,6 +332,8 @@ def q1(lab: Any, policies_sql: str) -> str:
         _nothing_without_tenant(app)
         for tenant in tenants[:2]:
             _owner_sees(lab, app, tenant)
+        _predicate_uses_index(lab, app, next(t for t in tenants
+                                             if t not in (tn.SKEWED_TENANT, app.tenants + 1)))
     return (f"tenants {', '.join(map(str, tenants))}: each saw and changed only its own rows "
             "(selects, join, aggregate, COPY, cross-tenant INSERT/UPDATE/DELETE refused); no "
             "tenant set or '' saw nothing; the owner is filtered too (FORCE)")
@@ -328,12 +403,24 @@ def q3(lab: Any, run_as_tenant: Callable[..., Any]) -> str:
     rand = adv.rng()
     sequence = tenants + rand.sample(tenants, len(tenants))
 
+    outside: list[str] = []
+
     def work(conn: psycopg.Connection) -> tuple:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+            outside.append("work")
         return tuple(conn.execute("SELECT count(*), coalesce(sum(id), 0) FROM orders")
                      .fetchone())
 
-    def bare(pool: Any, after: str) -> None:
+    def bare(pool: Any, after: str, autocommit: bool) -> None:
         with pool.connection() as conn:
+            if conn.autocommit != autocommit:
+                raise CheckFailed(
+                    f"After {after}, the pooled connection came back with autocommit "
+                    f"{conn.autocommit} instead of {autocommit}, as the pool made it: every later "
+                    "request on it runs differently (one long transaction holding its locks, or "
+                    "no transaction at all). Open the request's transaction with "
+                    "`with conn.transaction():`, which works in both modes, instead of changing "
+                    "conn.autocommit.")
             try:
                 count = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
             except psycopg.Error:
@@ -358,7 +445,7 @@ def q3(lab: Any, run_as_tenant: Callable[..., Any]) -> str:
                         "work runs in (with conn.transaction(): set_config(…, true); return "
                         "work(conn)); in autocommit, SET LOCAL outside a transaction does "
                         "nothing.")
-                bare(pool, f"a request of tenant {tenant}")
+                bare(pool, f"a request of tenant {tenant}", autocommit)
             # a tenant with orders: a leaked empty tenant would show nothing either
             victim = rand.choice([t for t in tenants if truth[t][0]])
 
@@ -378,7 +465,39 @@ def q3(lab: Any, run_as_tenant: Callable[..., Any]) -> str:
                 else:
                     raise CheckFailed("When the work raises, run_as_tenant must let the "
                                       "exception reach the caller (the transaction rolls back).")
-                bare(pool, f"a failed request of tenant {victim}")
+                bare(pool, f"a failed request of tenant {victim}", autocommit)
+
+            # the success path writes: what the work wrote must be there afterwards
+            planted = PLANTED_ID + (0 if autocommit else 1)
+
+            def writes(conn: psycopg.Connection) -> int:
+                return conn.execute(
+                    "INSERT INTO orders (id, customer_id, status, created_at, total, "
+                    "shipping_country, tenant_id) SELECT %s, min(id), 'pending', now(), 1, 'DE', "
+                    "%s FROM customers RETURNING id", [planted, victim]).fetchone()[0]
+
+            try:
+                run_as_tenant(pool, victim, writes)
+                with psycopg.connect(lab.url, autocommit=True) as conn:
+                    kept = conn.execute("SELECT count(*) FROM orders WHERE id = %s",
+                                        [planted]).fetchone()[0]
+            finally:
+                with psycopg.connect(lab.url, autocommit=True) as conn:
+                    conn.execute("DELETE FROM orders WHERE id = %s", [planted])
+            if outside:
+                raise CheckFailed(
+                    f"On a pool ({mode}), run_as_tenant ran the work outside a transaction: "
+                    "each of its statements then commits on its own, so the tenant cannot be "
+                    "transaction-scoped (set_config(…, true) ends with its own statement), and "
+                    "behind PgBouncer in transaction mode each statement may run on another "
+                    "server connection. Run the work inside `with conn.transaction():` after "
+                    "set_config(…, true).")
+            if not kept:
+                raise CheckFailed(
+                    f"On a pool ({mode}), the order a request of tenant {victim} wrote is not "
+                    "there after run_as_tenant returned: the request's transaction was rolled "
+                    "back, not committed. Commit when the work succeeds (`with "
+                    "conn.transaction():` does), roll back only when it raises.")
     return (f"{len(sequence)} interleaved requests of tenants {tenants} on one pooled "
             "connection (autocommit on and off) each saw only its tenant; requests without one "
             "saw nothing, also after a failed request")
@@ -397,6 +516,9 @@ PLAN_QUERIES = {
     "orders": "SELECT status, count(*), sum(total) FROM orders GROUP BY status",
     "order_items": "SELECT count(*), sum(quantity * unit_price) FROM order_items",
 }
+# the check also reads customers (the notebook's transcript shows the two above only)
+CHECK_QUERIES = {**PLAN_QUERIES,
+                 "customers": "SELECT country, count(*) FROM customers GROUP BY country"}
 
 
 def q4(lab: Any, index_sql: str) -> str:
@@ -423,7 +545,7 @@ def q4(lab: Any, index_sql: str) -> str:
     with app.connect() as conn:
         for tenant in tenants:
             _set_tenant(conn, tenant)
-            for table, query in PLAN_QUERIES.items():
+            for table, query in CHECK_QUERIES.items():
                 plan = ex.explain(conn, query, analyze=False)
                 scans = plan.scans(table)
                 labels = ", ".join(n.label for n in scans)

@@ -11,18 +11,26 @@ team; the application adapts to it and never changes it. Every check judges by e
   round trip on a non-UTC session (insert a seeded customer with text that quotes, LIKE
   metacharacters and non-ASCII, two orders whose numbers other customers use too, lines on
   the composite key; read through the composite key; update) must equal what raw SQL sees
-  in the legacy columns; no DDL may have reached the database (``labs.tools.ddl_watch``
-  hears every engine in the process) and no relation may exist beside the shop's and the
-  legacy ones;
-* q2 changes the comment of a seeded column to a seeded text (a pipe, quotes, non-ASCII),
-  calls ``mapping_document`` and compares its Markdown rows with the catalogue, in order;
+  in the legacy columns; NULL flags read back as None, a flag given a string ('N') is
+  refused, every relationship between Order and OrderLine loads exactly the order's lines
+  (a composite foreign key, as the table has); no DDL may have reached the database
+  (``labs.tools.ddl_watch`` hears every engine in the process), no relation may exist beside
+  the shop's and the legacy ones, and the legacy tables' columns, defaults, constraints,
+  indexes and triggers must still be the DBA's (compared with the definition built as
+  temporary tables in a rolled-back transaction: DDL sent through psycopg counts too);
+* q2 changes the comment of a seeded column to a seeded text (a pipe, quotes, non-ASCII) and
+  drops the NOT NULL of another seeded column, calls ``mapping_document`` and compares its
+  Markdown rows with the catalogue, in order (both are put back after);
 * q3 calls ``detect_drift`` on the untouched schema (must report nothing), then applies a
   DBA migration with seeded names (a new NOT NULL column with a default, a renamed column, a
-  widened type, a dropped NOT NULL, a dropped index), calls it again and compares the
+  widened type, a dropped NOT NULL, a dropped index, an added index), calls it again and compares the
   reported (kind, table, name) set with exactly those changes; the migration is undone after;
+  last, on a copy of the models in which a seeded NOT NULL column is nullable, it must report
+  that one modify_nullable (the drift the other way round);
 * q4 runs the learner's reviewed migration for the code-first rename in a transaction (then
   rolled back), on orders planted with 'Y', 'N' and NULL gift flags: the values must survive
-  under the new name, the check constraint and comment too, and no other table may change.
+  under the new name, the check constraint (Y, N and NULL taken, seeded other values
+  refused) and comment too, and no other table may change.
 """
 
 from __future__ import annotations
@@ -104,6 +112,68 @@ def _legacy_present(conn: psycopg.Connection) -> None:
             "(`legacy_schema.create(lab.url)`), which rebuilds them.")
 
 
+# the legacy tables' definition as a fingerprint: columns (type, NOT NULL, default), constraints,
+# indexes and triggers, each as PostgreSQL prints it (comments left out: q2 changes one, and they
+# are the DBA's documentation, not the contract)
+FINGERPRINT_SQL = """
+    SELECT 'column', c.relname, a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+           || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+           || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE c.relnamespace = %(ns)s AND c.relname = ANY(%(tables)s) AND a.attnum > 0
+      AND NOT a.attisdropped
+    UNION ALL
+    SELECT 'constraint', c.relname, k.conname || ' ' || pg_get_constraintdef(k.oid)
+    FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+    WHERE c.relnamespace = %(ns)s AND c.relname = ANY(%(tables)s)
+    UNION ALL
+    SELECT 'index', c.relname,
+           i.relname || ' ' || regexp_replace(pg_get_indexdef(x.indexrelid), ' ON \\S+ USING ', ' USING ')
+    FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
+    WHERE c.relnamespace = %(ns)s AND c.relname = ANY(%(tables)s)
+    UNION ALL
+    SELECT 'trigger', c.relname, t.tgname
+    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+    WHERE c.relnamespace = %(ns)s AND c.relname = ANY(%(tables)s) AND NOT t.tgisinternal"""
+
+
+_SCHEMA = re.compile(r'\b(?:public|pg_temp(?:_\d+)?)\.')
+
+
+def _schema_changes(lab: Any) -> list[str]:
+    """How the legacy tables differ from the DBA's definition (built, for comparison, as temporary
+    tables in a transaction that is rolled back): DDL that did not go through SQLAlchemy (psycopg,
+    psql) is caught here, since the DDL watcher hears SQLAlchemy engines only."""
+    tables = list(legacy.TABLES)
+    with psycopg.connect(lab.url) as conn:
+        try:
+            conn.execute("SET LOCAL search_path = pg_temp")
+            conn.execute(legacy.LEGACY_SQL)
+            conn.execute(legacy.FOREIGN_KEYS_SQL)
+            def plain(rows: Any) -> set[tuple[str, str, str]]:
+                # a name is printed qualified when the other copy shadows it: drop the schema
+                return {(w, t, _SCHEMA.sub("", x)) for w, t, x in rows}
+
+            want = plain(conn.execute(
+                FINGERPRINT_SQL, {"ns": conn.execute("SELECT pg_my_temp_schema()").fetchone()[0],
+                                  "tables": tables}))
+            have = plain(conn.execute(
+                FINGERPRINT_SQL, {"ns": conn.execute("SELECT 'public'::regnamespace::oid")
+                                  .fetchone()[0], "tables": tables}))
+        finally:
+            conn.rollback()
+    extra, gone = sorted(have - want), sorted(want - have)
+    said = []
+    for what, t, text in extra:
+        was = [x for w, tt, x in gone if (w, tt) == (what, t) and x.split()[0] == text.split()[0]]
+        said.append(f'"{t}" {what} {text.split()[0]} is now `{text}`'
+                    + (f", the DBA made it `{was[0]}`" if was else ", which the DBA never created"))
+    said += [f'"{t}" {what} `{text}` is gone' for what, t, text in gone
+             if not any((w, tt) == (what, t) and x.split()[0] == text.split()[0] for w, tt, x in extra)]
+    return said
+
+
 def _no_ddl(lab: Any) -> None:
     """No DDL from this process, and no relation beside the shop's and the legacy ones."""
     sent = ddl_watch.seen(_dbname(lab))
@@ -124,6 +194,15 @@ def _no_ddl(lab: Any) -> None:
             f"The database now has relations the DBA never created ({', '.join(extra)}): "
             "something created them (create_all against the legacy database?). A schema-first "
             "application never emits DDL. Fix the model, then `lab.reset()` and Run All.")
+    changed = _schema_changes(lab)
+    if changed:
+        raise CheckFailed(
+            "The legacy tables are no longer as the DBA built them: " + "; ".join(changed[:3])
+            + ". The schema belongs to the DBA team and the application adapts to it, never the "
+            "other way round (a default added so that a model may leave out a NOT NULL column, a "
+            "constraint dropped so that an insert goes through, are changes to every other "
+            "application's database too). Map the column instead, then rebuild the legacy "
+            "tables: `legacy_schema.create(lab.url)` in the Setup cells, and Run All.")
 
 
 def _class(cls: Any, name: str) -> Any:
@@ -157,6 +236,68 @@ def _seeded_text(r: Any, limit: int) -> str:
 
 # --------------------------------------------------------------------------
 # q1: the models
+
+
+def _relationships_follow_keys(mappers: dict, session: Any, order: Any, cid: int, number: int) -> None:
+    """Every relationship between Order and OrderLine loads exactly the planted order's lines
+    (numbers 1 to 3 are used by other customers too), and a line's order is that order."""
+    lines_table = mappers["OrderLine"].local_table
+    ak = _keys(mappers["OrderLine"])
+    ok = _keys(mappers["Order"])
+    want = {(cid, number, 1), (cid, number, 2)}
+    for rel in mappers["Order"].relationships:
+        if rel.mapper.local_table is not lines_table:
+            continue
+        got = getattr(order, rel.key)
+        got = [] if got is None else (list(got) if rel.uselist else [got])
+        seen = {(getattr(x, ak["CUST_ID"]), getattr(x, ak["ORD_NO"]), getattr(x, ak["LN_NO"]))
+                for x in got}
+        if seen != want or len(got) != len(want):
+            raise CheckFailed(
+                f"Order.{rel.key} of the order ({cid}, {number}) loads {len(got)} line(s), "
+                f"{len(seen - want)} of them another customer's; it has 2. The relationship must "
+                "join on both key columns (\"CUST_ID\", \"ORD_NO\"), as the composite foreign "
+                "key does: order numbers repeat across customers.",
+                f"want {sorted(want)}; loaded {sorted(seen)[:6]}")
+        for line in got:
+            for back in mappers["OrderLine"].relationships:
+                if back.mapper.local_table is mappers["Order"].local_table and not back.uselist:
+                    parent = getattr(line, back.key)
+                    if parent is None or (getattr(parent, ok["CUST_ID"]), getattr(parent, ok["ORD_NO"])) != (cid, number):
+                        raise CheckFailed(
+                            f"OrderLine.{back.key} of a line of order ({cid}, {number}) is not that "
+                            "order: the relationship must join on both key columns.")
+
+
+def _flags_refuse_other_values(lab: Any, engine: Any, Order: Any, pk: list, ok: dict, cid: int,
+                               number: int, r: Any) -> None:
+    """The Y/N type refuses a value that is not True, False or None (the raw legacy string 'N'
+    is truthy in Python: bound by truthiness it would be stored as 'Y')."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.orm import Session
+
+    value = r.choice(["N", "no", "false"])
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        before = conn.execute('SELECT "GIFT_FLG" FROM "ORD_HDR" WHERE "CUST_ID" = %s AND "ORD_NO" = %s',
+                              (cid, number)).fetchone()[0]
+    with Session(engine) as session:
+        order = session.get(Order, tuple({"CUST_ID": cid, "ORD_NO": number}[p] for p in pk))
+        setattr(order, ok["GIFT_FLG"], value)
+        try:
+            session.flush()
+            stored = session.execute(text(
+                'SELECT "GIFT_FLG" FROM "ORD_HDR" WHERE "CUST_ID" = :c AND "ORD_NO" = :n'),
+                {"c": cid, "n": number}).scalar()
+        except (SQLAlchemyError, TypeError, ValueError, KeyError):
+            return
+        finally:
+            session.rollback()
+    raise CheckFailed(
+        f"Order.{ok['GIFT_FLG']} = {value!r} (a string, not a bool) was accepted and stored as "
+        f"{stored!r} (it was {before!r}). YesNo must refuse anything but True, False and None: "
+        "bound by truthiness, the legacy string 'N' is a non-empty string and becomes 'Y'. Raise "
+        "in process_bind_param when the value is not a bool.")
 
 
 def q1(lab: Any, Base: Any, YesNo: Any, Customer: Any, Order: Any, OrderLine: Any,
@@ -302,6 +443,17 @@ def q1(lab: Any, Base: Any, YesNo: Any, Customer: Any, Order: Any, OrderLine: An
                 "gift flags must be stored as 'Y'/'N'/NULL and lines must hang off the composite "
                 "key (\"CUST_ID\", \"ORD_NO\").", f"want {want_orders} and 2 lines; SQL sees {o} and {n}")
 
+        composite = [fk for fk in mappers["OrderLine"].local_table.foreign_key_constraints
+                     if {(e.parent.name, e.target_fullname) for e in fk.elements}
+                     == {("CUST_ID", "ORD_HDR.CUST_ID"), ("ORD_NO", "ORD_HDR.ORD_NO")}]
+        if not composite:
+            raise CheckFailed(
+                "OrderLine has no composite foreign key (\"CUST_ID\", \"ORD_NO\") → \"ORD_HDR\": "
+                "order numbers repeat across customers, so a join on the order number alone (a "
+                "ForeignKey on \"ORD_NO\" only) gives an order the lines of every other customer's "
+                "order with the same number. Declare it as the table has it: one "
+                "`ForeignKeyConstraint([\"CUST_ID\", \"ORD_NO\"], [\"ORD_HDR.CUST_ID\", "
+                "\"ORD_HDR.ORD_NO\"])` in OrderLine.__table_args__.")
         pk = [col.name for col in mappers["Order"].primary_key]
         if sorted(pk) != ["CUST_ID", "ORD_NO"]:
             raise CheckFailed(f"Order's primary key is {pk}; the table's is (\"CUST_ID\", \"ORD_NO\"): "
@@ -316,6 +468,14 @@ def q1(lab: Any, Base: Any, YesNo: Any, Customer: Any, Order: Any, OrderLine: An
             if getattr(order, ok["GIFT_FLG"]) is not gifts[1]:
                 raise CheckFailed(f"Order.{ok['GIFT_FLG']} read back {getattr(order, ok['GIFT_FLG'])!r} "
                                   f"for a stored '{'Y' if gifts[1] else 'N'}': map it through the Y/N TypeDecorator.")
+            first = session.get(Order, tuple({"CUST_ID": cid, "ORD_NO": numbers[0]}[p] for p in pk))
+            if getattr(first, ok["GIFT_FLG"]) is not None:
+                raise CheckFailed(
+                    f"Order.{ok['GIFT_FLG']} read back {getattr(first, ok['GIFT_FLG'])!r} for a "
+                    "stored NULL (\"not asked\"): the Y/N TypeDecorator must give None for NULL, "
+                    "or the application cannot tell \"no gift wrap\" from \"never asked\" "
+                    "(`return None if value is None else ...`).")
+            _relationships_follow_keys(mappers, session, first, cid, numbers[0])
             setattr(order, ok["GIFT_FLG"], not gifts[1])
             customer = session.get(Customer, cid)
             if getattr(customer, ck["CRT_TS"]) != created:
@@ -326,6 +486,7 @@ def q1(lab: Any, Base: Any, YesNo: Any, Customer: Any, Order: Any, OrderLine: An
             session.commit()
         c, o, _ = raw()
         flag = "N" if gifts[1] else "Y"
+        _flags_refuse_other_values(lab, engine, Order, pk, ok, cid, numbers[1], r)
         if c[0] != new_name or c[2] != "Y" or dict(o).get(numbers[1]) != flag:
             raise CheckFailed("An update through the models is not what raw SQL sees afterwards "
                               "(name, ACTV_FLG 'Y', the order's GIFT_FLG).",
@@ -373,12 +534,17 @@ def q2(lab: Any, mapping_document: Any, Base: Any) -> str:
                            "WHERE attrelid = %s::regclass AND attname = %s",
                            (f'"{table}"', f'"{table}"', column)).fetchone()[0]
         new = f"{r.choice(['Renamed 2024', 'Ab 2025 geändert', 'Rév. DBA'])} | see ticket \"DBA-{r.randrange(1000, 9999)}\""
+        # and a NOT NULL the DBA relaxes (the models still say NOT NULL: the document must not)
+        relaxed = [sql.Identifier(n) for n in r.choice([("tblCUST", "CUST_TYP"), ("ORD_HDR", "STAT_CD"),
+                                                          ("ORD_LN", "QTY")])]
         conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(sql.Identifier(table, column), sql.Literal(new)))
         try:
+            conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(*relaxed))
             doc = mapping_document(engine, Base)
             cat = legacy.catalogue(conn)
         finally:
             conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(sql.Identifier(table, column), sql.Literal(old)))
+            conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(*relaxed))
             engine.dispose()
     if not isinstance(doc, str) or not doc.strip():
         raise CheckFailed(f"mapping_document must return the Markdown text; got {type(doc).__name__}.")
@@ -405,9 +571,9 @@ def q2(lab: Any, mapping_document: Any, Base: Any) -> str:
             field = next(h for h, a, b in zip(expected[0], g + [""] * 5, e) if a != b)
             raise CheckFailed(
                 f"The row of {e[1]} does not match the catalogue ({field}): the document must be "
-                "generated from the catalogue at call time (format_type for the type, "
-                "col_description for the comment; the check changed a comment just before "
-                "calling), tables in Base.metadata.sorted_tables order, columns by position.", f"got {g}; catalogue {e}")
+                "generated from the catalogue at call time (format_type for the type, attnotnull "
+                "for nullable, col_description for the comment; the check changed a comment and "
+                "dropped a NOT NULL just before calling), tables in Base.metadata.sorted_tables order, columns by position.", f"got {g}; catalogue {e}")
     return f"the mapping document matches the catalogue ({len(expected) - 1} columns, a fresh comment included)"
 
 
@@ -420,21 +586,26 @@ def _migration(r: Any) -> tuple[str, str, set[tuple[str, str, str]]]:
     new = r.choice(["LYLTY_TIER", "RGN_CD", "VAT_NO", "SEG_CD"])
     renamed = r.choice(["GIFT_IND", "GFT_WRAP_FLG", "GIFT_CD"])
     widen = r.choice([("tblCUST", "CUST_NM", 80, 200), ("ORD_LN", "SKU", 40, 64)])
+    added = r.choice([("ORD_LN", "IX_ORD_LN_SKU", "SKU"), ("tblCUST", "IX_tblCUST_EMAIL", "EMAIL_ADDR"),
+                      ("ORD_HDR", "IX_ORD_HDR_STAT", "STAT_CD")])
     up = f'''
         ALTER TABLE "tblCUST" ADD COLUMN "{new}" varchar(8) NOT NULL DEFAULT 'NONE';
         ALTER TABLE "ORD_HDR" RENAME COLUMN "GIFT_FLG" TO "{renamed}";
         ALTER TABLE "{widen[0]}" ALTER COLUMN "{widen[1]}" TYPE varchar({widen[3]});
         ALTER TABLE "tblCUST" ALTER COLUMN "EMAIL_ADDR" DROP NOT NULL;
-        DROP INDEX "IX_ORD_HDR_DT";'''
+        DROP INDEX "IX_ORD_HDR_DT";
+        CREATE INDEX "{added[1]}" ON "{added[0]}" ("{added[2]}");'''
     down = f'''
         ALTER TABLE "tblCUST" DROP COLUMN IF EXISTS "{new}";
         ALTER TABLE "ORD_HDR" RENAME COLUMN "{renamed}" TO "GIFT_FLG";
         ALTER TABLE "{widen[0]}" ALTER COLUMN "{widen[1]}" TYPE varchar({widen[2]});
         ALTER TABLE "tblCUST" ALTER COLUMN "EMAIL_ADDR" SET NOT NULL;
-        CREATE INDEX IF NOT EXISTS "IX_ORD_HDR_DT" ON "ORD_HDR" ("ORD_DT");'''
+        CREATE INDEX IF NOT EXISTS "IX_ORD_HDR_DT" ON "ORD_HDR" ("ORD_DT");
+        DROP INDEX IF EXISTS "{added[1]}";'''
     expected = {("remove_column", "tblCUST", new), ("add_column", "ORD_HDR", "GIFT_FLG"),
                 ("remove_column", "ORD_HDR", renamed), ("modify_type", widen[0], widen[1]),
-                ("modify_nullable", "tblCUST", "EMAIL_ADDR"), ("add_index", "ORD_HDR", "IX_ORD_HDR_DT")}
+                ("modify_nullable", "tblCUST", "EMAIL_ADDR"), ("add_index", "ORD_HDR", "IX_ORD_HDR_DT"),
+                ("remove_index", added[0], added[1])}
     return up, down, expected
 
 
@@ -444,6 +615,8 @@ WHAT = {
     "modify_type": "the widened type (compare_type)",
     "modify_nullable": "the dropped NOT NULL",
     "add_index": "the dropped index",
+    "remove_index": "the index the DBA added (an index the models lack: a new UNIQUE one would "
+                    "refuse the application's inserts)",
 }
 
 
@@ -516,7 +689,36 @@ def q3(lab: Any, detect_drift: Any, Base: Any) -> str:
     if extra:
         raise CheckFailed("detect_drift reports differences the migration did not make: "
                           f"{sorted(extra)}. Report exactly what changed, nothing else.")
+    _models_allow_null(detect_drift, lab, Base, r)
     return f"detect_drift reports exactly the {len(expected)} differences of the DBA's migration, and none before it"
+
+
+def _models_allow_null(detect_drift: Any, lab: Any, Base: Any, r: Any) -> None:
+    """The other direction of a nullability drift, with no DDL: a copy of the models in which a
+    seeded NOT NULL column is nullable (the database's column is stricter than the model, so an
+    insert with None fails) must be reported as exactly that one difference."""
+    from sqlalchemy import MetaData
+
+    table, column = r.choice([("tblCUST", "CUST_TYP"), ("ORD_HDR", "STAT_CD"), ("ORD_LN", "QTY")])
+    loose = MetaData()
+    for t in Base.metadata.sorted_tables:
+        t.to_metadata(loose)
+    if column not in loose.tables[table].c:
+        return  # not mapped: q1 says so
+    loose.tables[table].c[column].nullable = True
+    engine = _engine(lab, adv.non_utc_zone(rand=r))
+    try:
+        got = _report(detect_drift, engine, loose, "on models that allow NULL in a NOT NULL column")
+    finally:
+        engine.dispose()
+    want = {("modify_nullable", table, column)}
+    if got != want:
+        raise CheckFailed(
+            f"On models where \"{table}\".\"{column}\" is nullable while the database has it NOT "
+            f"NULL, detect_drift reports {sorted(got) or 'nothing'}; the one difference is "
+            f"(modify_nullable, {table}, {column}). Report nullability drift in both directions: "
+            "a model that allows None where the database refuses NULL fails on its first such "
+            "INSERT.")
 
 
 # --------------------------------------------------------------------------
@@ -557,20 +759,26 @@ def q4(lab: Any, rename_sql: Any, new_name: str = "GIFT_IND") -> str:
                     f"\"{new_name}\". That is autogenerate's DROP COLUMN + ADD COLUMN for a rename "
                     "(it cannot tell the two apart): every stored value is gone. Review the "
                     "generated migration and write the rename (ALTER TABLE ... RENAME COLUMN).")
-            conn.execute("SAVEPOINT probe")
-            try:
-                conn.execute(f'UPDATE "ORD_HDR" SET "{new_name}" = %s WHERE "CUST_ID" = %s', ("X", cid))
-                kept = False
-            except psycopg.errors.CheckViolation:
-                kept = True
-            conn.execute("ROLLBACK TO SAVEPOINT probe")
+            kept = True
+            for letter in ["Y", "N", None, *r.sample(["X", "U", "y", "n", "0", "J", " ", "T", "F"], 9)]:
+                conn.execute("SAVEPOINT probe")
+                try:
+                    conn.execute(f'UPDATE "ORD_HDR" SET "{new_name}" = %s WHERE "CUST_ID" = %s '
+                                 'AND "ORD_NO" > %s', (letter, cid, top))
+                    refused = False
+                except psycopg.errors.CheckViolation:
+                    refused = True
+                conn.execute("ROLLBACK TO SAVEPOINT probe")
+                if refused != (letter not in ("Y", "N", None)):
+                    kept = False
             new_comment = conn.execute(
                 "SELECT col_description('\"ORD_HDR\"'::regclass, attnum) FROM pg_attribute "
                 "WHERE attrelid = '\"ORD_HDR\"'::regclass AND attname = %s", (new_name,)).fetchone()[0]
             if not kept or new_comment != comment:
                 raise CheckFailed(
                     f"The values survived, but \"{new_name}\" lost "
-                    + ("its Y/N check constraint" if not kept else "its comment")
+                    + ("its Y/N check constraint (exactly 'Y', 'N' or NULL, every other value refused)"
+                       if not kept else "its comment")
                     + ": a rename keeps both; a rebuilt column must bring them back.")
             changed = [t for t, v in others.items() if query_checksum(conn, f'SELECT * FROM "{t}"') != v]
             if changed:
