@@ -5,8 +5,9 @@ an audit trail no client path can skip.
   non-default timeouts, a non-UTC ``TimeZone``) for several customers, with orders of one
   item and of many (a product twice), and with an order that must fail (a product that
   does not exist). Judged by the database: the order, its items and its event were
-  written by **one transaction** (their ``xmin`` is the same transaction id), the payload
-  is the order as stored, a failed order left no order, no item and no event, and the
+  written by **one transaction** (their ``xmin`` is the same transaction id), the order
+  row is right (status, shipping country, total = Σ items, unit prices = the products',
+  created_at within the call), the payload is the order as stored, a failed order left no order, no item and no event, and the
   connection is left idle with its settings.
 * ``q2`` places orders with the learner's ``place_order``, plants ``order_paid`` events
   behind some of them, then runs the learner's ``relay_batch`` and ``consume``:
@@ -19,11 +20,15 @@ an audit trail no client path can skip.
   then one worker resumes. Afterwards: every event of a committed order consumed exactly
   once (by id), none for a failed order, first deliveries in id order per order,
   duplicates delivered and absorbed (the consumer's counts and revenue against the
-  orders table), every event ``sent``. Last, a broker that refuses one event every time:
-  with ``max_attempts=3, backoff=0`` it must end ``dead`` after 3 attempts, and the event
-  of another order behind it must be published meanwhile.
+  orders table), every event ``sent``, and the consumer records an event id and applies
+  its effect in one transaction (same ``xmin``). Last, a broker that refuses one event
+  every time: with ``backoff=60`` its next attempt must be about a minute away and an
+  immediate next call must not retry it (only due events); once due, with
+  ``max_attempts=3, backoff=0`` it must end ``dead`` after 3 attempts, and the event of
+  another order behind it must be published meanwhile.
 * ``q3`` changes orders through plain SQL, the SQLAlchemy ORM and ``COPY``, in a non-UTC
-  session, with the application user set by ``SET LOCAL app.username`` (and once not set),
+  session, with the application user set by ``SET LOCAL app.username`` (once not set in
+  a session that set it before, once in a session that never set it: NULL, no error),
   and a rolled-back change; the audit rows must match, row by row, what changed (values
   compared as PostgreSQL values, not text), who (database user, application user) and
   nothing for the rolled-back change.
@@ -105,6 +110,42 @@ def _expected_payload_ok(watch: psycopg.Connection, order_id: int) -> str:
     return ""
 
 
+def _order_row_ok(watch: psycopg.Connection, order_id: int, basket: list,
+                  called_at: Any, returned_at: Any) -> str:
+    """'' when the order and its items are as the task says; else what is wrong."""
+    row = watch.execute("""
+        SELECT o.status, o.shipping_country, c.country, o.total,
+               (SELECT sum(i.quantity * i.unit_price) FROM order_items i WHERE i.order_id = o.id),
+               (SELECT array_agg(ARRAY[i.product_id, i.quantity] ORDER BY i.product_id, i.quantity)
+                FROM order_items i WHERE i.order_id = o.id),
+               (SELECT count(*) FROM order_items i JOIN products p ON p.id = i.product_id
+                WHERE i.order_id = o.id AND i.unit_price IS DISTINCT FROM p.price),
+               o.created_at BETWEEN %s::timestamptz - interval '1 second'
+                                AND %s::timestamptz + interval '1 second', o.created_at
+        FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.id = %s""",
+                        [called_at, returned_at, order_id]).fetchone()
+    status, country, customer_country, total, summed, items, off_price, in_time, created = row
+    if status != "pending":
+        return f"its status is {status!r}, expected 'pending'"
+    if [list(i) for i in items or []] != sorted([p, q] for p, q in basket):
+        return (f"its items (product, quantity) are {items}, expected "
+                f"{sorted([p, q] for p, q in basket)}: one row per pair given")
+    if off_price:
+        return (f"{off_price} item(s) have a unit_price that is not the product's price "
+                "(products.price at the time of the order)")
+    if total != summed:
+        return (f"its total is {total}, but its items add up to {summed} "
+                "(Σ quantity × unit_price): compute the total from the items written")
+    if country != customer_country:
+        return (f"its shipping_country is {country!r}, the customer's country is "
+                f"{customer_country!r}")
+    if not in_time:
+        return (f"its created_at is {created}, not the time of the call ({called_at}): use now() "
+                "in SQL, the transaction's own time, not a timestamp built in Python (a naive "
+                "datetime is read in the session's TimeZone)")
+    return ""
+
+
 def q1(lab: Any, place_order: Callable[..., int]) -> str:
     require(place_order)
     rng = adv.rng()
@@ -146,7 +187,9 @@ def _q1_calls(lab: Any, place_order: Callable, rng: Any, caller: Caller,
               events_before: int, orders_before: int, decoy_id: int) -> str:
     for customer, basket in zip(who, baskets):
         what = f"place_order(conn, {customer}, {basket})"
+        called_at = watch.execute("SELECT clock_timestamp()").fetchone()[0]
         order_id = place_order(caller.conn, customer, basket)
+        returned_at = watch.execute("SELECT clock_timestamp()").fetchone()[0]
         caller.verify(what)
         if not isinstance(order_id, int) or isinstance(order_id, bool):
             raise CheckFailed(f"{what} returned {order_id!r}; it should return the new "
@@ -182,6 +225,9 @@ def _q1_calls(lab: Any, place_order: Callable, rng: Any, caller: Caller,
                 f"{item_xmins}): a crash between the two commits loses the event, or "
                 "publishes one for an order that never committed. Write the order, its "
                 "items and the event in one transaction.")
+        problem = _order_row_ok(watch, order_id, basket, called_at, returned_at)
+        if problem:
+            raise CheckFailed(f"{what} wrote order {order_id} wrong: {problem}.")
         problem = _expected_payload_ok(watch, order_id)
         if problem:
             raise CheckFailed(f"The event of order {order_id} is not the order: {problem}. "
@@ -335,6 +381,42 @@ def _first_deliveries(broker: relay.Broker) -> list[relay.Delivery]:
     return out
 
 
+def _consumer_atomic(lab: Any, consume: Callable, rng: Any) -> None:
+    """The event id and its effect are committed by one transaction (same xmin): a consumer
+    that commits them separately loses the effect, or applies it twice, when it dies in
+    between."""
+    with psycopg.connect(lab.url, autocommit=True) as watch:
+        with watch.cursor(row_factory=dict_row) as cur:
+            event = cur.execute("""SELECT id, aggregate_id, event_type, payload FROM outbox
+                                   WHERE event_type = 'order_created' ORDER BY id LIMIT 1"""
+                                ).fetchone()
+    event_id = 10 ** 12 + rng.randint(1, 10 ** 6)
+    customer = 10 ** 12 + rng.randint(1, 10 ** 6)
+    event = {**event, "id": event_id, "payload": {**event["payload"], "customer_id": customer}}
+    url = relay.consumer_url(lab)
+    try:
+        with psycopg.connect(url) as conn:
+            consume(conn, event)
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+        with psycopg.connect(url, autocommit=True) as consumer:
+            ids, effect = consumer.execute("""
+                SELECT (SELECT xmin::text FROM processed_events WHERE event_id = %s),
+                       (SELECT xmin::text FROM customer_stats WHERE customer_id = %s)""",
+                                           [event_id, customer]).fetchone()
+    finally:
+        with psycopg.connect(url, autocommit=True) as consumer:
+            consumer.execute("DELETE FROM processed_events WHERE event_id = %s", [event_id])
+            consumer.execute("DELETE FROM customer_stats WHERE customer_id = %s", [customer])
+    if ids is None or effect is None or ids != effect:
+        raise CheckFailed(
+            "consume recorded the event id (processed_events) and applied its effect "
+            "(customer_stats) in different transactions: a consumer that dies between the two "
+            "commits either loses the effect for good (the id says 'done') or applies it again "
+            "on the redelivery. Record the id and apply the effect in one transaction "
+            "(with conn.transaction(): …), so they commit together.")
+
+
 def _ordering(lab: Any, broker: relay.Broker) -> None:
     firsts = _first_deliveries(broker)
     last: dict[int, relay.Delivery] = {}
@@ -359,20 +441,53 @@ def _dead_letter(lab: Any, relay_batch: Callable, consume: Callable, orders: lis
             SELECT id, 'order_paid', jsonb_build_object('order_id', id, 'customer_id', customer_id)
             FROM orders WHERE id = %s RETURNING id""", [o]).fetchone()[0] for o in orders)
         broker = relay.Broker(relay.consumer_url(lab), consume, fail_events={poison})
+        tries = {"poison": 0}
+
+        def publish(event: dict) -> None:
+            if event["id"] == poison:
+                tries["poison"] += 1
+            broker(event)
+
+        def call(conn: psycopg.Connection, backoff: float) -> int:
+            try:
+                return relay_batch(conn, publish, batch, max_attempts=3, backoff=backoff)
+            except relay.PublishFailed:
+                raise CheckFailed(
+                    "relay_batch let relay.PublishFailed escape: when the broker refuses "
+                    "one event, record the attempt (attempts, last_error, a later "
+                    "next_attempt_at) and go on with the others; after max_attempts "
+                    "mark it 'dead'.") from None
+
         calls = 0
         try:
             with psycopg.connect(lab.url) as conn:
                 broker.bind("D", conn)
+                # a refusal with a backoff of a minute: the event waits, and is not retried
+                # by the next call, made at once
+                call(conn, 60)
+                waits = watch.execute("""SELECT status, attempts, next_attempt_at - now()
+                                         FROM outbox WHERE id = %s""", [poison]).fetchone()
+                if waits[0] != "pending" or waits[2] < dt.timedelta(seconds=30):
+                    raise CheckFailed(
+                        f"The broker refused event {poison} once; with backoff=60 it should "
+                        "stay 'pending' with next_attempt_at about a minute away (backoff × "
+                        f"2^attempts seconds), but it is '{waits[0]}' with next_attempt_at "
+                        f"{waits[2].total_seconds():.0f} s from now: a refused event retried at "
+                        "once hammers a broker "
+                        "that refuses it. Set next_attempt_at = now() + backoff × 2^attempts "
+                        "seconds.")
+                call(conn, 60)
+                if tries["poison"] != 1:
+                    raise CheckFailed(
+                        f"Event {poison} was refused and its next attempt set a minute ahead, "
+                        "yet the next relay_batch call published it again at once "
+                        f"({tries['poison']} attempts): take only events that are due "
+                        "(WHERE status = 'pending' AND next_attempt_at <= now()).")
+                # time passes: due again, now without backoff
+                watch.execute("UPDATE outbox SET next_attempt_at = now() WHERE id = %s", [poison])
                 for calls in range(1, 8):
-                    try:
-                        if not relay_batch(conn, broker, batch, max_attempts=3, backoff=0):
-                            break
-                    except relay.PublishFailed:
-                        raise CheckFailed(
-                            "relay_batch let relay.PublishFailed escape: when the broker refuses "
-                            "one event, record the attempt (attempts, last_error, a later "
-                            "next_attempt_at) and go on with the others; after max_attempts "
-                            "mark it 'dead'.") from None
+                    if not call(conn, 0):
+                        break
         finally:
             broker.close()
         status = dict((r[0], r[1:]) for r in watch.execute(
@@ -494,6 +609,7 @@ def q2(lab: Any, place_order: Callable, relay_batch: Callable, consume: Callable
                     "(INSERT INTO processed_events … ON CONFLICT DO NOTHING RETURNING, in the "
                     "same transaction as the effect).",
                     f"{len(wrong)} customers differ")
+        _consumer_atomic(lab, consume, rng)
         _ordering(lab, broker)   # last: a lost or doubled event is the graver fault
         _dead_letter(lab, relay_batch, consume, rng.sample(placed, 2), batch)
     return (f"{len(placed)} orders ({len(failed)} failed, no event), {len(ids)} events "
@@ -598,6 +714,20 @@ def q3(lab: Any, audit_sql: str) -> str:
                           "WHERE id = %s", [orders[1]])
         expected.append(("UPDATE", orders[1], before, _snap(watch, orders[1]), None))
         caller.verify("the plain SQL changes")
+        # a client that never set app.username at all (a psql hot-fix): NULL, never an error
+        before = _snap(watch, orders[5])
+        with psycopg.connect(lab.url, options=f"-c TimeZone={zone}") as fresh:
+            try:
+                fresh.execute("UPDATE orders SET note = 'hot-fix' WHERE id = %s", [orders[5]])
+                fresh.commit()
+            except psycopg.Error as exc:
+                raise CheckFailed(
+                    "An UPDATE of orders from a session that never set app.username failed "
+                    f"({type(exc).__name__}: {str(exc).strip()}): your trigger broke the writes "
+                    "of every client that does not set it (a psql hot-fix, a batch job). Read "
+                    "it with current_setting('app.username', true), which returns NULL "
+                    "instead of raising.") from None
+        expected.append(("UPDATE", orders[5], before, _snap(watch, orders[5]), None))
         # 2. the ORM
         from sqlalchemy import create_engine
         engine = create_engine(lab.sqlalchemy_url, connect_args={

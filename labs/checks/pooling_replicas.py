@@ -3,7 +3,7 @@ correct behind a real PgBouncer, and a read-your-writes router on a real lagging
 
 * q1 takes the pool curve measured in the notebook (same run, same clients) and the
   learner's pool size: it must be a measured size whose throughput reaches 85% of the
-  best measured, and at most four times the smallest size within 90% of it (the knee): past
+  best measured, and at most twice the smallest size within 90% of it (the knee): past
   it, more connections buy no throughput on this machine's cores, only memory per
   backend, contention and a share of ``max_connections``. Only ratios of one run.
 * q2 runs the learner's ``handle_request(conn, user_id, work)`` through the lab's
@@ -11,11 +11,15 @@ correct behind a real PgBouncer, and a read-your-writes router on a real lagging
   connections in autocommit: two clients on the same user, the second started while
   the first holds its read (``work`` waits for the other to read too, up to a timeout):
   both updates must count (the advisory lock serialises them); every audit row must
-  name its own user (``app.user_id`` set inside the request's transaction); a request
-  whose work raises must pass the exception on; and afterwards every server connection
-  of the pool is inspected: no ``app.user_id`` left on any (a session ``SET``), no
-  advisory lock held by any backend of the database (a session advisory lock, whose
-  unlock ran on another server connection or never); the client connection is idle.
+  name its own user (``app.user_id`` set inside the request's transaction); a request of
+  another user runs while one holds its lock (a constant key or a table lock serialises
+  every request); a request whose work raises, in Python or with a database error (an
+  aborted transaction, where cleanup statements fail), must pass that exception on; and
+  afterwards every server connection of the pool is inspected: no ``app.user_id`` left
+  on any (a session ``SET``), no other session setting, ``LISTEN`` or temporary table
+  that was not there before, no advisory lock held by any backend of the database (a
+  session advisory lock, whose unlock ran on another server connection or never); the
+  client connection is idle.
 * q3 runs the learner's ``write``/``caught_up``/``read`` on :class:`routing.Session`
   objects: ``caught_up`` is asked about LSNs just below and far above the replica's
   replay position, picked so that comparing their text gets some of them wrong; then,
@@ -24,12 +28,18 @@ correct behind a real PgBouncer, and a read-your-writes router on a real lagging
   again (most reads must come from the replica: ``pg_is_in_recovery()`` in the read
   says where it ran); finally with replay held back for a minute, a write then a read
   must still be fresh (a router that sleeps a fixed time reads stale, whatever the
-  sleep). The delay is a lease (``satellites.replica_delay``) released in ``finally``.
+  sleep), and again later than any read of the delayed round came after its write (a
+  router that trusts the replica some fixed time after a write reads stale then). After
+  each write, ``session.last_lsn`` must be at or past the end of the write's COMMIT
+  record, read from the WAL with ``pg_walinspect`` (an LSN taken before the commit is
+  stale only when the commit is the next record to replay: timing alone cannot show it).
+  The delay is a lease (``satellites.replica_delay``) released in ``finally``.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any, Callable, Sequence
 
@@ -75,12 +85,14 @@ def q1(lab: Any, curve: Sequence[routing.CurvePoint], pool_size: Any) -> str:
             f"pool_size = {pool_size} is below the plateau: it served {point.throughput:.0f} "
             f"requests/s against {top:.0f}/s at the best size (under 85%). Pick a size from "
             f"the knee of the curve ({knee}) up.", f"measured {measured}")
-    if pool_size > 4 * knee:
+    # twice the knee leaves room for a noisy curve; a pool of one connection per client
+    # thread (16 here), the usual default, is past it whenever the cores are the limit
+    if pool_size > 2 * knee:
         raise CheckFailed(
             f"pool_size = {pool_size} is past the plateau: throughput stopped growing at "
             f"{knee} connections on this machine, so the extra {pool_size - knee} backends only "
             "queue for the same cores and hold memory and max_connections slots. Pick a size "
-            f"between {knee} and {4 * knee}.", f"measured {measured}")
+            f"between {knee} and {2 * knee}.", f"measured {measured}")
     return (f"pool_size = {pool_size}: on the plateau ({point.throughput / top:.0%} of the best "
             f"throughput; the knee is at {knee}).")
 
@@ -93,8 +105,41 @@ def _pooled(url: str) -> psycopg.Connection:
     return psycopg.connect(url, autocommit=True, prepare_threshold=None)
 
 
-def _leftovers(lab: Any, url: str, when: str) -> None:
-    seen = routing.server_connections(url, SETTING)
+# parameters PgBouncer itself tracks per client and puts back on every server connection
+TRACKED = ["client_encoding", "datestyle", "timezone", "intervalstyle",
+           "standard_conforming_strings", "application_name"]
+
+
+def _server_state(url: str) -> list[tuple[int, Any, int, list[str], list[str], int]]:
+    """(pid, app.user_id, advisory locks, other session settings, LISTEN channels, temporary
+    tables) of every server connection PgBouncer lends for ``url``'s database: POOL_SIZE
+    client transactions held open at once, so each is served by a different one."""
+    conns = [psycopg.connect(url, autocommit=False, prepare_threshold=None)
+             for _ in range(satellites.POOL_SIZE)]
+    try:
+        return [conn.execute(
+            """SELECT pg_backend_pid(), current_setting(%s, true),
+                      (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+                       AND pid = pg_backend_pid())::int,
+                      ARRAY(SELECT name || ' = ' || setting FROM pg_settings
+                            WHERE source = 'session' AND lower(name) <> ALL(%s)
+                              AND name <> %s ORDER BY name),
+                      ARRAY(SELECT pg_listening_channels()),
+                      (SELECT count(*) FROM pg_class
+                       WHERE relnamespace = pg_my_temp_schema())::int""",
+            [SETTING, TRACKED, SETTING]).fetchone() for conn in conns]
+    finally:
+        for conn in conns:
+            conn.rollback()
+            conn.close()
+
+
+def _leftovers(lab: Any, url: str, when: str,
+               baseline: dict[str, list] | None = None) -> dict[str, list]:
+    """Fail when a server connection of the pool keeps what a request left on it; returns
+    the session state seen (the baseline of a later call: what was there before)."""
+    state = _server_state(url)
+    seen = [s[:3] for s in state]
     with psycopg.connect(lab.url, autocommit=True) as mon:
         held = mon.execute("""SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
                               WHERE l.locktype = 'advisory' AND d.datname = current_database()"""
@@ -105,8 +150,10 @@ def _leftovers(lab: Any, url: str, when: str) -> None:
             "pool: a session advisory lock (pg_advisory_lock) belongs to the server connection, "
             "not to your client. Behind PgBouncer in transaction mode its unlock runs on "
             "whichever server connection the next transaction gets (or never, when the request "
-            "fails), so the lock stays behind and blocks every later request for that user. Use "
-            "pg_advisory_xact_lock inside the request's transaction: COMMIT or ROLLBACK releases it.",
+            "fails: in a transaction aborted by an error no statement runs until ROLLBACK, and "
+            "ROLLBACK does not release a session lock), so the lock stays behind and blocks "
+            "every later request for that user. Use pg_advisory_xact_lock inside the request's "
+            "transaction: COMMIT or ROLLBACK releases it.",
             f"server connections (pid, {SETTING}, advisory locks): {seen}")
     dirty = [s for s in seen if s[1] not in (None, "")]
     if dirty:
@@ -116,6 +163,27 @@ def _leftovers(lab: Any, url: str, when: str) -> None:
             "PgBouncer hands that server connection to the next client, whose request then runs "
             "as the wrong user. Use SET LOCAL, or set_config(%s, %s, true), inside the request's "
             "transaction.", f"server connections (pid, {SETTING}, advisory locks): {seen}")
+    found = {"settings": sorted({x for s in state for x in s[3]}),
+             "channels": sorted({x for s in state for x in s[4]}),
+             "temp": [s[5] for s in state if s[5]]}
+    if baseline is not None:
+        new = sorted(set(found["settings"]) - set(baseline["settings"]))
+        if new:
+            raise CheckFailed(
+                f"{when}, a server connection of the pool kept the session setting {new[0]} "
+                "that a request set: a session SET outlives the request's transaction, and "
+                "PgBouncer hands that server connection (and the setting) to the next client. "
+                "Use SET LOCAL (or set_config(name, value, true)) inside the request's "
+                "transaction: it ends with COMMIT or ROLLBACK.", f"all new: {new}")
+        if set(found["channels"]) - set(baseline["channels"]) or \
+                sum(found["temp"]) > sum(baseline["temp"]):
+            raise CheckFailed(
+                f"{when}, a server connection of the pool still listened on "
+                f"{found['channels']} or held {sum(found['temp'])} temporary table(s): session "
+                "state that PgBouncer hands to the next client. Keep the request's state in "
+                "its transaction (CREATE TEMP TABLE … ON COMMIT DROP), and LISTEN on a direct "
+                "connection.")
+    return found
 
 
 def _idle(conn: psycopg.Connection, what: str) -> None:
@@ -125,6 +193,57 @@ def _idle(conn: psycopg.Connection, what: str) -> None:
                           "transaction it opened (with conn.transaction(): ...).")
 
 
+OTHER_USER_WAIT = 3.0  # seconds a request holds its lock while another user's request runs
+
+
+def _other_user(url: str, handle_request: Callable[..., Any], holder: int, other: int) -> None:
+    """A request for ``other`` must not wait for one of ``holder`` that is still working."""
+    held, other_done = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def hold(conn: psycopg.Connection) -> Any:
+        conn.execute("SELECT version FROM profiles WHERE user_id = %s", [holder]).fetchone()
+        held.set()
+        outcome["in_time"] = other_done.wait(OTHER_USER_WAIT)
+        return "held"
+
+    def quick(conn: psycopg.Connection) -> Any:
+        return conn.execute("SELECT version FROM profiles WHERE user_id = %s",
+                            [other]).fetchone()[0]
+
+    def client(uid: int, work: Callable, done: threading.Event | None) -> None:
+        try:
+            with _pooled(url) as conn:
+                handle_request(conn, uid, work)
+                _idle(conn, "handle_request")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            if done is not None:
+                done.set()
+
+    t1 = threading.Thread(target=client, args=(holder, hold, None), daemon=True)
+    t1.start()
+    if not held.wait(10):
+        t1.join(10)
+        if errors:
+            raise errors[0]
+        raise CheckFailed("handle_request never called work(conn) within 10 s.")
+    t2 = threading.Thread(target=client, args=(other, quick, other_done), daemon=True)
+    t2.start()
+    t1.join(30)
+    t2.join(30)
+    if errors:
+        raise errors[0]
+    if not outcome.get("in_time"):
+        raise CheckFailed(
+            f"A request for user {other} waited for the request of user {holder} to finish: "
+            "the lock serialises every request, not the requests of one user (a constant "
+            "advisory lock key, or a table lock), so the whole application handles one profile "
+            "request at a time. Key the lock on the user: pg_advisory_xact_lock(user_id).")
+
+
 def q2(lab: Any, handle_request: Callable[..., Any]) -> str:
     require(handle_request)
     rng = adv.rng()
@@ -132,7 +251,7 @@ def q2(lab: Any, handle_request: Callable[..., Any]) -> str:
     users = lab.query("SELECT user_id FROM profiles ORDER BY user_id")["user_id"].tolist()
     a_user, b_user = rng.sample(users[: len(users) // 2], 2)
     routing.warm_pool(url)
-    _leftovers(lab, url, "Before your handler ran (a leftover of an earlier run?)")
+    baseline = _leftovers(lab, url, "Before your handler ran (a leftover of an earlier run?)")
 
     def versions(uid: int) -> int:
         return lab.scalar("SELECT version FROM profiles WHERE user_id = %s", [uid])
@@ -198,9 +317,11 @@ def q2(lab: Any, handle_request: Callable[..., Any]) -> str:
             f"The audit row of user {r.user_id}'s version {r.version} names the actor "
             f"{r.actor!r}: the trigger reads {SETTING}, which must be set inside the same "
             "transaction as the update (set_config(%s, %s, true) or SET LOCAL).")
-    _leftovers(lab, url, "After the requests")
+    _leftovers(lab, url, "After the requests", baseline)
+    _other_user(url, handle_request, rng.choice(users[len(users) // 2:]), a_user)
 
-    # 2. a request whose work raises: the exception reaches the caller, nothing stays behind
+    # 2. a request whose work raises, in Python or in the database: the exception reaches
+    # the caller, nothing stays behind
     class Boom(Exception):
         pass
 
@@ -208,24 +329,34 @@ def q2(lab: Any, handle_request: Callable[..., Any]) -> str:
         conn.execute("UPDATE profiles SET version = version + 1 WHERE user_id = %s", [a_user])
         raise Boom("the request failed half-way")
 
-    before = versions(a_user)
-    with _pooled(url) as conn:
-        try:
-            handle_request(conn, a_user, failing)
-        except Boom:
-            pass
-        except psycopg.Error as exc:
-            _leftovers(lab, url, "After a request that failed")
-            raise CheckFailed(f"A request whose work raised ended with {type(exc).__name__} "
-                              f"({exc}) instead of passing the work's own exception on.") from None
-        else:
-            raise CheckFailed("A request whose work raised returned normally: handle_request "
-                              "must let the exception reach its caller (after rolling back).")
-        _idle(conn, "a request that failed")
-    _leftovers(lab, url, "After a request that failed")
-    if versions(a_user) != before:
-        raise CheckFailed("A request whose work raised still changed the profile: its "
-                          "transaction must roll back.")
+    def failing_in_sql(conn: psycopg.Connection) -> Any:
+        conn.execute("UPDATE profiles SET version = version + 1 WHERE user_id = %s", [a_user])
+        conn.execute("UPDATE profiles SET bio = repeat('x', 201) WHERE user_id = %s",
+                     [a_user])  # violates the CHECK on bio: the transaction is aborted
+
+    kinds = [(failing, Boom, "raised"),
+             (failing_in_sql, psycopg.errors.CheckViolation, "failed with a database error")]
+    for work, expected_exc, how in rng.sample(kinds, 2):
+        before = versions(a_user)
+        with _pooled(url) as conn:
+            try:
+                handle_request(conn, a_user, work)
+            except expected_exc:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - judged below
+                _leftovers(lab, url, f"After a request whose work {how}", baseline)
+                raise CheckFailed(f"A request whose work {how} ({expected_exc.__name__}) ended "
+                                  f"with {type(exc).__name__} ({exc}) instead of passing the "
+                                  "work's own exception on.") from None
+            else:
+                raise CheckFailed(f"A request whose work {how} returned normally: "
+                                  "handle_request must let the exception reach its caller "
+                                  "(after rolling back).")
+            _idle(conn, f"a request whose work {how}")
+        _leftovers(lab, url, f"After a request whose work {how}", baseline)
+        if versions(a_user) != before:
+            raise CheckFailed(f"A request whose work {how} still changed the profile: its "
+                              "transaction must roll back.")
     return ("Correct through PgBouncer: concurrent requests serialised per user, every audit "
             "row names its user, and no setting or advisory lock stayed on a server connection.")
 
@@ -259,6 +390,45 @@ def _probes(replayed: int) -> list[tuple[str, bool]]:
         values[((hi - 1) << 32) | 0xFFFFFFFF] = True
     values[(16 ** len(f"{hi:X}")) << 32] = False  # '10/0' after '9/...'
     return [(_lsn_text(v), ok) for v, ok in sorted(values.items())]
+
+
+def _commit_end(lab: Any, uid: int, since: str) -> str | None:
+    """The LSN where the COMMIT record of the last write to ``uid``'s profile ends (read
+    from the WAL with pg_walinspect), or None when the server does not offer it."""
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+            row = conn.execute("""
+                SELECT w.end_lsn::text
+                FROM pg_get_wal_records_info(%s::pg_lsn, pg_current_wal_flush_lsn()) w
+                WHERE w.resource_manager = 'Transaction' AND w.record_type LIKE 'COMMIT%%'
+                  AND w.xid::text = (SELECT xmin::text FROM profiles WHERE user_id = %s)
+                ORDER BY w.start_lsn DESC LIMIT 1""", [since, uid]).fetchone()
+        except psycopg.Error:
+            return None
+    return row[0] if row else None
+
+
+def _remembered(lab: Any, s: routing.Session, uid: int, since: str) -> None:
+    """session.last_lsn after write() is at or after the end of the write's COMMIT record."""
+    end = _commit_end(lab, uid, since)
+    if end is None:
+        return
+    last = s.last_lsn
+    try:
+        value = _lsn_value(str(last))
+    except ValueError:
+        raise CheckFailed(f"After write(), session.last_lsn is {last!r}; it should be the LSN "
+                          "after the write, as text (SELECT pg_current_wal_lsn()::text on the "
+                          "primary once the write has committed).") from None
+    if value < _lsn_value(end):
+        raise CheckFailed(
+            f"After write(), session.last_lsn is {last}, but the write's COMMIT record ends at "
+            f"{end} in the WAL: the LSN was taken before the write committed (before the "
+            "statement, or inside its transaction). A replica that has replayed up to it has "
+            "not replayed the commit, so a read routed by it can be stale whenever the commit "
+            "record is the next one to replay. Run the write (autocommit, or commit it), then "
+            "read pg_current_wal_lsn().")
 
 
 def _verdict_of(fn: Callable[..., Any], *args: Any) -> bool:
@@ -318,10 +488,13 @@ def q3(lab: Any, write: Callable[..., Any], caught_up: Callable[..., Any],
                             f"{_lsn_text(replayed)!r}, which is the wrong way round.")
         # 1. under a delay: write, read back at once, wait for replay, read again
         with satellites.replica_delay(delay):
+            first_write = time.monotonic()
             for s, uid in zip(sessions, writers):
                 new = f"bio {uuid.uuid4().hex[:10]} of {uid}"
+                since = lab.scalar("SELECT pg_current_wal_insert_lsn()::text")
                 write(s, WRITE_SQL, [new, uid])
                 expected[uid] = new
+                _remembered(lab, s, uid, since)  # first: what timing alone may not show
                 read_back(s, uid, "right after the write")
             mark = lab.scalar("SELECT pg_current_wal_lsn()::text")
             if not satellites.wait_for_replay(mark, timeout=30):
@@ -330,6 +503,7 @@ def q3(lab: Any, write: Callable[..., Any], caught_up: Callable[..., Any],
             for s, uid in zip(sessions, writers):
                 for other in [uid, *bystanders, uid]:
                     read_back(s, other, "after the replica had replayed the write")
+            span = time.monotonic() - first_write  # from a write to a read the replica served
         share = tally["replica"] / sum(tally.values())
         if share < 0.6:
             raise CheckFailed(
@@ -344,8 +518,16 @@ def q3(lab: Any, write: Callable[..., Any], caught_up: Callable[..., Any],
             s, uid = sessions[0], writers[0]
             new = f"bio {uuid.uuid4().hex[:10]} of {uid}"
             write(s, WRITE_SQL, [new, uid])
+            written = time.monotonic()
             expected[uid] = new
             read_back(s, uid, "while the replica held replay back")
+            # a router that trusts the replica some fixed time after a write (a "sticky
+            # primary" window) reads stale once that time has passed: read again later than
+            # any read of step 1 came after its write
+            time.sleep(max(0.0, 1.25 * span + 0.25 - (time.monotonic() - written)))
+            lag["now"] = (f"replay held back for a minute, {time.monotonic() - written:.1f} s "
+                          "after the write")
+            read_back(s, uid, "a while after the write, the replica still holding replay back")
     finally:
         for s in sessions:
             s.close()
