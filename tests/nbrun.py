@@ -26,6 +26,20 @@ class Run:
     notebook: nbformat.NotebookNode | None = None
 
 
+def _collected(nb: nbformat.NotebookNode, results: Path) -> Run:
+    """The verdicts the checks recorded in ``results`` and the errors of the executed ``nb``."""
+    run = Run(notebook=nb)
+    if results.exists():
+        for line in results.read_text().splitlines():
+            verdict = json.loads(line)
+            run.verdicts[verdict["check_id"]] = verdict
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                run.errors[index] = f"{output['ename']}: {output['evalue']}"
+    return run
+
+
 def execute(nb: nbformat.NotebookNode, *, stop_after: int | None = None,
             timeout: int = 600) -> Run:
     """Execute ``nb`` (optionally only up to cell ``stop_after``) with errors allowed."""
@@ -57,16 +71,7 @@ def execute(nb: nbformat.NotebookNode, *, stop_after: int | None = None,
                 os.environ.pop("LAB_RESULTS_FILE", None)
             else:
                 os.environ["LAB_RESULTS_FILE"] = old
-        run = Run(notebook=nb)
-        if results.exists():
-            for line in results.read_text().splitlines():
-                verdict = json.loads(line)
-                run.verdicts[verdict["check_id"]] = verdict
-    for index, cell in enumerate(nb.cells):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                run.errors[index] = f"{output['ename']}: {output['evalue']}"
-    return run
+        return _collected(nb, results)
 
 
 class Kernel:
@@ -140,13 +145,4 @@ class Kernel:
                                                for o in preamble.outputs):
                 self.close()
                 raise RuntimeError(f"the kernel could not be reset: {preamble.outputs}")
-            run = Run(notebook=nb)
-            if results.exists():
-                for line in results.read_text().splitlines():
-                    verdict = json.loads(line)
-                    run.verdicts[verdict["check_id"]] = verdict
-        for index, cell in enumerate(nb.cells):
-            for output in cell.get("outputs", []):
-                if output.get("output_type") == "error":
-                    run.errors[index] = f"{output['ename']}: {output['evalue']}"
-        return run
+            return _collected(nb, results)
