@@ -8,8 +8,10 @@ storefront bumps on every page view) rebuilt by :func:`make_product_stats`:
   snapshot (so pruning cannot make room), bumps a seeded random 5% of the rows once each, one
   autocommit UPDATE at a time (views and last_viewed_at, as the storefront does) and reads
   ``n_tup_upd`` / ``n_tup_hot_upd``: at least 99% must be HOT and the heap may not grow;
-  rows (count + checksum) unchanged, the primary key and the category index still valid
-  and used (plans for several categories);
+  rows (count + checksum of every column) unchanged, the table still logged (not UNLOGGED)
+  with its columns as they were, the heap at most 1/0.6 of its packed size (a fillfactor
+  far below 70 is bloat by configuration), the primary key and the category index still
+  valid and used (plans for several categories);
 * q2 hands ``find_horizon_holders`` a caller's connection (autocommit off, non-UTC) while
   the check holds the horizon in every way it can on this server, opened in a seeded
   order with an xid burnt between each: a REPEATABLE READ reader idle in transaction
@@ -17,13 +19,18 @@ storefront bumps on every page view) rebuilt by :func:`make_product_stats`:
   snapshot), a statement still running (``active``), a physical replication slot reserved
   at once (nobody consumes it), and a prepared transaction when
   ``max_prepared_transactions`` > 0 (the lab's default server has 0: then the success line
-  says it was skipped). Not holders: an idle session and the caller itself. Each holder's
+  says it was skipped). The idle-in-transaction holders connect, open their transaction and
+  run their last statement STAGE_GAP apart, so ``seconds`` from backend_start or
+  query_start is told from now() - xact_start. Not holders: an idle session, a READ
+  COMMITTED session idle in transaction that only read (no xmin, no xid), a session of
+  another database (``postgres``) with a snapshot, and the caller itself. Each holder's
   kind, pid, state, xid age, seconds and query are compared with ``pg_stat_activity`` /
   ``pg_replication_slots`` read around the call; sessions oldest first; the connection
   must be left as found. Everything is released in ``finally`` (the slot too);
 * q3 creates a role scoped to the challenge database, runs the learner's statements for
   it, then watches: a new session of the role has both timeouts (at most 2 s in the lab),
-  a superuser session and the database default do not; the role's REPEATABLE READ
+  a superuser session and the database default do not; a short (50 ms) statement of the
+  role still runs (a unit-less '2' is 2 ms); the role's REPEATABLE READ
   session idle in transaction holds VACUUM back (dead but not removable) until the
   timeout ends it, after which VACUUM removes those rows (unless a replication slot's xmin,
   a standby's hot_standby_feedback on the shared server, still holds them: then it is
@@ -36,7 +43,8 @@ storefront bumps on every page view) rebuilt by :func:`make_product_stats`:
   statement that waits for a lock conflicting with writers, VACUUM FULL's ACCESS
   EXCLUSIVE, is the outage), then reads what autovacuum reads: autovacuum enabled, the
   trigger ``threshold + scale_factor × rows`` between 1,000 dead rows and 1% of a
-  10-million-row table, set on product_stats only; and the dead rows already gone (the
+  10-million-row table, set on product_stats only (no other table vacuumed or analyzed:
+  manual vacuum/analyze counts of the others unchanged); and the dead rows already gone (the
   check's own VACUUM VERBOSE finds almost none), rows unchanged.
 """
 
@@ -60,6 +68,7 @@ from .indexing import split_statements
 
 TABLE = "product_stats"
 PRODUCTION_ROWS = 10_000_000  # a hot counters table in production
+QUICK_STATEMENT_S = 0.05  # q3: a statement this short must survive the role's timeout
 MAX_LAB_TIMEOUT_MS = 2_000  # the check waits for the timeouts to act: keep them short here
 HOT_SHARE = 0.99
 BUMPED_SHARE = 20  # q1 bumps one row in 20, each once, while a snapshot is held
@@ -103,7 +112,25 @@ def _run_statements(lab: Any, text: str) -> None:
 
 
 def _checksum(conn: psycopg.Connection) -> tuple[int, str]:
-    return query_checksum(conn, f"SELECT product_id, category, views FROM {TABLE}")
+    return query_checksum(conn, f"SELECT product_id, category, views, last_viewed_at FROM {TABLE}")
+
+
+MIN_FILLFACTOR_SHARE = 0.6  # q1: the heap may grow to 1/0.6 of its packed size (fillfactor ~60+)
+
+
+def _definition(conn: psycopg.Connection) -> tuple[str, list[str]]:
+    """The table's persistence and columns (name, type, NOT NULL, default), as stored."""
+    persistence = conn.execute("SELECT relpersistence FROM pg_class WHERE oid = %s::regclass",
+                               [TABLE]).fetchone()[0]
+    columns = [r[0] for r in conn.execute(
+        """SELECT a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                  || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+                  || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+           FROM pg_attribute a LEFT JOIN pg_attrdef d
+             ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+           WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+           ORDER BY a.attnum""", [TABLE]).fetchall()]
+    return persistence, columns
 
 
 # -- q1: HOT updates ------------------------------------------------------------------
@@ -115,12 +142,28 @@ def q1(lab: Any, hot_sql: str) -> str:
     rows = make_product_stats(lab)
     with psycopg.connect(lab.url, autocommit=True) as conn:
         before_sum = _checksum(conn)
+        before_def = _definition(conn)
+        packed = th.table_stats(conn, TABLE)["heap_bytes"]
         _run_statements(lab, hot_sql)
         after_sum = _checksum(conn)
+        after_def = _definition(conn)
         if after_sum != before_sum:
             raise CheckFailed(
                 f"Your statements changed the rows of {TABLE} ({before_sum[0]} → {after_sum[0]} "
                 "rows, or their values): HOT is about where new versions go, not about the data. "
+                "Change indexes and storage parameters only.")
+        if after_def[0] != before_def[0]:
+            raise CheckFailed(
+                f"Your statements made {TABLE} "
+                + ("UNLOGGED" if after_def[0] == "u" else f"relpersistence {after_def[0]!r}")
+                + ": an unlogged table writes no WAL, so after a crash PostgreSQL empties it and "
+                "no standby ever receives it: every counter lost. Keep it a logged table "
+                "(ALTER TABLE … SET LOGGED); rewrite it with VACUUM FULL to apply the "
+                "fillfactor.")
+        if after_def[1] != before_def[1]:
+            raise CheckFailed(
+                f"Your statements changed the columns of {TABLE} ({', '.join(before_def[1])} → "
+                f"{', '.join(after_def[1])}): the storefront's bump and reports still use them. "
                 "Change indexes and storage parameters only.")
         indexes = dict(conn.execute(
             """SELECT pg_get_indexdef(i.indexrelid), i.indisvalid FROM pg_index i
@@ -138,6 +181,13 @@ def q1(lab: Any, hot_sql: str) -> str:
                     f"{TABLE}_category_idx serves a real query; only last_viewed_at's index is "
                     "read by nobody.", plan.text())
         heap_before = th.table_stats(conn, TABLE)
+        if heap_before["heap_bytes"] > packed / MIN_FILLFACTOR_SHARE + 2 * 8192:
+            raise CheckFailed(
+                f"After your statements the heap is {heap_before['heap_bytes']:,} bytes, "
+                f"{heap_before['heap_bytes'] / packed:.1f}× its packed size ({packed:,}): "
+                "every scan, backup and cache now holds that much more for the same rows. "
+                "HOT needs room for a few new versions per page, not an empty page: "
+                "fillfactor 70–90 (80 here), not lower.")
         ids = [r[0] for r in conn.execute(f"SELECT product_id FROM {TABLE}")]
         chosen = adv.rng().sample(ids, max(len(ids) // BUMPED_SHARE, 20))
         # a report's snapshot stays open meanwhile: no old version can be pruned to make
@@ -180,6 +230,17 @@ def q1(lab: Any, hot_sql: str) -> str:
 # -- q2: who holds the horizon ----------------------------------------------------------
 
 FIELDS = ("kind", "pid", "state", "xid_age", "seconds", "query")
+STAGE_GAP = 0.8  # s between connecting, opening the transaction, and its last statement
+SECONDS_SLACK = 0.4  # s of tolerance on `seconds` beyond what was read around the call
+
+
+def _other_database_url(lab: Any) -> str:
+    """The server's maintenance database ("postgres"): a session there is no holder here."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(lab.url)
+    params["dbname"] = "postgres"
+    return make_conninfo(**params)
 
 
 def _slot_name(lab: Any) -> str:
@@ -224,32 +285,40 @@ def q2(lab: Any, find_horizon_holders: Callable[[Any], Any]) -> str:
     gid = f"{lab.dbname}_forgotten"
     expected: dict[str, dict[str, Any]] = {}
 
-    def connect(**kwargs: Any) -> psycopg.Connection:
-        conn = psycopg.connect(lab.url, autocommit=True, application_name="lab horizon check",
-                               **kwargs)
+    def connect(url: str | None = None) -> psycopg.Connection:
+        conn = psycopg.connect(url or lab.url, autocommit=True,
+                               application_name="lab horizon check")
         opened.append(conn)
         return conn
 
     try:
         burner = connect()
+        # the idle-in-transaction holders connect now, open their transaction a moment
+        # later and run their last statement a moment after that: backend_start,
+        # xact_start and query_start all differ, so `seconds` must be the transaction's
+        early = {"reader": connect(), "writer": connect()}
+        finish: list[Callable[[], None]] = []
+        time.sleep(STAGE_GAP)
 
         def burn() -> None:  # a committed xid between holders: no two share an age
             burner.execute("SELECT txid_current()")
 
         def reader() -> None:
-            c = connect()
+            c = early["reader"]
             c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
             q = f"SELECT count(*) FROM {TABLE}"
             c.execute(q)
+            finish.append(lambda: c.execute(q))
             expected["reader (REPEATABLE READ, idle in transaction)"] = {
                 "pid": c.info.backend_pid, "kind": "session", "state": "idle in transaction",
                 "query": q}
 
         def writer() -> None:
-            c = connect()
+            c = early["writer"]
             c.execute("BEGIN")
             q = f"UPDATE {TABLE} SET views = views + 1 WHERE product_id = (SELECT min(product_id) FROM {TABLE})"
             c.execute(q)
+            finish.append(lambda: c.execute(q))
             expected["writer (READ COMMITTED, wrote, idle in transaction: backend_xid, no backend_xmin)"] = {
                 "pid": c.info.backend_pid, "kind": "session", "state": "idle in transaction",
                 "query": q}
@@ -287,9 +356,22 @@ def q2(lab: Any, find_horizon_holders: Callable[[Any], Any]) -> str:
         for make in makers:
             make()
             burn()
+        time.sleep(STAGE_GAP)
+        for last_statement in finish:
+            last_statement()
         idle = connect()
         idle.execute("SELECT 1")
-        bystander = idle.info.backend_pid
+        # not holders either: a READ COMMITTED session idle in transaction that only read
+        # (no snapshot between statements, no xid), and a session of another database
+        # (VACUUM here does not wait for it)
+        quiet = connect()
+        quiet.execute("BEGIN")
+        quiet.execute("SELECT 1")
+        elsewhere = connect(_other_database_url(lab))
+        elsewhere.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        elsewhere.execute("SELECT count(*) FROM pg_class")
+        bystanders = {idle.info.backend_pid: "idle", quiet.info.backend_pid: "quiet",
+                      elsewhere.info.backend_pid: "elsewhere"}
 
         with Caller(lab) as caller:
             low = _truth(burner, expected)
@@ -301,7 +383,7 @@ def q2(lab: Any, find_horizon_holders: Callable[[Any], Any]) -> str:
                 raise CheckFailed(
                     "Your function reported its own connection as a holder: the query you run "
                     "has a snapshot of its own. Leave out pg_backend_pid().")
-        _judge_holders(holders, expected, low, high, bystander)
+        _judge_holders(holders, expected, low, high, bystanders)
     finally:
         for conn in opened:
             if not conn.closed:
@@ -354,12 +436,26 @@ def _truth(conn: psycopg.Connection, expected: dict[str, dict[str, Any]]) -> dic
 
 
 def _judge_holders(holders: list[dict[str, Any]], expected: dict[str, dict[str, Any]],
-                   low: dict[str, tuple], high: dict[str, tuple], bystander: int) -> None:
-    if any(_as_int(h["pid"]) == bystander for h in holders):
-        raise CheckFailed(
-            "Your function reported an idle session (state 'idle', no transaction open): it "
-            "holds nothing back. A session holds the horizon when it has a snapshot "
-            "(backend_xmin) or a transaction id (backend_xid).")
+                   low: dict[str, tuple], high: dict[str, tuple], bystanders: dict[int, str]) -> None:
+    for h in holders:
+        which = bystanders.get(_as_int(h["pid"]) if h["kind"] == "session" else None)
+        if which == "idle":
+            raise CheckFailed(
+                "Your function reported an idle session (state 'idle', no transaction open): "
+                "it holds nothing back. A session holds the horizon when it has a snapshot "
+                "(backend_xmin) or a transaction id (backend_xid).")
+        if which == "quiet":
+            raise CheckFailed(
+                "Your function reported a READ COMMITTED session idle in transaction that has "
+                "only read: between statements it has no snapshot (backend_xmin is NULL) and "
+                "no transaction id (backend_xid is NULL), so it holds nothing back. Select "
+                "sessions by backend_xmin or backend_xid, not by state.")
+        if which == "elsewhere":
+            raise CheckFailed(
+                "Your function reported a session of another database: VACUUM of this "
+                "database's tables does not wait for other databases' snapshots, and the "
+                "on-call engineer would end the wrong session. Keep sessions of this "
+                "database only (datname = current_database()).")
     for label, e in expected.items():
         if e["kind"] == "session":
             found = [h for h in holders if _as_int(h["pid"]) == e["pid"]]
@@ -410,10 +506,12 @@ def _judge_holders(holders: list[dict[str, Any]], expected: dict[str, dict[str, 
         s_lo, s_hi = low[label][1], high[label][1]
         if s_lo is not None:
             secs = h["seconds"]
-            if secs is None or not (s_lo - 1.0 <= float(secs) <= s_hi + 1.0):
+            if secs is None or not (s_lo - SECONDS_SLACK <= float(secs) <= s_hi + SECONDS_SLACK):
                 raise CheckFailed(
                     f"The {label}'s seconds is {secs!r}; its transaction had been open for "
-                    f"{s_lo:.1f} to {s_hi:.1f} s during your call (now() - xact_start).")
+                    f"{s_lo:.1f} to {s_hi:.1f} s during your call (now() - xact_start): not "
+                    "since its last statement (query_start, state_change) nor since it "
+                    "connected (backend_start).")
     sessions = [h for h in holders if h["kind"] == "session" and _as_int(h["xid_age"]) is not None]
     ages = [_as_int(h["xid_age"]) for h in sessions]
     if ages != sorted(ages, reverse=True):
@@ -498,8 +596,15 @@ def q3(lab: Any, role_timeouts_sql: str) -> str:
                 return c
 
             probe = role_conn()
-            idle_ms = _ms(probe, "idle_in_transaction_session_timeout")
-            stmt_ms = _ms(probe, "statement_timeout")
+            try:
+                idle_ms = _ms(probe, "idle_in_transaction_session_timeout")
+                stmt_ms = _ms(probe, "statement_timeout")
+            except psycopg.errors.QueryCanceled:
+                raise CheckFailed(
+                    f"A new session of {role} cannot even read its own settings: its "
+                    "statement_timeout cancels every statement within milliseconds. A number "
+                    "without a unit is read in the setting's base unit, milliseconds: write "
+                    "the unit ('2s').") from None
             idle_session_ms = _ms(probe, "idle_session_timeout") if probe.info.server_version >= 140000 else 0
             if idle_ms == 0:
                 raise CheckFailed(
@@ -517,6 +622,15 @@ def q3(lab: Any, role_timeouts_sql: str) -> str:
                     f"In the lab, keep both timeouts at most {MAX_LAB_TIMEOUT_MS // 1000} s "
                     f"(you set {idle_ms} ms and {stmt_ms} ms) so the check can watch them act; "
                     "production values are minutes (see the notebook).")
+            # the success path: an ordinary, short statement of the role still runs
+            try:
+                probe.execute(f"SELECT pg_sleep({QUICK_STATEMENT_S}), count(*) FROM {TABLE}")
+            except psycopg.errors.QueryCanceled:
+                raise CheckFailed(
+                    f"A short statement of {role} ({QUICK_STATEMENT_S * 1000:.0f} ms) was "
+                    f"cancelled: its statement_timeout is {stmt_ms} ms. A number without a "
+                    "unit is read in the setting's base unit, milliseconds: write the unit "
+                    "('2s').") from None
 
             # the effect: an idle transaction holds VACUUM back until the timeout ends it
             th.vacuum(su, TABLE)
@@ -623,6 +737,14 @@ def autovacuum_trigger(conn: psycopg.Connection, table: str = TABLE) -> dict[str
             "scale_factor": scale, "options": opts}
 
 
+def _maintenance_of_others(conn: psycopg.Connection) -> dict[str, int]:
+    """Manual VACUUM and ANALYZE runs so far of every table but ``product_stats``."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    return dict(conn.execute(
+        "SELECT relname, vacuum_count + analyze_count FROM pg_stat_user_tables "
+        "WHERE relid <> %s::regclass", [TABLE]).fetchall())
+
+
 def q4(lab: Any, autovacuum_sql: str) -> str:
     """Per-table autovacuum for the hot table, and today's dead rows reclaimed without a lock-out."""
     require(autovacuum_sql)
@@ -634,6 +756,7 @@ def q4(lab: Any, autovacuum_sql: str) -> str:
         dead, vacuums = stats["n_dead_tup"], stats["vacuum_count"]
         before_sum = _checksum(conn)
         others_before = {k: v for k, v in stored_state(conn).items() if TABLE not in k}
+        maintained_before = _maintenance_of_others(conn)
     evidence = probe_steps(lab, split_statements(autovacuum_sql), table=TABLE, timeout=120)
     for ev in evidence:
         if ev.error:
@@ -656,6 +779,14 @@ def q4(lab: Any, autovacuum_sql: str) -> str:
         if changed:
             raise CheckFailed(f"Your statements changed settings beyond {TABLE} ({', '.join(changed)}): "
                               "per-table settings go on the hot table only.")
+        maintained = sorted(k for k, v in _maintenance_of_others(conn).items()
+                            if v != maintained_before.get(k, v))
+        if maintained:
+            raise CheckFailed(
+                f"Your statements vacuumed or analyzed other tables too ({', '.join(maintained[:4])}"
+                f"{', …' if len(maintained) > 4 else ''}): a VACUUM or ANALYZE without a table "
+                "name reads every table of the database, hours of I/O at production size for "
+                f"tables that did not need it. Name the table: VACUUM (ANALYZE) {TABLE}.")
         av = autovacuum_trigger(conn)
         vacuumed = th.table_stats(conn, TABLE)["vacuum_count"] > vacuums
         left = th.vacuum(conn, TABLE)

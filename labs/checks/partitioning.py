@@ -12,24 +12,33 @@ evidence, on data planted from the run's seed (``labs.course.adversarial``):
   together in one partition of their own, bounded exactly by that UTC month
   (``[start, next start)``), the rest in the one default partition. A gap (an
   inclusive-looking upper bound), bounds written as local dates (the session's
-  TimeZone moves them) or no default partition (an out-of-range row is refused) fail.
+  TimeZone moves them) or no default partition (an out-of-range row is refused) fail;
+  each partition is named ``{table}_YYYY_MM`` after the UTC month it holds (``_default``).
 * q2 starts ``orders`` afresh (``lab.reset()``), plants orders at month boundaries and
   outside the partitioned range, and runs ``convert_orders`` on a caller's connection;
-  after its first committed batch another session inserts orders (it must not wait for
-  a lock) which must reach the converted table. Then: ``orders`` is partitioned, its
+  once it reads orders another session inserts orders (they must not wait for a lock),
+  and one more before any statement of a learner transaction that has read orders
+  without a lock that stops writers (the swap's race: catch-up, then rename, unlocked);
+  all must reach the converted table. Orders share their created_at across every batch
+  edge (a keyset on created_at alone skips the rest of a tie). Then: ``orders`` is partitioned, its
   primary key includes ``created_at``, counts and checksums of every order equal the
   state before (plus the orders inserted meanwhile), every row is in the partition
   whose bounds hold it, the copy was committed in batches (rows grouped by ``xmin``: no
-  transaction wrote more than a batch), and a new order with an item can be inserted
-  (identity continued, no foreign key left pointing at the old table).
+  transaction wrote more than a batch), orders_old kept with its rows, indexes leading
+  with customer_id and created_at, and a new order with an item can be inserted with an
+  id no order has (identity continued), no foreign key left pointing at the old table,
+  while an unknown customer (foreign key) and an unknown status (CHECK) are refused.
 * q3 runs the learner's month query against the reference on planted boundary rows in
   a session whose TimeZone has daylight saving (adding ``interval '1 month'`` to a
   timestamptz there shifts an hour at a change), then reads plans: with the month's
   value known, one partition planned; as a prepared statement under
-  ``plan_cache_mode = force_generic_plan``, ``Subplans Removed`` and one partition run.
+  ``plan_cache_mode = force_generic_plan``, ``Subplans Removed`` and one partition run;
+  no Limit node (a capped report fits a tiny month only).
 * q4 plants rows around a seeded cutoff (a microsecond before it, at it, after it) and
   in the default partition (old and future), runs ``drop_months_before`` on a caller's
-  connection and wants exactly the rows at or after the cutoff left (count and checksum),
+  connection first while a report holds ACCESS SHARE on orders (once it queues, an
+  INSERT may wait at most QUEUE_LIMIT behind it: a short lock_timeout; giving up with
+  55P03 is right, and it is called again once the report ended), and wants exactly the rows at or after the cutoff left (count and checksum),
   the old months' partitions gone from the catalogue (dropped, not only detached, not
   emptied by ``DELETE``), the others and the default still attached, and the returned
   count equal to the partitions dropped.
@@ -39,6 +48,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
+import time
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
@@ -57,6 +68,35 @@ ORDER_COLUMNS = "id, customer_id, status, created_at, total, shipping_country, n
 FUTURE_MONTHS = 3  # partitions created ahead of the newest order
 DST_ZONES = ("America/St_Johns", "Pacific/Chatham", "Australia/Adelaide")
 OTHER_TABLES = ["customers", "products"]
+WRITER_BLOCKING = {"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"}
+SHOP_WINDOW_ORDERS = 12  # q2: orders the shop places inside the learner's transactions, at most
+
+
+class _BeforeEach:
+    """The learner's connection, with ``before()`` called ahead of every statement."""
+
+    def __init__(self, inner: Any, before: Callable[[], None]) -> None:
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_before", before)
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        self._before()
+        return self._inner.execute(*args, **kwargs)
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        return _BeforeEach(self._inner.cursor(*args, **kwargs), self._before)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._inner, name, value)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._inner.__exit__(*exc)
 
 
 # --------------------------------------------------------------------------
@@ -136,6 +176,8 @@ def reference_convert_orders(conn: Any, first_month: dt.datetime, last_month: dt
                         ) PARTITION BY RANGE (created_at)""")
         conn.execute("CREATE INDEX ON orders_new (customer_id)")
         conn.execute("CREATE INDEX ON orders_new (created_at)")
+        # LIKE copies CHECK constraints, not foreign keys: orders → customers is added again
+        conn.execute("ALTER TABLE orders_new ADD FOREIGN KEY (customer_id) REFERENCES customers (id)")
     reference_create_month_partitions(conn, "orders_new", first_month, last_month)
     last_id, copied = 0, 0
     while True:
@@ -316,6 +358,20 @@ def q1(lab: Any, create_month_partitions: Callable[..., Any]) -> str:
                             "relation found for row', though a default partition exists.")
                 judge_placement(conn, CHECK_TABLE, months, zone, rows,
                                 f"After create_month_partitions on a session in {zone}")
+                misnamed = [(p.name, "DEFAULT" if p.is_default else f"{month_start(p.lower):%Y-%m}")
+                            for p in partition_bounds(conn, CHECK_TABLE)
+                            if p.name != (f"{CHECK_TABLE}_default" if p.is_default
+                                          else f"{CHECK_TABLE}_{month_start(p.lower):%Y_%m}")]
+                if misnamed:
+                    name, holds = misnamed[0]
+                    raise CheckFailed(
+                        f"Partition {name} holds {holds}, so its name should be "
+                        + (f"{CHECK_TABLE}_default" if holds == "DEFAULT" else
+                           f"{CHECK_TABLE}_{holds.replace('-', '_')}")
+                        + ": retention scripts, monitoring and the next person find a month "
+                        "by its name ({table}_YYYY_MM for the UTC month it holds, "
+                        "{table}_default), and one named after another month gets that "
+                        "month dropped.")
         finally:
             conn.rollback()
     return (f"{len(months)} monthly partitions bounded by UTC months ({len(rows)} rows at and "
@@ -346,6 +402,20 @@ def _plant_orders(conn: psycopg.Connection, r: Any, first: dt.datetime,
     return len(instants)
 
 
+def _ties_at_batch_edges(conn: psycopg.Connection, batch: int) -> None:
+    """Orders that share their created_at across every edge a batch of ``batch`` rows in
+    created_at order would have (as orders written by one transaction share now()): a
+    keyset on created_at alone (created_at > last) skips the rest of a tie."""
+    conn.execute("""
+        WITH ranked AS (SELECT id, created_at, row_number() OVER (ORDER BY created_at, id) AS n
+                        FROM orders),
+             edge AS (SELECT n FROM ranked WHERE n %% %(b)s = 0)
+        UPDATE orders o SET created_at = r.created_at
+        FROM edge e JOIN ranked r ON r.n = e.n - 1
+        JOIN ranked t ON t.n IN (e.n, e.n + 1)
+        WHERE o.id = t.id""", {"b": batch})
+
+
 def q2(lab: Any, convert_orders: Callable[..., Any],
        create_month_partitions: Callable[..., Any] | None = None) -> str:
     """orders partitioned online, in committed batches, every row kept and in its month."""
@@ -355,26 +425,58 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
     with psycopg.connect(lab.url, autocommit=True) as conn:
         first, last = data_months(conn)
         planted = _plant_orders(conn, r, first, last)
+        total = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+        batch = adv.non_round(max(50, total // 6), rand=r)
+        _ties_at_batch_edges(conn, batch)
     zone = r.choice(DST_ZONES)
     with psycopg.connect(lab.url, autocommit=True) as conn:
         conn.execute("SELECT set_config('TimeZone', %s, false)", [zone])
         before = query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders")
-    total = before[0]
-    batch = adv.non_round(max(50, total // 6), rand=r)
-    box: dict[str, Any] = {"inserted": []}
+    box: dict[str, Any] = {"inserted": [], "window": 0, "window_txns": set()}
     writer = psycopg.connect(lab.url, autocommit=True, application_name="lab check shop")
     writer.execute("SET lock_timeout = '3s'")
+    orders_oid = writer.execute("SELECT 'orders'::regclass::oid").fetchone()[0]
+
+    def shop_order(k: int) -> int:
+        return writer.execute(
+            "INSERT INTO orders (customer_id, status, created_at, total, "
+            "shipping_country) SELECT min(id), 'pending', now() - %s * interval '1 s', "
+            "12.34, 'DE' FROM customers RETURNING id", [k]).fetchone()[0]
 
     def shop_writes(_st: Any) -> None:
-        if rec.commits < 1 or "tried" in box:
+        # once the conversion has started reading orders (a lock on it, in a transaction of
+        # its own) or committed something; the copy's batches use a CTE whose command tag
+        # is SELECT, so waiting for a counted commit alone could wait for ever
+        if "tried" in box or (rec.commits < 1 and not learner_locks_on_orders()):
             return
         box["tried"] = True
         try:
             for k in range(3):
-                box["inserted"].append(writer.execute(
-                    "INSERT INTO orders (customer_id, status, created_at, total, "
-                    "shipping_country) SELECT min(id), 'pending', now() - %s * interval '1 s', "
-                    "12.34, 'DE' FROM customers RETURNING id", [k]).fetchone()[0])
+                box["inserted"].append(shop_order(k))
+        except psycopg.errors.LockNotAvailable:
+            box["blocked"] = True
+
+    def learner_locks_on_orders() -> set[str]:
+        return {m for (m,) in writer.execute(
+            "SELECT mode FROM pg_locks WHERE pid = %s AND granted AND locktype = 'relation' "
+            "AND relation = %s", [caller.pid, orders_oid]).fetchall()}
+
+    def shop_in_the_window() -> None:
+        """Before each statement of a transaction that has read orders without stopping its
+        writers: an order placed now must reach the converted table (the swap's catch-up
+        and renames need a lock that stops writers from before the catch-up reads)."""
+        if (box["window"] >= SHOP_WINDOW_ORDERS or caller.conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS):
+            return
+        txn = len(rec.ended_at)
+        if txn in box["window_txns"]:
+            return
+        held = learner_locks_on_orders()
+        if not held or held & WRITER_BLOCKING:
+            return
+        box["window_txns"].add(txn)
+        box["window"] += 1
+        try:
+            box["inserted"].append(shop_order(0))
         except psycopg.errors.LockNotAvailable:
             box["blocked"] = True
 
@@ -382,7 +484,8 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
         with untouched(lab, OTHER_TABLES, why="the conversion moves orders only"):
             with Caller(lab, settings=caller_settings(zone)) as caller:
                 rec = RecordingConnection(caller.conn, on_statement=shop_writes)
-                _call(convert_orders, rec, first, last, batch, who="convert_orders")
+                _call(convert_orders, _BeforeEach(rec, shop_in_the_window), first, last, batch,
+                      who="convert_orders")
                 _verify(caller, f"convert_orders(conn, {first:%Y-%m-%d}, {last:%Y-%m-%d}, "
                                 f"batch_size={batch})")
     finally:
@@ -418,17 +521,21 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
                 f"The orders that existed before the conversion are not all there, unchanged: "
                 f"{before[0]:,} rows before, {after[0]:,} after (the checksums differ too)"
                 + (f"; {lost:,} missing: a last partial batch not copied, or a batch skipped "
-                   "at its boundary (keyset: id > the last id copied)" if lost > 0 else
+                   "at its boundary (keyset: id > the last id copied; a keyset on a column "
+                   "with ties, created_at > last, skips the rest of a tie: orders written by "
+                   "one transaction share now())" if lost > 0 else
                    "; some copied twice") + ".")
         missing = [i for i in box["inserted"] if not conn.execute(
             "SELECT 1 FROM orders WHERE id = %s", [i]).fetchone()]
         if missing:
             raise CheckFailed(
                 f"Orders {missing} were inserted by the shop while your conversion was copying "
-                "(into the old table: it was still orders), and they are not in the converted "
-                "orders: the swap must copy what arrived since the last batch (id > the last id "
-                "copied), under a lock that stops writers, in the same transaction as the "
-                "renames.")
+                "or swapping (into the old table: it was still orders), and they are not in the "
+                "converted orders: the swap must copy what arrived since the last batch (id > "
+                "the last id copied), in the same transaction as the renames, under a lock that "
+                "stops writers taken before that copy reads (LOCK TABLE orders IN EXCLUSIVE "
+                "MODE first): otherwise an order committed between the copy and the rename "
+                "stays behind in orders_old.")
         months = month_starts(first, last)
         rows = conn.execute("SELECT id, created_at FROM orders").fetchall()
         judge_placement(conn, "orders", months, zone, rows, "After convert_orders")
@@ -444,6 +551,27 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
                 "loop inside one transaction) holds back VACUUM for the whole copy, writes "
                 "it to WAL as one burst the replicas must swallow, and is lost entirely on a "
                 "crash. Commit each batch (with conn.transaction(): … per batch).")
+        old = conn.execute("SELECT count(*) FROM orders_old WHERE id <> ALL(%s)",
+                           [box["inserted"]]).fetchone()[0] if conn.execute(
+            "SELECT to_regclass('orders_old') IS NOT NULL").fetchone()[0] else None
+        if old != total:
+            raise CheckFailed(
+                "The old table is not there as orders_old with its rows "
+                f"({'missing' if old is None else f'{old:,} rows of {total:,}'}): keep it "
+                "(ALTER TABLE orders RENAME TO orders_old) until the new one has run in "
+                "production for a while; it is the way back if something is wrong.")
+        leading = {r[0] for r in conn.execute(
+            """SELECT a.attname::text FROM pg_index i JOIN pg_attribute a
+                 ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+               WHERE i.indrelid = 'orders'::regclass""").fetchall()}
+        lacking = [c for c in ("customer_id", "created_at") if c not in leading]
+        if lacking:
+            raise CheckFailed(
+                f"The partitioned orders has no index on {' nor on '.join(lacking)}: every "
+                "customer's order history (WHERE customer_id = …) now reads every row of "
+                "every month. Create the indexes on orders_new before the copy "
+                "(CREATE INDEX ON orders_new (customer_id); … (created_at)): an index on "
+                "a partitioned table is created on every partition.")
         try:
             with conn.transaction(force_rollback=True):
                 oid = conn.execute(
@@ -452,6 +580,35 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
                     "RETURNING id").fetchone()[0]
                 conn.execute("INSERT INTO order_items (order_id, product_id, quantity, "
                              "unit_price) SELECT %s, min(id), 1, 1.00 FROM products", [oid])
+                same_id = conn.execute("SELECT count(*) FROM orders WHERE id = %s",
+                                       [oid]).fetchone()[0]
+                if same_id != 1:
+                    raise CheckFailed(
+                        f"After the conversion, the shop's next order got id {oid}, which "
+                        f"{same_id - 1} existing order(s) already have: the new table's identity "
+                        "started again from 1 (LIKE … INCLUDING IDENTITY creates a new "
+                        "sequence), and the primary key (id, created_at) does not stop a "
+                        "repeated id. In the swap, setval(pg_get_serial_sequence('orders', "
+                        "'id'), (SELECT max(id) FROM orders)).")
+            for label, bad, state, fix in (
+                    ("an order for a customer that does not exist", "(SELECT max(id) + 1000 FROM customers), 'paid'",
+                     "23503", "the foreign key orders.customer_id → customers: LIKE does not "
+                     "copy foreign keys; ALTER TABLE orders_new ADD FOREIGN KEY (customer_id) "
+                     "REFERENCES customers (id) (a foreign key from a partitioned table to a "
+                     "plain one is allowed)"),
+                    ("an order with status 'lost in space'", "(SELECT min(id) FROM customers), 'lost in space'",
+                     "23514", "the CHECK constraint on status: LIKE orders INCLUDING "
+                     "CONSTRAINTS")):
+                try:
+                    with conn.transaction(force_rollback=True):
+                        conn.execute("INSERT INTO orders (customer_id, status, created_at, total, "
+                                     f"shipping_country) SELECT {bad}, now(), 1.00, 'DE'")
+                except psycopg.Error as exc:
+                    if exc.sqlstate == state:
+                        continue
+                    raise
+                raise CheckFailed(f"After the conversion, orders accepts {label}: the converted "
+                                  f"table lost {fix}.")
         except psycopg.Error as exc:
             advice = {
                 "23505": "the identity of orders.id restarted below the copied ids: setval the "
@@ -555,6 +712,15 @@ def q3(lab: Any, month_orders_sql: str) -> str:
                         "at a daylight-saving change): compute the end in UTC, "
                         "((%(month)s::timestamptz AT TIME ZONE 'UTC') + interval '1 month') AT "
                         "TIME ZONE 'UTC'.", exc.detail) from None
+            with psycopg.ClientCursor(conn) as cur:
+                shape = cur.execute(f"EXPLAIN (FORMAT JSON) {month_orders_sql}",
+                                    {"month": asked[0]}).fetchone()[0]
+            if any(n.get("Node Type") == "Limit" for n in _walk(shape[0]["Plan"])):
+                raise CheckFailed(
+                    "Your query stops after a fixed number of rows (LIMIT): at this scale a "
+                    "month fits under it, in production a month has hundreds of thousands of "
+                    "orders and the report would silently leave most of them out. Return "
+                    "every order of the month.")
             conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
             conn.execute(f"PREPARE pt_month(timestamptz) AS {_prepared(month_orders_sql)}")
             m = r.choice(asked)
@@ -608,8 +774,15 @@ def q4(lab: Any, drop_months_before: Callable[..., Any]) -> str:
         default = [p.name for p in partition_bounds(conn, "orders") if p.is_default]
     with untouched(lab, OTHER_TABLES, why="retention drops old orders only"):
         with Caller(lab) as caller:
-            got = _call(drop_months_before, caller.conn, cutoff, who="drop_months_before")
-            _verify(caller, f"drop_months_before(conn, {cutoff:%Y-%m-%d})")
+            what = f"drop_months_before(conn, {cutoff:%Y-%m-%d})"
+            gave_up, got = _retention_behind_a_report(lab, caller, drop_months_before, cutoff)
+            _verify(caller, what + " (while a report was reading orders)")
+            with psycopg.connect(lab.url, autocommit=True) as conn:
+                attached = {p.name for p in partition_bounds(conn, "orders")}
+            if gave_up or any(p.name in attached for p in old):
+                # it gave up under its lock_timeout, as it should: the report is gone now
+                got = _call(drop_months_before, caller.conn, cutoff, who="drop_months_before")
+                _verify(caller, what)
     with psycopg.connect(lab.url, autocommit=True) as conn:
         conn.execute("SELECT set_config('TimeZone', %s, false)", [zone])
         now_parts = {p.name: p for p in partition_bounds(conn, "orders")}
@@ -656,6 +829,69 @@ def q4(lab: Any, drop_months_before: Callable[..., Any]) -> str:
                           f"{got!r}: return the number of partitions dropped.")
     return (f"{len(old)} old months dropped as partitions (the default's old rows deleted), "
             f"{kept[0]:,} orders at or after {cutoff:%Y-%m-%d} left exactly")
+
+
+QUEUE_LIMIT = 3.5  # q4: s an order may wait behind the retention's DETACH
+
+
+def _retention_behind_a_report(lab: Any, caller: Caller, drop_months_before: Callable[..., Any],
+                               cutoff: dt.datetime) -> tuple[bool, Any]:
+    """Run the learner's retention while a report holds ACCESS SHARE on orders; once it
+    queues for a lock, the shop inserts an order (rolled back), which must not wait more
+    than QUEUE_LIMIT. Returns (gave up with lock_timeout, returned value)."""
+    report = psycopg.connect(lab.url, application_name="lab check report")
+    report.execute("SELECT count(*) FROM orders")  # ACCESS SHARE on orders, until rollback
+    done = threading.Event()
+    outcome: dict[str, float] = {}
+
+    def shop() -> None:
+        try:
+            with psycopg.connect(lab.url, autocommit=True) as mon, \
+                    psycopg.connect(lab.url, application_name="lab check shop") as shopper:
+                while not done.is_set():
+                    if mon.execute("SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted",
+                                   [caller.pid]).fetchone():
+                        break
+                    time.sleep(0.02)
+                else:
+                    return
+                t0 = time.monotonic()
+                try:
+                    shopper.execute("SELECT set_config('lock_timeout', %s, true)",
+                                    [f"{int(QUEUE_LIMIT * 1000)}ms"])
+                    shopper.execute("INSERT INTO orders (customer_id, status, created_at, "
+                                    "total, shipping_country) SELECT min(id), 'pending', now(), "
+                                    "1.00, 'DE' FROM customers")
+                except psycopg.errors.LockNotAvailable:
+                    outcome["blocked"] = time.monotonic() - t0
+                finally:
+                    shopper.rollback()
+        finally:
+            report.rollback()
+
+    watcher = threading.Thread(target=shop, daemon=True)
+    watcher.start()
+
+    def attempt() -> tuple[bool, Any]:
+        try:
+            return False, drop_months_before(caller.conn, cutoff)
+        except psycopg.errors.LockNotAvailable:
+            return True, None
+
+    try:
+        result = _call(attempt, who="drop_months_before")
+    finally:
+        done.set()
+        watcher.join(timeout=30)
+        report.close()
+    if "blocked" in outcome:
+        raise CheckFailed(
+            "While a report was reading orders, your DETACH PARTITION queued for its ACCESS "
+            f"EXCLUSIVE lock, and an ordinary INSERT INTO orders queued behind it for "
+            f"{QUEUE_LIMIT:g} s and gave up: without a short lock_timeout the whole shop "
+            "waits for the longest report. SET LOCAL lock_timeout = '2s' in each detach's "
+            "transaction (and retry later when it gives up).")
+    return result
 
 
 HINTS = {
