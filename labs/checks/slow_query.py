@@ -944,6 +944,20 @@ def _assert_deep_page_reads(lab, page_sql: str) -> None:
         _, got = _rows_on(conn, page_sql, params, "your page query")
         mine = ex.explain(conn, page_sql, params)
         ref = ex.explain(conn, REFERENCE_PAGE_SQL, params)
+        if _orders_rows_read(ref) > PAGE_ROWS_BUDGET:
+            # the load-test account holds a large share of the orders: the planner may fairly
+            # walk an index that does not lead with customer_id (created_at) and filter (a
+            # cost choice, seen on some seeds at tiny scale); with those out of the way, in
+            # this transaction that is rolled back, the answer's own indexes must serve both
+            conn.execute("SET LOCAL lock_timeout = '5s'")
+            for (index,) in conn.execute("""
+                    SELECT i.indexrelid::regclass::text FROM pg_index i
+                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                    WHERE i.indrelid = 'orders'::regclass AND NOT i.indisunique
+                      AND (a.attname <> 'customer_id' OR i.indexprs IS NOT NULL)""").fetchall():
+                conn.execute(f"DROP INDEX {index}")
+            mine = ex.explain(conn, page_sql, params)
+            ref = ex.explain(conn, REFERENCE_PAGE_SQL, params)
     where = (f"page {depth + 1} of the load-test customer (customer {customer}), whose cursor "
              f"is inside a run of {size} orders sharing one created_at (the check planted them "
              "in a transaction it rolled back, as a bulk import does)")
