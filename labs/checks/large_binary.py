@@ -47,6 +47,7 @@ state it leaves: rows, objects in the store, large objects, their checksums.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import os
 import time
@@ -56,7 +57,7 @@ from typing import Any, Callable
 import psycopg
 
 from ..course import adversarial as adv
-from ..course.checking import CheckFailed, require
+from ..course.checking import CheckFailed, call_answer, require
 from ..course.left_behind import Caller, untouched
 from ..data.dataset import query_checksum
 from ..tools.blobstore import FileStore, Item, large_item, sha256_hex, store_for
@@ -172,14 +173,7 @@ def _lo_oids(conn: psycopg.Connection) -> dict[int, str]:
     return {int(oid): "" for (oid,) in conn.execute("SELECT oid FROM pg_largeobject_metadata")}
 
 
-def _call(fn: Callable[..., Any], *args: Any, who: str) -> Any:
-    try:
-        return fn(*args)
-    except (CheckFailed, Killed):
-        raise
-    except psycopg.Error as exc:
-        raise CheckFailed(f"{who} raised SQLSTATE {exc.sqlstate}: "
-                          f"{exc.diag.message_primary or exc}.") from None
+_call = functools.partial(call_answer, passing=(Killed,))
 
 
 def _verify(caller: Caller, what: str) -> None:

@@ -47,6 +47,7 @@ evidence, on data planted from the run's seed (``labs.course.adversarial``):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import threading
 import time
@@ -56,7 +57,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from ..course import adversarial as adv
-from ..course.checking import CheckFailed, NotAttempted, compare_results, require
+from ..course.checking import CheckFailed, call_answer, compare_results, require
 from ..course.left_behind import Caller, caller_settings, untouched
 from ..data.dataset import query_checksum
 from ..tools.migrations_probe import Interrupted, RecordingConnection
@@ -103,27 +104,22 @@ class _BeforeEach:
 # helpers
 
 
-def _call(fn: Callable[..., Any], *args: Any, who: str) -> Any:
-    try:
-        return fn(*args)
-    except (NotAttempted, CheckFailed, Interrupted):
-        raise
-    except psycopg.Error as exc:
-        advice = {
-            "23514": " A row fits no partition: a month is missing, or there is no DEFAULT "
-                     "partition for the rows outside the months (CREATE TABLE … PARTITION OF … "
-                     "DEFAULT).",
-            "42P17": " Two partitions overlap: FROM is inclusive and TO exclusive, so a month "
-                     "is FROM (its first instant) TO (the next month's first instant).",
-            "0A000": " A primary key or unique constraint of a partitioned table must include "
-                     "the partition key (PRIMARY KEY (id, created_at)).",
-            "55000": " DETACH PARTITION … CONCURRENTLY is refused while the table has a "
-                     "default partition: use a plain DETACH under a short lock_timeout.",
-            "25001": " DETACH PARTITION … CONCURRENTLY cannot run inside a transaction block: "
-                     "run it with conn.autocommit = True (and put autocommit back afterwards).",
-        }.get(exc.sqlstate or "", "")
-        raise CheckFailed(f"{who} raised SQLSTATE {exc.sqlstate}: "
-                          f"{exc.diag.message_primary or exc}.{advice}") from None
+# SQLSTATEs a learner's function here is likely to meet, and the fix each points at
+_ADVICE = {
+    "23514": " A row fits no partition: a month is missing, or there is no DEFAULT "
+             "partition for the rows outside the months (CREATE TABLE … PARTITION OF … "
+             "DEFAULT).",
+    "42P17": " Two partitions overlap: FROM is inclusive and TO exclusive, so a month "
+             "is FROM (its first instant) TO (the next month's first instant).",
+    "0A000": " A primary key or unique constraint of a partitioned table must include "
+             "the partition key (PRIMARY KEY (id, created_at)).",
+    "55000": " DETACH PARTITION … CONCURRENTLY is refused while the table has a "
+             "default partition: use a plain DETACH under a short lock_timeout.",
+    "25001": " DETACH PARTITION … CONCURRENTLY cannot run inside a transaction block: "
+             "run it with conn.autocommit = True (and put autocommit back afterwards).",
+}
+
+_call = functools.partial(call_answer, advice=_ADVICE, passing=(Interrupted,))
 
 
 def _verify(caller: Caller, what: str) -> None:

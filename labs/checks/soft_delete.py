@@ -47,6 +47,7 @@ from the run's seed (``labs.course.adversarial``):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 import threading
@@ -58,7 +59,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from ..course import adversarial as adv
-from ..course.checking import CheckFailed, NotAttempted, compare_results, require
+from ..course.checking import CheckFailed, NotAttempted, call_answer, compare_results, require
 from ..course.left_behind import Caller, caller_settings, untouched
 from ..data.dataset import query_checksum
 from ..tools import explain as ex
@@ -99,21 +100,16 @@ PROBE_TIMEOUT = 120.0  # s: CONCURRENTLY waits for every running transaction
 # helpers
 
 
-def _call(fn: Callable[..., Any], *args: Any, who: str) -> Any:
-    try:
-        return fn(*args)
-    except (NotAttempted, CheckFailed, Interrupted):
-        raise
-    except psycopg.Error as exc:
-        advice = {
-            "23503": " A row still references the one you deleted: move order_items before "
-                     "their orders (children first), in the same transaction.",
-            "23505": " The archive already holds that id: a batch was archived twice, or "
-                     "copied without being deleted.",
-            "25P02": " An earlier statement failed and the transaction was not rolled back.",
-        }.get(exc.sqlstate or "", "")
-        raise CheckFailed(f"{who} raised SQLSTATE {exc.sqlstate}: "
-                          f"{exc.diag.message_primary or exc}.{advice}") from None
+# SQLSTATEs a learner's function here is likely to meet, and the fix each points at
+_ADVICE = {
+    "23503": " A row still references the one you deleted: move order_items before "
+             "their orders (children first), in the same transaction.",
+    "23505": " The archive already holds that id: a batch was archived twice, or "
+             "copied without being deleted.",
+    "25P02": " An earlier statement failed and the transaction was not rolled back.",
+}
+
+_call = functools.partial(call_answer, advice=_ADVICE, passing=(Interrupted,))
 
 
 def _verify(caller: Caller, what: str) -> None:

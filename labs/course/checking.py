@@ -85,6 +85,24 @@ def require(*answers: Any, what: str = "") -> None:
             raise NotAttempted(what or PLACEHOLDER_FIX["sql"])
 
 
+def call_answer(fn: Callable[..., Any], *args: Any, who: str,
+                advice: dict[str, str] | None = None,
+                passing: tuple[type[BaseException], ...] = ()) -> Any:
+    """Call the learner's function; a PostgreSQL error it raises becomes a verdict with its
+    SQLSTATE and, where ``advice`` knows that SQLSTATE, the likely fix. ``passing`` are the
+    check's own exceptions (a probe's interruption) that go through untouched."""
+    import psycopg
+
+    try:
+        return fn(*args)
+    except (NotAttempted, CheckFailed, *passing):
+        raise
+    except psycopg.Error as exc:
+        fix = (advice or {}).get(exc.sqlstate or "", "")
+        raise CheckFailed(f"{who} raised SQLSTATE {exc.sqlstate}: "
+                          f"{exc.diag.message_primary or exc}.{fix}") from None
+
+
 def _find(check_id: str) -> Callable[..., Any]:
     topic, _, case = check_id.partition(".")
     if not topic or not case:
