@@ -238,15 +238,31 @@ def test_reflections_are_collected_for_the_instructor():
                                    "ties come back in plan order")]
 
 
+def _pgbouncer_users() -> list[str]:
+    from labs.runtime import satellites
+
+    state = satellites._load()
+    userlist = Path(state.pgbouncer_dir or "/nonexistent") / "userlist.txt"
+    return userlist.read_text().splitlines() if userlist.exists() else []
+
+
 @pytest.mark.notebook
 @pytest.mark.slow
-def test_a_challenge_that_needs_roles_can_be_graded(tmp_path):
-    """12's setup creates an owner and an application role, which a graded learner's role may
-    not do (CREATEROLE on PostgreSQL 15 reaches pg_execute_server_program): the grader makes
-    them, the reference scores full marks as the learner's role, and no role is left."""
+@pytest.mark.parametrize("name, checks", [
+    # 12's setup creates an owner and an application role, which a graded learner's role
+    # may not do (CREATEROLE on PostgreSQL 15 reaches pg_execute_server_program): the
+    # grader makes them
+    ("12_multi_tenant.ipynb", 4),
+    # 15 needs the lab's PgBouncer and replica, which a kernel connected as the learner's
+    # role cannot start: the grader gives them, with that role let through PgBouncer and
+    # allowed to hold a replica delay
+    ("15_pooling_replicas.ipynb", 3),
+])
+def test_a_challenge_that_needs_the_server_s_help_can_be_graded(tmp_path, name, checks):
+    """The reference scores full marks as the learner's role, and no role, database or
+    PgBouncer login is left behind."""
     srv = ensure_server(verbose=False)
     before = set(leftovers(srv))
-    name = "12_multi_tenant.ipynb"
     (tmp_path / "subs" / "zed").mkdir(parents=True)
     learner = nbformat.read(NOTEBOOKS_DIR / name, as_version=4)
     solution = {c.id: c for c in nbformat.read(SOLUTIONS_DIR / name, as_version=4).cells}
@@ -256,5 +272,6 @@ def test_a_challenge_that_needs_roles_can_be_graded(tmp_path):
     nbformat.write(learner, tmp_path / "subs" / "zed" / name)
     report = grade(tmp_path / "subs", out_dir=tmp_path / "report", jobs=1)
     row, = report.rows
-    assert (row.passed, row.total) == (4, 4), row.failures
+    assert (row.passed, row.total) == (checks, checks), row.failures
     assert set(leftovers(srv)) - before == set()
+    assert not [line for line in _pgbouncer_users() if line.startswith('"lab_grade')]

@@ -40,6 +40,19 @@ def test_error_names_what_is_skipped_when_database_url_is_elsewhere(monkeypatch)
         satellites.start_pgbouncer()
 
 
+def test_a_given_pooler_and_replica_are_used_as_they_are(monkeypatch):
+    """LAB_POOLER_URL / LAB_REPLICA_URL (a grader's, or a learner's own pair): the notebook's
+    database replaces theirs, nothing is started, and the message without them says how."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@db.example.com:5432/postgres")
+    with pytest.raises(satellites.SatellitesUnavailable, match="LAB_POOLER_URL"):
+        satellites.pooler_url("shop")
+    monkeypatch.setenv("LAB_POOLER_URL", "postgresql://u:p@db.example.com:6432/postgres")
+    monkeypatch.setenv("LAB_REPLICA_URL", "postgresql://u:p@replica.example.com:5532/x?sslmode=require")
+    assert satellites.pooler_url("shop") == "postgresql://u:p@db.example.com:6432/shop"
+    assert (satellites.replica_url("shop")
+            == "postgresql://u:p@replica.example.com:5532/shop?sslmode=require")
+
+
 @pytest.mark.stops_shared  # a notebook on another worker may be using them: run alone
 def test_start_replicate_pool_then_stop_leaves_no_process():
     """Both start; the replica replays a write; PgBouncer pools per transaction; stop() ends both."""

@@ -330,14 +330,21 @@ class Isolation:
     # from role_secret, which only this learner's kernel is given
     challenge_roles: list[str] = field(default_factory=list)
     role_secret: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    # the lab's PgBouncer and replica, given to the kernel with this role in the URLs
+    # (LAB_POOLER_URL, LAB_REPLICA_URL) when the challenge uses them
+    satellite_env: dict[str, str] = field(default_factory=dict)
 
-    def url(self) -> str:
-        """The server's URL with this role's credentials (database ``postgres``)."""
-        parts = urlsplit(self.server.url)
+    def as_role(self, url: str) -> str:
+        """``url`` with this role's credentials, on the same host, port and database."""
+        parts = urlsplit(url)
         netloc = f"{quote(self.role)}:{quote(self.password)}@{parts.hostname}"
         if parts.port:
             netloc += f":{parts.port}"
-        return urlunsplit((parts.scheme, netloc, "/postgres", parts.query, ""))
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+    def url(self) -> str:
+        """The server's URL with this role's credentials (database ``postgres``)."""
+        return self.as_role(self.server.url_for("postgres"))
 
 
 def _give_dataset_to(conn: psycopg.Connection, role: sql.Identifier) -> None:
@@ -371,6 +378,7 @@ def isolate(server: Server, learner: str, topic: str, scale_template: str) -> Is
     try:
         _make(iso, scale_template)
         _make_challenge_roles(iso, topic)
+        _give_satellites(iso, topic)
     except BaseException:
         release(iso)  # a half-made role or template is dropped, not left on the server
         raise
@@ -446,9 +454,48 @@ def _make_challenge_roles(iso: Isolation, topic: str) -> None:
                                                            sql.Identifier(iso.role)))
 
 
+def _give_satellites(iso: Isolation, topic: str) -> None:
+    """For a challenge whose check module says ``USES_SATELLITES`` (15's PgBouncer and
+    replica): start the lab's pair, let the role through PgBouncer, let it hold a replica
+    delay (``ALTER SYSTEM`` on that one parameter, ``pg_reload_conf()``), and wait until
+    the replica knows the role. The kernel is given both with the role in their URLs."""
+    try:
+        module = importlib.import_module(f"labs.checks.{topic}")
+    except ImportError:
+        return
+    if not getattr(module, "USES_SATELLITES", False):
+        return
+    from ..runtime import satellites
+
+    pooler, replica = satellites.pooler_url("postgres"), satellites.replica_url("postgres")
+    role = sql.Identifier(iso.role)
+    with psycopg.connect(iso.server.url, autocommit=True) as admin:
+        with admin.transaction():
+            admin.execute("SELECT pg_advisory_xact_lock(hashtext('lab grading roles'))")
+            admin.execute(sql.SQL("GRANT ALTER SYSTEM ON PARAMETER recovery_min_apply_delay "
+                                  "TO {}").format(role))
+        # in the replica's postgres database, where the delay is set; DROP OWNED BY in
+        # release() takes it back
+        admin.execute(sql.SQL("GRANT EXECUTE ON FUNCTION pg_reload_conf() TO {}").format(role))
+        lsn = admin.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+    satellites.admit(iso.role, iso.password)
+    iso.satellite_env = {satellites.GIVEN_POOLER: iso.as_role(pooler),
+                         satellites.GIVEN_REPLICA: iso.as_role(replica)}
+    # another notebook may hold a replica delay (a minute in 15's checks)
+    if not satellites.wait_for_replay(lsn, timeout=180):
+        raise RuntimeError("the lab's replica did not replay the graded role within 180 s")
+
+
 def release(iso: Isolation) -> list[str]:
     """Drop every database the role owns, its template, and the role. Returns what failed."""
     problems = []
+    if iso.satellite_env:
+        from ..runtime import satellites
+
+        try:
+            satellites.dismiss(iso.role)
+        except Exception as exc:  # PgBouncer gone: nothing to take back
+            problems.append(f"could not take {iso.role} out of PgBouncer: {exc}")
     with psycopg.connect(iso.server.url, autocommit=True) as admin:
         if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [iso.role]).fetchone() \
                 is None and admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
@@ -559,7 +606,7 @@ def grade_one(learner: str, submitted: Path, cell_timeout: int = 600,
             env = dict(os.environ, LAB_RESULTS_FILE=str(results),
                        LAB_RESULTS_KEY_FILE=str(key_file), LAB_DB_NAMESPACE=iso.namespace,
                        LAB_TEMPLATE=iso.template, DATABASE_URL=iso.url(),
-                       LAB_ROLE_SECRET=iso.role_secret,
+                       LAB_ROLE_SECRET=iso.role_secret, **iso.satellite_env,
                        PLOOMBER_STATS_ENABLED="false", LAB_REVEAL_SOLUTIONS="0",
                        LAB_PROGRESS="off", PYTHONPATH=str(ROOT))
             timed_out, cells = _run_nbval(path, graded, work, env, cell_timeout,

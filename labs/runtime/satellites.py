@@ -30,6 +30,15 @@ beside the server's own (``.lab/satellites.json``), and a running pair is
 adopted rather than started twice. :func:`stop` stops both (``make db-stop``
 calls it). When ``DATABASE_URL`` points at another server, or Docker provides
 the database, :class:`SatellitesUnavailable` says what a notebook must skip and why.
+
+A pooler and a replica can also be *given*: ``LAB_POOLER_URL`` and
+``LAB_REPLICA_URL`` name them, and the lab uses them as they are and starts
+nothing (their database part is replaced by the notebook's database). The grader
+gives a graded kernel the lab's own pair this way, with the learner's role in the
+URLs (:func:`admit` lets that role through PgBouncer); a learner whose database is
+in Docker, or on a server of their own, sets them to that server's pooler and
+replica. A replica delay then needs the right to ``ALTER SYSTEM SET
+recovery_min_apply_delay`` and to call ``pg_reload_conf()`` on the given replica.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
@@ -63,6 +73,23 @@ SKIPPED = ("the PgBouncer sections (transaction pooling pitfalls, exercise 2) an
 
 class SatellitesUnavailable(LabError):
     """PgBouncer or the replica cannot be started for the server the lab uses."""
+
+
+GIVEN_POOLER, GIVEN_REPLICA = "LAB_POOLER_URL", "LAB_REPLICA_URL"
+GIVE_THEM = ("export LAB_POOLER_URL=postgresql://USER:PASSWORD@HOST:6432/postgres and "
+             "LAB_REPLICA_URL=postgresql://USER:PASSWORD@HOST:5532/postgres (the database part "
+             "is replaced by the notebook's own), then restart the kernel")
+
+
+def with_database(url: str, dbname: str) -> str:
+    """``url`` with its database part replaced by ``dbname``."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, ""))
+
+
+def _given(variable: str) -> str | None:
+    """The pooler or replica the environment names, or None: the lab then runs its own."""
+    return os.environ.get(variable, "").strip() or None
 
 
 @dataclass
@@ -119,13 +146,14 @@ def _primary() -> LocalState:
             "DATABASE_URL points at a server the lab does not run, so the lab cannot put a "
             "PgBouncer in front of it nor take a base backup of it for a replica. This notebook "
             f"skips {SKIPPED}. Unset DATABASE_URL to let the lab start its own server, or "
-            "point the notebook at a pooler and a replica of your own.")
+            f"give the notebook a pooler and a replica of that server: {GIVE_THEM}.")
     server = ensure_server()
     state = LocalState.load(current_slot())
     if server.kind != "local" or state is None:
         raise SatellitesUnavailable(
             f"The lab's database runs in Docker ({server.kind}), not as the lab's local server. "
-            "Start the pooler and the replica with `docker compose up -d pgbouncer replica`; "
+            "Start the pooler and the replica with `docker compose up -d pgbouncer replica`, "
+            f"then {GIVE_THEM.replace('USER:PASSWORD@HOST', 'lab:lab@127.0.0.1')}; "
             f"without them this notebook skips {SKIPPED}.")
     return state
 
@@ -187,7 +215,7 @@ def pooler_url(dbname: str = "postgres") -> str:
 
     Connect with ``prepare_threshold=None``: PgBouncer 1.18 in transaction mode does
     not carry protocol-level prepared statements from one transaction to the next."""
-    return start_pgbouncer()[0].rsplit("/", 1)[0] + "/" + dbname
+    return with_database(_given(GIVEN_POOLER) or start_pgbouncer()[0], dbname)
 
 
 def _owned_dir(path: Path, run_as: str | None) -> Path:
@@ -270,6 +298,40 @@ def start_pgbouncer() -> tuple[str, int]:
         state.pgbouncer_pid, state.pgbouncer_dir = pid, str(folder)
         _save(state)
         return url, port
+
+
+def _reload_pgbouncer(port: int) -> None:
+    """RELOAD on PgBouncer's admin console: it reads its auth_file again."""
+    with psycopg.connect(with_database(local_url(port), "pgbouncer"), autocommit=True,
+                         cursor_factory=psycopg.ClientCursor, prepare_threshold=None) as conn:
+        conn.execute("RELOAD")
+
+
+def admit(role: str, password: str) -> None:
+    """Let ``role`` log in through the lab's PgBouncer (a line in its auth_file, then
+    RELOAD): the grader admits a graded notebook's role, and :func:`dismiss` removes it."""
+    start_pgbouncer()
+    with _locked():
+        state = _load()
+        userlist = Path(state.pgbouncer_dir) / "userlist.txt"
+        lines = [line for line in userlist.read_text().splitlines()
+                 if not line.startswith(f'"{role}" ')]
+        lines.append('"{}" "{}"'.format(role.replace('"', '""'), password.replace('"', '""')))
+        userlist.write_text("\n".join(lines) + "\n")
+        _reload_pgbouncer(state.pgbouncer_port)
+
+
+def dismiss(role: str) -> None:
+    """Take ``role`` out of PgBouncer's auth_file again (nothing when PgBouncer is gone)."""
+    with _locked():
+        state = _load()
+        userlist = Path(state.pgbouncer_dir or "/nonexistent") / "userlist.txt"
+        if not (_alive(state.pgbouncer_pid) and userlist.exists()):
+            return
+        lines = [line for line in userlist.read_text().splitlines()
+                 if not line.startswith(f'"{role}" ')]
+        userlist.write_text("\n".join(lines) + "\n")
+        _reload_pgbouncer(state.pgbouncer_port)
 
 
 def _tail(path: Path, n: int = 20) -> str:
@@ -363,7 +425,7 @@ def _replica_running(bindir: Path, datadir: Path, run_as: str | None) -> bool:
 
 def replica_url(dbname: str = "postgres") -> str:
     """A URL for ``dbname`` on the lab's streaming replica (started if needed)."""
-    return start_replica()[0].rsplit("/", 1)[0] + "/" + dbname
+    return with_database(_given(GIVEN_REPLICA) or start_replica()[0], dbname)
 
 
 def start_replica() -> tuple[str, int]:
@@ -432,7 +494,9 @@ def _apply_delay(state: SatelliteState) -> int:
     """Set the largest delay a live holder asks for (0 when none) on the replica."""
     state.delays = {k: v for k, v in state.delays.items() if _pid_alive(v[0])}
     ms = max((v[1] for v in state.delays.values()), default=0)
-    with psycopg.connect(local_url(state.replica_port), autocommit=True) as conn:
+    # (not replica_url(): starting a replica takes the lock this caller already holds)
+    url = _given(GIVEN_REPLICA) or local_url(state.replica_port)
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"ALTER SYSTEM SET recovery_min_apply_delay = '{int(ms)}ms'")
         conn.execute("SELECT pg_reload_conf()")
         deadline = time.monotonic() + 5
@@ -467,7 +531,8 @@ def replica_delay(ms: int) -> Iterator[int]:
 
     Several holders at once (test workers, a notebook): the replica applies the largest
     delay held; leaving the block drops this one (and, with nobody left, resets to 0)."""
-    start_replica()
+    if not _given(GIVEN_REPLICA):
+        start_replica()
     lease = uuid.uuid4().hex
     with _locked():
         state = _load()

@@ -190,13 +190,13 @@ def prepare(lab: Any, rows: int = 500) -> None:
 
 def reset_pool(lab: Any) -> int:
     """Close every server connection PgBouncer holds for this lab's database (what a
-    session SET or lock left on them goes too); how many were closed."""
-    admin = satellites.pooler_url("pgbouncer")  # PgBouncer's admin console
-    with psycopg.connect(admin, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
-        cur = conn.execute("SHOW SERVERS")
-        names = [d.name for d in cur.description]
-        pids = [row[names.index("remote_pid")] for row in cur.fetchall()
-                if row[names.index("database")] == lab.dbname]
+    session SET or lock left on them goes too); how many were closed.
+
+    The pool names its own server connections (one client transaction held on each, as
+    :func:`server_connections` does), so no admin console is needed: a graded notebook's
+    role has none."""
+    pids = [pid for pid, _, _ in server_connections(satellites.pooler_url(lab.dbname),
+                                                    "application_name")]
     with psycopg.connect(lab.url, autocommit=True) as conn:
         for pid in pids:
             conn.execute("SELECT pg_terminate_backend(%s)", [pid])
