@@ -14,6 +14,14 @@ dataset, or any UNIQUE one, that is gone or disabled afterwards (it is put back)
 and a setting stored for later sessions (ALTER DATABASE/ROLE/SYSTEM ... SET, put
 back too).
 
+Every index an answer creates must serve the exercise's query by itself (exercises 1
+and 3 to 6): the plans show only the index the planner picked, so each other index of
+the answer is judged again alone, the rest dropped in a transaction rolled back
+(``judge_each_alone``). A second index beside the right one (the other column order, a
+key "for later") is maintained on every write, and which of the two the planner picks
+depends on the data; judged alone, the answer fails on every seed, not on some.
+Exercise 3 also rejects key columns the page never reads (the primary key excepted).
+
 Exercise 3 runs an answer again (at most twice) when its VACUUM ran but left pages
 not all-visible: VACUUM skips a page another process has pinned at that instant.
 Exercise 5 measures what the index's predicate admits on the table (every active
@@ -37,6 +45,8 @@ import logging
 import re
 import threading
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Sequence
 from zoneinfo import ZoneInfo
 
@@ -511,10 +521,13 @@ def require_no_redundant(lab, table: str, answer: set[str]) -> None:
             if other == name or not _serves_all_of(small, big):
                 continue
             same = small["key"] == big["key"]
-            why = (f"both are {small['method'].upper()} indexes on ({', '.join(small['key'])})"
-                   + ("" if small["method"] == "btree" else
-                      ", and either one answers the same operators (GIN jsonb_ops answers @> "
-                      "too)") if same else
+            why = ((f"both are {small['method'].upper()} indexes on ({', '.join(small['key'])})"
+                    + (", and either one answers the same operators (GIN jsonb_ops answers "
+                       "@> too)" if small["method"] == "gin" else "")
+                    if small["method"] == big["method"] else
+                    f"it is a {small['method'].upper()} index on ({', '.join(small['key'])}), "
+                    f"and {other}, a {big['method'].upper()} index on the same key, answers = "
+                    "on it as well") if same else
                    f"its key ({', '.join(small['key'])}) is the leftmost part of {other}'s "
                    f"({', '.join(big['key'])})"
                    + (f", with the same WHERE {small['predicate']}" if small["predicate"] else "")
@@ -554,12 +567,14 @@ def plans_with(lab, sqls: Sequence[str], table: str, *, reference: str | None = 
                settings: dict[str, str] | None = None) -> list[ex.Plan]:
     """EXPLAIN (ANALYZE, BUFFERS) of each query with only some indexes on ``table``.
 
-    Without ``reference``: only the learner's own indexes (and constraint indexes).
-    With ``reference`` (the body of a CREATE INDEX after ``ON table``): only that index,
-    built in the same database. Everything happens in one transaction that is rolled
-    back, so the dataset's and the learner's indexes are back afterwards.
+    Without ``reference``: only the learner's own indexes (and constraint indexes), or
+    only one of them inside ``alone(name)``. With ``reference`` (the body of a CREATE
+    INDEX after ``ON table``): only that index, built in the same database. Everything
+    happens in one transaction that is rolled back, so the dataset's and the learner's
+    indexes are back afterwards.
     """
-    own = set(_new_indexes(lab, table))
+    only = _ALONE.get()
+    own = {only} if only else set(_new_indexes(lab, table))
     with psycopg.connect(lab.url) as conn:
         with conn.transaction(force_rollback=True):
             drop = [n for n in _droppable(conn, table) if reference or n not in own]
@@ -569,6 +584,56 @@ def plans_with(lab, sqls: Sequence[str], table: str, *, reference: str | None = 
                 conn.execute(f"CREATE INDEX {REFERENCE_PREFIX}{table} ON {table} {reference}")
             return [ex.explain(conn, sql, settings={**NO_SEQSCAN, **(settings or {})})
                     for sql in sqls]
+
+
+# Inside ``alone(name)``, plans_with keeps that one index of the learner's and no other.
+_ALONE: ContextVar[str | None] = ContextVar("indexing_alone", default=None)
+
+
+@contextmanager
+def alone(name: str):
+    token = _ALONE.set(name)
+    try:
+        yield
+    finally:
+        _ALONE.reset(token)
+
+
+def judge_each_alone(lab, table: str, answer: set[str], judged: set[str], judge,
+                     query: str) -> None:
+    """Every index the answer creates must serve the query by itself.
+
+    The plans of a check show only the index the planner picked; a second index next to it
+    (another column order, another key "for later") is maintained on every write and
+    serves nothing, and whether the planner picks the right one of the two depends on the
+    data. So each index of the answer that the plans did not pick is judged again, alone
+    (the others dropped in a transaction rolled back), by the same ``judge``. Deterministic:
+    no plan choice between the answer's indexes is left to the planner.
+    """
+    for name in sorted(answer - judged):
+        if not lab.scalar("SELECT to_regclass(%s) IS NOT NULL", [name]):
+            continue
+        info = index_info(lab, name)
+        if info["table"] != table:
+            raise CheckFailed(
+                f"{name} is an index on {info['table']}, but {query} reads {table}: it serves "
+                f"nothing here, and every write to {info['table']} maintains it. Create only "
+                f"the index the query needs (drop this one: DROP INDEX CONCURRENTLY {name}).",
+                f"index: {info['definition']}")
+        try:
+            with alone(name):
+                judge()
+        except CheckFailed as exc:
+            exc.message = (
+                f"{name}, one more index your answer creates next to "
+                f"{', '.join(sorted(judged)) or 'the one the plan picked'}, does not serve "
+                f"{query} by itself (judged alone, on the same plans): {exc.message} Every "
+                f"index is maintained on each write to {table} and takes cache from the "
+                "others, and which of two indexes the planner picks depends on the data: "
+                f"create only the index the query needs (drop the other: DROP INDEX "
+                f"CONCURRENTLY {name}).")
+            exc.args = (exc.message + (f"\n  Detail: {exc.detail}" if exc.detail else ""),)
+            raise
 
 
 def index_buffers(plan: ex.Plan) -> int:
@@ -635,14 +700,26 @@ def q1(lab, composite_sql: str) -> str:
     require_no_redundant(lab, "orders", answer)
     cases = _country_cases(lab)
     sqls = [country_since(c, d) for c, d in cases]
+    reference = "(shipping_country, created_at)"
+    refs = plans_with(lab, sqls, "orders", reference=reference, settings=BITMAP_ONLY)
+    names = _q1_judge(lab, cases, sqls, refs, reference)
+    judge_each_alone(lab, "orders", answer, names,
+                     lambda: _q1_judge(lab, cases, sqls, refs, reference),
+                     "the country-and-date query")
+    return (f"{', '.join(sorted(names))}: Index Cond on both columns, equality column first, "
+            f"for {len(cases)} countries and dates, buffers close to the reference's")
+
+
+def _q1_judge(lab, cases: list[tuple[str, str]], sqls: list[str], refs: list[ex.Plan],
+              reference: str) -> set[str]:
+    """The learner's indexes on orders (or the one of ``alone``) serve every case; returns
+    the indexes the plans used."""
     plans = plans_with(lab, sqls, "orders")
     # The index's own pages, without the heap pages any index must visit for these rows.
-    reference = "(shipping_country, created_at)"
     bitmaps = plans_with(lab, sqls, "orders", settings=BITMAP_ONLY)
-    refs = plans_with(lab, sqls, "orders", reference=reference, settings=BITMAP_ONLY)
     names = set()
-    partial = [i for i in (index_info(lab, n) for n in _new_indexes(lab, "orders"))
-               if i["predicate"]]
+    own = [_ALONE.get()] if _ALONE.get() else _new_indexes(lab, "orders")
+    partial = [i for i in (index_info(lab, n) for n in own) if i["predicate"]]
     for (country, since), plan, bitmap, ref in zip(cases, plans, bitmaps, refs):
         what = f"shipping_country = '{country}' AND created_at >= '{since}'"
         scans = [n for n in plan.index_scans("orders") if n.index != "orders_pkey"]
@@ -675,8 +752,7 @@ def q1(lab, composite_sql: str) -> str:
                            f"index: {info['definition']}")
         _compare_buffers(bitmap, ref, what, reference, measure=index_buffers)
         names.add(node.index)
-    return (f"{', '.join(sorted(names))}: Index Cond on both columns, equality column first, "
-            f"for {len(cases)} countries and dates, buffers close to the reference's")
+    return names
 
 
 # -- q2: leftmost prefix -------------------------------------------------------------
@@ -829,6 +905,21 @@ def q3(lab, covering_sql: str | Sequence[str]) -> str:
         plans = plans_with(lab, sqls, "orders")
     reference = "(customer_id, created_at) INCLUDE (status, total)"
     refs = plans_with(lab, sqls, "orders", reference=reference)
+    names = _q3_judge(lab, customers, sqls, refs, vacuumed, reference, plans)
+    judge_each_alone(lab, "orders", answer, names,
+                     lambda: _q3_judge(lab, customers, sqls, refs, vacuumed, reference),
+                     "the history page")
+    return (f"Index Only Scan using {', '.join(sorted(names))}, Heap Fetches: 0, no Sort, for "
+            f"{len(customers)} customers (busy, skewed and ordinary)")
+
+
+def _q3_judge(lab, customers: list[int], sqls: list[str], refs: list[ex.Plan], vacuumed: bool,
+              reference: str, plans: list[ex.Plan] | None = None) -> set[str]:
+    """The history page of each customer is a clean Index Only Scan on the learner's indexes
+    (or the one of ``alone``); returns the indexes the plans used."""
+    if plans is None:
+        plans = plans_with(lab, sqls, "orders")
+    names = set()
     for customer, plan, ref in zip(customers, plans, refs):
         what = f"customer {customer}"
         only = plan.find("Index Only Scan", "orders")
@@ -870,16 +961,21 @@ def q3(lab, covering_sql: str | Sequence[str]) -> str:
         _compare_buffers(plan, ref, f"the history page of {what}", reference)
         info = index_info(lab, node.index)
         unread = [c for c in info["include"] if c not in HISTORY_READS]
-        if unread:
+        # A key column the page never reads costs the same (the primary key excepted: a
+        # tie-break that makes entries unique, and never updated)
+        unread_key = [c for c in info["key"] if c not in HISTORY_READS and c != "id"]
+        if unread or unread_key:
+            where = (f"{', '.join(unread)} in INCLUDE" if unread else
+                     f"{', '.join(unread_key)} as a key column")
             raise ex._fail(
-                f"{node.index} carries {', '.join(unread)} in INCLUDE, which the history page "
-                "never reads: each INCLUDE column is stored again in every entry, so the index "
+                f"{node.index} carries {where}, which the history page "
+                "never reads: each such column is stored again in every entry, so the index "
                 "grows towards the size of the table, every INSERT writes it, and an UPDATE of "
-                "that column can no longer be HOT. INCLUDE exactly the columns the query "
-                "reads beyond the key: status and total.", plan,
-                f"index: {info['definition']}")
-    return (f"Index Only Scan using {node.index}, Heap Fetches: 0, no Sort, for "
-            f"{len(customers)} customers (busy, skewed and ordinary)")
+                "that column can no longer be HOT. Key the index on (customer_id, created_at) "
+                "and INCLUDE exactly the columns the query reads beyond the key: status and "
+                "total.", plan, f"index: {info['definition']}")
+        names.add(node.index)
+    return names
 
 
 # -- q4: partial index for the pending queue ----------------------------------------
@@ -918,16 +1014,32 @@ def q4(lab, partial_sql: str) -> str:
     # Every index of the answer, not only the one the plan picked: each is maintained on
     # every write to orders.
     for name in [used[0].index] + sorted(answer - {used[0].index}):
-        if lab.scalar("SELECT to_regclass(%s) IS NOT NULL", [name]):
+        if lab.scalar("SELECT to_regclass(%s) IS NOT NULL", [name]) and \
+                index_info(lab, name)["table"] == "orders":
             _require_pending_only(lab, index_info(lab, name), plan, total)
     info = index_info(lab, used[0].index)
-    if plan.sorts:
-        raise ex._fail("The queue still sorts: key the partial index on created_at.", plan)
-    ref, = plans_with(lab, [PENDING_QUEUE], "orders",
-                      reference="(created_at) WHERE status = 'pending'")
-    _compare_buffers(plan, ref, "the pending queue", "(created_at) WHERE status = 'pending'")
+    reference = "(created_at) WHERE status = 'pending'"
+    ref, = plans_with(lab, [PENDING_QUEUE], "orders", reference=reference)
+    names = _q4_judge(lab, ref, reference, plan)
+    judge_each_alone(lab, "orders", answer, names, lambda: _q4_judge(lab, ref, reference),
+                     "the pending queue")
     return (f"{info['name']} WHERE {info['predicate']}: {info['bytes'] // 1024:,} kB, serves the "
             "queue in created_at order")
+
+
+def _q4_judge(lab, ref: ex.Plan, reference: str, plan: ex.Plan | None = None) -> set[str]:
+    """The queue uses the learner's index (or the one of ``alone``), with no Sort and
+    buffers close to the reference's; returns the index used."""
+    if plan is None:
+        plan, = plans_with(lab, [PENDING_QUEUE], "orders")
+    used = [n for n in plan.index_scans("orders") if n.index != "orders_pkey"]
+    if not used:
+        raise ex._fail("The pending queue does not use the index: it cannot serve WHERE "
+                       "status = 'pending' ORDER BY created_at.", plan)
+    if plan.sorts:
+        raise ex._fail("The queue still sorts: key the partial index on created_at.", plan)
+    _compare_buffers(plan, ref, "the pending queue", reference)
+    return {used[0].index}
 
 
 # -- q5: expression index on lower(email), for active customers ----------------------
@@ -997,9 +1109,26 @@ def q5(lab, login_sql: str) -> str:
     require_no_redundant(lab, "customers", answer)
     emails = _login_emails(lab)
     sqls = [LOGIN_LOOKUP.replace("'{email}'", _literal(e)) for e in emails]
-    plans = plans_with(lab, sqls, "customers")
     reference = "(lower(email)) WHERE deleted_at IS NULL"
     refs = plans_with(lab, sqls, "customers", reference=reference)
+    info, plan = _q5_judge(lab, emails, sqls, refs, reference)
+    # Every index of the answer, not only the one the plans picked: each is maintained on
+    # every sign-up and every deletion.
+    for name in sorted(answer - {info["name"]}):
+        if lab.scalar("SELECT to_regclass(%s) IS NOT NULL", [name]) and \
+                index_info(lab, name)["table"] == "customers":
+            _require_active_only(lab, index_info(lab, name), plan)
+    judge_each_alone(lab, "customers", answer, {info["name"]},
+                     lambda: _q5_judge(lab, emails, sqls, refs, reference), "the login lookup")
+    return (f"{info['name']}: Index Cond on lower(email), only active customers indexed "
+            f"({len(emails)} addresses tried)")
+
+
+def _q5_judge(lab, emails: list[str], sqls: list[str], refs: list[ex.Plan],
+              reference: str) -> tuple[dict[str, Any], ex.Plan]:
+    """Each address is found through lower(email) on the learner's indexes (or the one of
+    ``alone``), active customers only; returns the index used and its last plan."""
+    plans = plans_with(lab, sqls, "customers")
     for email, plan, ref in zip(emails, plans, refs):
         used = [n for n in plan.index_scans("customers") if "lower(email)" in (n.index_cond or "")]
         if not used:
@@ -1017,13 +1146,7 @@ def q5(lab, login_sql: str) -> str:
                            "NULL.", plan)
         _require_active_only(lab, info, plan)
         _compare_buffers(plan, ref, f"the address {email!r}", reference)
-    # Every index of the answer, not only the one the plans picked: each is maintained on
-    # every sign-up and every deletion.
-    for name in sorted(answer - {info["name"]}):
-        if lab.scalar("SELECT to_regclass(%s) IS NOT NULL", [name]):
-            _require_active_only(lab, index_info(lab, name), plan)
-    return (f"{info['name']}: Index Cond on lower(email), only active customers indexed "
-            f"({len(emails)} addresses tried)")
+    return info, plan
 
 
 # -- q6: GIN on jsonb ------------------------------------------------------------------
@@ -1055,20 +1178,40 @@ def q6(lab, gin_sql: str) -> str:
     require_no_redundant(lab, "products", answer)
     docs = _json_filters(lab)
     sqls = [JSON_FILTER.replace("""'{"colour": "Tan"}'""", _literal(d)) for d in docs]
-    plans = [ex.explain(lab, sql, settings=NO_SEQSCAN) for sql in sqls]
     reference = "USING gin (attributes jsonb_path_ops)"
     refs = plans_with(lab, sqls, "products", reference=reference)
+    used = _q6_judge(lab, docs, sqls, refs, reference)
+    judge_each_alone(lab, "products", answer, {used.index},
+                     lambda: _q6_judge(lab, docs, sqls, refs, reference), "the attribute filter")
+    info = index_info(lab, used.index)
+    return (f"{info['name']} ({info['method']}) answers @> with a {used.node_type} "
+            f"({len(docs)} documents tried)")
+
+
+def _q6_judge(lab, docs: list[str], sqls: list[str], refs: list[ex.Plan], reference: str):
+    """Every document is answered through @> by the learner's indexes on products (or the
+    one of ``alone``); returns the index node of the last plan."""
+    plans = plans_with(lab, sqls, "products")
+    own = [_ALONE.get()] if _ALONE.get() else _new_indexes(lab, "products")
     for doc, plan, ref in zip(docs, plans, refs):
         used = [n for n in plan.index_scans("products") if "@>" in (n.index_cond or "")]
         if not used:
+            partial = [i for i in (index_info(lab, n) for n in own)
+                       if i["predicate"] and i["method"] == "gin"]
+            if partial:
+                raise ex._fail(
+                    f"No index answers attributes @> '{doc}': {partial[0]['name']} is a partial "
+                    f"index (WHERE {partial[0]['predicate']}), and PostgreSQL uses one only when "
+                    "it can prove from the query's own WHERE that every row it wants satisfies "
+                    "the predicate, which it cannot prove from a containment (@>). Index every "
+                    "product: USING gin (attributes jsonb_path_ops), without WHERE.", plan,
+                    f"index: {partial[0]['definition']}")
             raise ex._fail(f"No index answers attributes @> '{doc}' (it is not in any Index "
                            "Cond). A B-tree on a jsonb column only knows equality and ordering "
                            "of whole documents; containment needs GIN: USING gin (attributes), "
                            "for every document (not a partial index on one).", plan)
         _compare_buffers(plan, ref, f"attributes @> '{doc}'", reference)
-    info = index_info(lab, used[0].index)
-    return (f"{info['name']} ({info['method']}) answers @> with a {used[0].node_type} "
-            f"({len(docs)} documents tried)")
+    return used[0]
 
 
 # -- q7: sargable rewrites --------------------------------------------------------------

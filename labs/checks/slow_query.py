@@ -15,6 +15,13 @@ change would) that pushes the sort to disk. The checks judge:
   q2's rows one per table (the culprit is still index-scanned through its primary
   key, one table is never scanned sequentially). The check's own planting runs with
   pg_stat_statements.track = none, so re-running it does not reshuffle the ranking;
+* q2 also among a seeded 30 to 60 partitions of another schema (one emptied since,
+  n_live_tup 0), so that no LIMIT cap or counter filter returns every table; a name
+  shown schema-qualified (relid::regclass) is the same table;
+* the index builds (q3, q4) also by what they store: a setting stored for later sessions
+  (ALTER DATABASE/ROLE/SYSTEM ... SET, work_mem "so the sort never spills") fails and is
+  put back, a RESET (the incident's tiny work_mem undone) is left; q3's index must be a
+  B-tree or hash (a BRIN's lookup of one order reads a whole block range);
 * the index builds (q3, q4) by the lock they queue for behind an open writer
   (the migrations probe), never by their text, q3 starting from the INVALID index
   the deploy left (so a plain DROP INDEX shows its ACCESS EXCLUSIVE lock and IF NOT
@@ -46,7 +53,7 @@ from ..course import adversarial as adv
 from ..course.checking import CheckFailed, compare_results, require
 from ..tools import explain as ex
 from ..tools.migrations_probe import evidence_table, probe_steps
-from .indexing import split_statements
+from .indexing import _db_settings, _restore_db_settings, split_statements
 
 SMALL_WORK_MEM = "64kB"
 HISTORY_SQL = """SELECT o.id, o.status, o.created_at, c.full_name, c.email,
@@ -62,6 +69,9 @@ PAGE_COLUMNS = ["id", "status", "created_at", "full_name", "email", "item_count"
 FIRST_PAGE = {"before_created_at": dt.datetime.max.replace(tzinfo=dt.timezone.utc),
               "before_id": 2**63 - 1}
 SPEEDUP_WANTED = 50.0
+# q3's check runs the learner's index statement (from the deploy's state), and q4 and q5
+# judge the page on it: decoy runs keep the earlier check cells.
+CHECKS_BUILD_ON_EARLIER = True
 LOAD_TEST_BUFFER_BUDGET = 1_000  # 8 MB of pages for 20 orders and their items
 
 
@@ -463,6 +473,9 @@ def _left_out(e: _Entry, ranked: list[_Entry], got: list[_Entry], planted: str) 
 
 
 TABLE_STATS_VIEWS = ("pg_stat_user_tables", "pg_stat_all_tables")
+# The application's partitions in the other schema, so that the tables outnumber any LIMIT a
+# dashboard might cap itself at (seeded, more than the dataset's own tables)
+PARTITIONS = (30, 60)
 OTHER_SCHEMAS = ("archive", "billing", "audit", "analytics")
 
 
@@ -514,10 +527,21 @@ def q2(lab, seq_scans_sql: str) -> str:
         # a real (empty) table for the planted big one, so that relid means something
         conn.execute(f"CREATE SCHEMA {schema}")
         conn.execute(f"CREATE TABLE {schema}.{big} (id bigint)")
+        parts = [f"events_p{k:03d}" for k in range(r.randint(*PARTITIONS))]
+        conn.execute("; ".join(f"CREATE TABLE {schema}.{t} (id bigint)" for t in parts))
         tables = [t for (t,) in conn.execute(
             "SELECT relname FROM pg_catalog.pg_stat_user_tables WHERE schemaname = 'public'")]
         stats = _planted_table_stats(r, [t for t in tables if t != big], big)
-        where = {t: "public" for t in stats} | {big: schema}
+        for t in parts:  # small partitions, now and then scanned end to end
+            scans, rows = r.randint(0, 3), r.randint(10, 400)
+            stats[t] = {"seq_scan": scans, "seq_tup_read": scans * rows,
+                        "idx_scan": r.randint(0, 50), "n_live_tup": rows,
+                        "idx_tup_fetch": r.randint(0, 150)}
+        # one emptied since (its rows archived and deleted): read end to end while it had
+        # them, n_live_tup now 0
+        stats[r.choice(parts)].update(seq_scan=3, seq_tup_read=3 * r.randint(200, 400),
+                                      n_live_tup=0)
+        where = {t: "public" for t in stats} | {big: schema} | {t: schema for t in parts}
         for view in TABLE_STATS_VIEWS:
             conn.execute(f"CREATE TEMP TABLE {view} (LIKE pg_catalog.{view})")
             conn.execute(f"INSERT INTO pg_temp.{view} SELECT * FROM pg_catalog.{view}")
@@ -546,13 +570,25 @@ def q2(lab, seq_scans_sql: str) -> str:
     columns, rows = _rows(lab, seq_scans_sql, None, "your query")
     if not rows or "relname" not in columns:
         raise CheckFailed("Your query should return relname (and the counters), one row per "
-                          "table, the worst first.")
-    first = rows[0][columns.index("relname")]
+                          "table, the worst first"
+                          + (": on this database's own statistics it returns no rows (a "
+                             "filter on a counter such as n_live_tup > 0 hides tables whose "
+                             "counters were reset or whose rows were deleted since)"
+                             if not rows else "") + ".")
+    first = _bare_name(rows[0][columns.index("relname")])
     if first != "order_items":
         raise CheckFailed(f"Your first row is {first}. Order by seq_tup_read: the rows read by "
                           "sequential scans, which is what a missing index costs.",
                           f"first row: {rows[0]}")
     return "order_items: the rows read by sequential scans point at the lost index"
+
+
+def _bare_name(value: Any) -> Any:
+    """A table's name without its schema: relid::regclass shows tables outside the
+    search_path as schema.table (and quotes names that need it)."""
+    if not isinstance(value, str):
+        return value
+    return value.rsplit(".", 1)[-1].strip('"')
 
 
 def _judge_seq_scans(columns: list[str], rows: list[tuple], stats: dict[str, dict[str, int]],
@@ -561,7 +597,7 @@ def _judge_seq_scans(columns: list[str], rows: list[tuple], stats: dict[str, dic
     if not rows or "relname" not in names:
         raise CheckFailed("Your query should return relname (and the counters), one row per "
                           "table, the worst first.")
-    relnames = [row[names.index("relname")] for row in rows]
+    relnames = [_bare_name(row[names.index("relname")]) for row in rows]
     planted = " (in table statistics the check planted, then rolled back)"
     first = relnames[0]
     if first != "order_items":
@@ -586,9 +622,11 @@ def _judge_seq_scans(columns: list[str], rows: list[tuple], stats: dict[str, dic
         raise CheckFailed(f"Your first row is right, but the rows that follow are not in "
                           f"descending seq_tup_read{planted}. ORDER BY seq_tup_read DESC.",
                           f"tables in your order: {relnames}")
-    missing = sorted(t for t in stats if t not in relnames)
+    missing = sorted((t for t in stats if t not in relnames),
+                     key=lambda t: (-stats[t]["seq_tup_read"], t))
     elsewhere = [t for t in missing if where[t] != "public"]
-    if elsewhere and len(elsewhere) == len(missing):  # every table but another schema's
+    if elsewhere and len(elsewhere) == len(missing) and not any(
+            where.get(t, "public") != "public" for t in relnames):  # none of another schema
         t = elsewhere[0]
         s = stats[t]
         raise CheckFailed(
@@ -601,10 +639,13 @@ def _judge_seq_scans(columns: list[str], rows: list[tuple], stats: dict[str, dic
     if missing:
         s = stats[missing[0]]
         raise CheckFailed(
-            f"Your query leaves out {', '.join(missing)}{planted}: the task asks for one row per "
-            f"table. {missing[0]} has seq_scan {s['seq_scan']:,}, seq_tup_read "
+            f"Your query leaves out {', '.join(missing[:5])}"
+            f"{f' and {len(missing) - 5} more' if len(missing) > 5 else ''}{planted}: the task "
+            "asks for one row per "
+            f"table ({len(stats):,} tables here, {len(relnames):,} rows). {missing[0]} has "
+            f"seq_scan {s['seq_scan']:,}, seq_tup_read "
             f"{s['seq_tup_read']:,} and idx_scan {s['idx_scan']:,}. A LIMIT, or a filter on the "
-            "counters (idx_scan = 0, seq_scan > 0, ...), hides tables a dashboard must show: a "
+            "counters (idx_scan = 0, seq_scan > 0, n_live_tup > 0, ...), hides tables a dashboard must show: a "
             "table that lost one index is usually still scanned through its other indexes (its "
             "primary key), so idx_scan is not 0. Select from pg_stat_user_tables without WHERE "
             "or LIMIT, ORDER BY seq_tup_read DESC.", f"your tables: {relnames}")
@@ -706,19 +747,51 @@ def _probe_ddl(lab, sql: str, table: str, what: str) -> None:
         pending = pending[done:]
 
 
+def _probe_ddl_stored(lab, sql: str, table: str, what: str) -> None:
+    """``_probe_ddl``, and no setting stored for later sessions (ALTER DATABASE/ROLE/SYSTEM
+    ... SET): a new or changed value is put back and fails; a RESET (the incident's tiny
+    work_mem undone) is left as it is."""
+    with psycopg.connect(lab.url, autocommit=True) as monitor:
+        before = _db_settings(monitor)
+    try:
+        _probe_ddl(lab, sql, table, what)
+    finally:
+        with psycopg.connect(lab.url, autocommit=True) as monitor:
+            after = _db_settings(monitor)
+            stored = sorted(k for k in after if before.get(k) != after[k])
+            if stored:
+                _restore_db_settings(monitor, before, {k: after[k] for k in stored})
+    if stored:
+        shown = ", ".join(f"{k[2]} = {after[k]!r}" + (" (for the whole server: ALTER SYSTEM)"
+                                                     if k[0] == "*server*" else
+                                                     " (for the database)" if k[0] and not k[1]
+                                                     else f" (for role {k[1]})")
+                          for k in stored[:4])
+        raise CheckFailed(
+            f"Your {what} also stores a setting for every later session: {shown}. Every "
+            "connection of every application of the database now runs with it; work_mem is a "
+            "budget per sort or hash node, per query, per connection, so a generous value "
+            "turns the next traffic peak into out-of-memory kills (and it changes the plans of "
+            "other queries: here the page itself gives up its index for a hash join). Fix the "
+            "work (the index and the page), not the budget; for one known report, SET LOCAL "
+            "work_mem in its own transaction. The check has put the setting back.")
+
+
 def q3(lab, index_sql: str) -> str:
     """order_items(order_id) is indexed again, valid, built CONCURRENTLY, starting from the
     INVALID index the deploy left; no invalid index and no Seq Scan left."""
     require(index_sql)
     lose_index(lab)
-    _probe_ddl(lab, index_sql, "order_items", "index statement")
+    _probe_ddl_stored(lab, index_sql, "order_items", "index statement")
     with psycopg.connect(lab.url, autocommit=True) as conn:
         valid = conn.execute(
-            """SELECT c.relname, i.indisvalid, pg_get_expr(i.indpred, i.indrelid)
+            """SELECT c.relname, i.indisvalid, pg_get_expr(i.indpred, i.indrelid), am.amname
                FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+               JOIN pg_am am ON am.oid = c.relam
                WHERE i.indrelid = 'order_items'::regclass
                  AND pg_get_indexdef(i.indexrelid, 1, true) = 'order_id'
-               ORDER BY i.indisvalid DESC, i.indpred IS NULL DESC""").fetchall()
+               ORDER BY i.indisvalid DESC, i.indpred IS NULL DESC,
+                        am.amname IN ('btree', 'hash') DESC""").fetchall()
         invalid = [name for (name,) in conn.execute(
             """SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                WHERE i.indrelid = 'order_items'::regclass AND NOT i.indisvalid
@@ -728,7 +801,7 @@ def q3(lab, index_sql: str) -> str:
                    "and CREATE INDEX ... IF NOT EXISTS skips it because the name exists. "
                    "DROP INDEX CONCURRENTLY IF EXISTS it, then build it again (or REINDEX "
                    "INDEX CONCURRENTLY it)")
-    if not any(v for _, v, _ in valid):
+    if not any(v for _, v, _, _ in valid):
         if invalid:
             raise CheckFailed(f"There is no valid index on order_items whose first column is "
                               f"order_id: {', '.join(invalid)} is INVALID: {why_invalid}.")
@@ -736,11 +809,24 @@ def q3(lab, index_sql: str) -> str:
     if invalid:
         raise CheckFailed(f"{', '.join(invalid)} is still there, INVALID: {why_invalid}. "
                           "Leave no invalid index on order_items.")
-    if all(pred is not None for _, v, pred in valid if v):
-        name, _, pred = valid[0]
+    if all(pred is not None for _, v, pred, _ in valid if v):
+        name, _, pred, _ = valid[0]
         raise CheckFailed(f"{name} is a partial index (WHERE {pred}): the history page must "
                           "find the items of every order. Index order_items (order_id) without "
                           "a WHERE clause.")
+    lookups = [(n, am) for n, v, pred, am in valid if v and pred is None]
+    if not any(am in ("btree", "hash") for _, am in lookups):
+        name, am = lookups[0]
+        raise CheckFailed(
+            f"{name} is a {am.upper()} index: "
+            + ("it keeps one summary per range of pages (128 by default), so finding one "
+               "order's items reads and rechecks a whole range of order_items, and a page of "
+               "20 orders reads thousands of pages; it suits a column that grows with the "
+               "table's physical order and queries over ranges, not lookups of one key"
+               if am == "brin" else
+               "it does not find one order's items by equality the way the join needs")
+            + ". The join finds each order's items by order_id: index order_items (order_id) "
+            "with a B-tree (the default: no USING).")
     customers = [normal_customer(lab)] + _other_customers(lab, 2)
     for customer in customers:
         plan = ex.explain(lab, HISTORY_SQL, {"customer": customer})
@@ -774,7 +860,7 @@ def _reference_pages(lab, customer: int) -> list[tuple]:
 def q4(lab, skew_index_sql: str, page_sql: str) -> str:
     """Keyset pages equal the reference; the load-test account's page sorts in memory on few buffers."""
     require(skew_index_sql, page_sql)
-    _probe_ddl(lab, skew_index_sql, "orders", "index statement")
+    _probe_ddl_stored(lab, skew_index_sql, "orders", "index statement")
     zone = adv.non_utc_zone()  # the page's timestamps travel through a session far from UTC
     busy = _customers_with_pages(lab)
     for who, customer in (("a normal customer", normal_customer(lab)),
