@@ -12,8 +12,9 @@ state it leaves: rows, objects in the store, large objects, their checksums.
   chunk divides, the notebook's images) round-trips; every chunk is non-empty and at
   most ``chunk_size``; a missing id raises ``KeyError``; the large item is read with a
   tracemalloc peak bounded by a small multiple of the chunk size; and another session
-  replaces the content (same length, other bytes) and commits right after the first
-  chunk: the stream must be wholly the old content or wholly the new one; a stream
+  replaces the content of a long stream (about a thousand chunks: a reader that takes a new
+  snapshot per batch of chunks mixes too; same length, other bytes) and commits right after
+  the first chunk: the stream must be wholly the old content or wholly the new one; a stream
   abandoned after its first chunk (generator closed) leaves the connection as found.
 * q2 ``upload(conn, store, name, media_type, data)``: seeded uploads with the same
   bytes under two names (one object stored), one name for two contents (two phones'
@@ -30,7 +31,8 @@ state it leaves: rows, objects in the store, large objects, their checksums.
   references it; a missing id returns False and changes nothing; killed after each
   statement, the row and its object are both there or both gone; every other large
   object keeps its bytes (checksums), unreferenced ones included; during a call another
-  session's SELECT on media_lo (lock_timeout 300 ms) never waits.
+  session's SELECT on media_lo, and its INSERT (an upload, rolled back), never wait
+  (lock_timeout 300 ms): no LOCK TABLE, which stalls every upload behind one delete.
 * q4 ``sweep_orphans(conn, store, grace)``: a store with referenced objects (one
   old), orphans older than the grace period and one just inside it, an upload in
   flight (content written, row inserted by another session and not committed), an
@@ -42,6 +44,11 @@ state it leaves: rows, objects in the store, large objects, their checksums.
   content are unchanged (counts and checksums). The grace period is a day or more (with a
   minutes part); the sweep runs with a non-UTC process TZ; right after its first
   ``store.list()`` an upload re-uses an old orphan (put, then an uncommitted row): it stays.
+  After every statement of the sweep another session commits a photo as a large object
+  with its row (a sweep that reads media_lo and pg_largeobject_metadata in two snapshots
+  unlinks it). 15,000-20,000 rows of media_files and of media_lo come before the rows
+  that reference an old object and a large object: a mark that reads only a first batch
+  (LIMIT, fetchmany) sweeps them.
 """
 
 from __future__ import annotations
@@ -102,6 +109,7 @@ CREATE INDEX IF NOT EXISTS media_files_sha256_idx ON media_files (sha256);
 """
 
 MEDIA_TABLES = ["media_bytea", "media_lo", "media_files"]
+LONG_STREAM = 1_500_000  # bytes of q1's item replaced mid-stream (about a thousand chunks)
 # shop tables no exercise touches (the small ones: watching orders would cost seconds at scale)
 SHOP_TABLES = ["products", "accounts"]
 
@@ -217,6 +225,12 @@ def q1(lab: Any, stream_media: Callable[..., Any]) -> str:
             planted.append((media_id, admin.execute("SELECT data FROM media_bytea WHERE id = %s",
                                                     [media_id]).fetchone()[0]))
         big_id = insert_bytea(admin, Item("check_large.bin", big.media_type, "check", big.data))
+        # a long stream (a thousand chunks) for the replacement in the middle: a reader that
+        # takes a new snapshot every few chunks mixes contents as surely as one per chunk
+        long_data = _bytes(rand, adv.non_round(LONG_STREAM, rand=rand))
+        long_chunk = adv.non_round(LONG_STREAM // 1000, rand=rand)
+        long_id = insert_bytea(admin, Item("check_long.bin", "application/octet-stream",
+                                           "check", long_data))
         missing = admin.execute("SELECT coalesce(max(id), 0) + 1000 FROM media_bytea").fetchone()[0]
     try:
         with Caller(lab) as caller, untouched(lab, SHOP_TABLES + ["media_lo", "media_files"]):
@@ -272,11 +286,11 @@ def q1(lab: Any, stream_media: Callable[..., Any]) -> str:
             if digest.hexdigest() != big.sha256:
                 raise CheckFailed(f"{what} returned other bytes than the large item stored.")
             _verify(caller, what)
-            # a replacement committed in the middle of the stream
-            media_id, data = planted[5]  # three chunks
+            # a replacement committed in the middle of a long stream
+            media_id, data = long_id, long_data
             other = bytes(b ^ 0x5A for b in data)
-            what = f"stream_media(conn, {media_id}, {chunk})"
-            parts = iter(_call(stream_media, caller.conn, media_id, chunk, who=what))
+            what = f"stream_media(conn, {media_id}, {long_chunk})"
+            parts = iter(_call(stream_media, caller.conn, media_id, long_chunk, who=what))
             first = next(parts, b"")
             with psycopg.connect(lab.url, autocommit=True) as other_session:
                 other_session.execute("SET statement_timeout = '10s'")
@@ -289,15 +303,19 @@ def q1(lab: Any, stream_media: Callable[..., Any]) -> str:
                         "the same row waited for it: the reader holds a row lock (FOR UPDATE/"
                         "FOR SHARE) and stops uploads. A consistent read needs a snapshot, "
                         "not a lock.") from None
-            got = _consume([first, *parts], chunk, what)
+            got = _consume([first, *parts], long_chunk, what)
             if got not in (data, other):
+                mixed_at = next(i for i, (a, b) in enumerate(zip(got, data)) if a != b) \
+                    if len(got) == len(data) else 0
                 raise CheckFailed(
-                    "Another session replaced the content (same length, other bytes) and "
+                    f"Another session replaced the content ({len(data):,} bytes, read in about "
+                    f"{len(data) // long_chunk:,} chunks; same length, other bytes) and "
                     "committed after your reader's first chunk, and your reader returned a mix "
-                    "of the old and the new bytes: each chunk's SELECT took its own snapshot "
-                    "(READ COMMITTED). Read every chunk in one transaction at REPEATABLE READ "
-                    "(SET TRANSACTION ISOLATION LEVEL REPEATABLE READ first), or from one "
-                    "server-side cursor.",
+                    "of the old and the new bytes: a later chunk's SELECT took a new snapshot "
+                    "(READ COMMITTED, or a transaction per batch of chunks). Read every chunk "
+                    "in ONE transaction at REPEATABLE READ (SET TRANSACTION ISOLATION LEVEL "
+                    "REPEATABLE READ first), or from one server-side cursor.",
+                    f"new bytes from offset {mixed_at:,}; "
                     f"got sha256 {sha256_hex(got)[:12]}…, old {sha256_hex(data)[:12]}…, new "
                     f"{sha256_hex(other)[:12]}…")
             _verify(caller, what)
@@ -639,11 +657,20 @@ def q3(lab: Any, delete_photo: Callable[..., Any]) -> str:
             prober.execute("SET lock_timeout = '300ms'")
             waited: list[str] = []
 
+            stalled: list[str] = []
+
             def probe(n: int, sql: Any) -> None:
                 try:
                     prober.execute("SELECT count(*) FROM media_lo").fetchone()
                 except psycopg.errors.LockNotAvailable:
                     waited.append(' '.join(str(sql).split())[:60])
+                try:  # another user's upload, rolled back
+                    with prober.transaction(force_rollback=True):
+                        prober.execute("INSERT INTO media_lo (name, media_type, size, sha256, "
+                                       "content) VALUES ('check_probe.jpg', 'image/jpeg', 0, "
+                                       "'', 0)")
+                except psycopg.errors.LockNotAvailable:
+                    stalled.append(' '.join(str(sql).split())[:60])
 
             client = psycopg.connect(lab.url)
             try:
@@ -658,6 +685,14 @@ def q3(lab: Any, delete_photo: Callable[..., Any]) -> str:
                     "(LOCK TABLE takes ACCESS EXCLUSIVE), so every reader of the gallery queues "
                     "behind it. DELETE … WHERE id = … locks only its row; the NOT EXISTS "
                     "check needs no table lock.")
+            if stalled:
+                raise CheckFailed(
+                    f"While {what} ran (after its statement {stalled[0]!r}), another session's "
+                    "upload (an INSERT into media_lo) waited for a lock: the delete locks the "
+                    "whole table against writers (LOCK TABLE … IN SHARE / EXCLUSIVE MODE), so "
+                    "every upload of every user queues behind one photo's delete. DELETE … "
+                    "WHERE id = … locks only its row; to serialise two deletes of re-posts of "
+                    "the same object, lock that object only (pg_advisory_xact_lock(oid)).")
             judge(before, state(), photo_id, what)
             # killed after each statement: both there or both gone
             for at in range(1, 6):
@@ -731,6 +766,42 @@ class _ListHookStore:
         return getattr(self._store, name)
 
 
+FILLERS = (15_000, 20_000)  # rows planted before the referencing rows that matter
+_SWEPT_ROWS = {"media_bytea": "SELECT * FROM media_bytea",
+               "media_files": "SELECT * FROM media_files",
+               # the uploads made while the sweep runs are judged on their own
+               "media_lo": "SELECT * FROM media_lo WHERE name NOT LIKE 'sweep\\_race\\_%%'"}
+
+
+class _LoUploads:
+    """After every statement of the sweep, another session uploads a photo as a large object
+    (lo and media_lo row in one transaction, committed): a sweep must never unlink it."""
+
+    LIMIT = 200
+
+    def __init__(self, lab: Any, rand: Any) -> None:
+        self.conn = psycopg.connect(lab.url, autocommit=True)
+        self.conn.execute("SET lock_timeout = '1s'")
+        self.rand = rand
+        self.uploads: dict[int, str] = {}
+
+    def __call__(self, n: int, sql: Any) -> None:
+        if len(self.uploads) >= self.LIMIT or self.conn.closed:
+            return
+        data = _bytes(self.rand, adv.non_round(3000, rand=self.rand))
+        try:
+            with self.conn.transaction():
+                oid = write_large_object(self.conn, data)
+                insert_lo(self.conn, Item(f"sweep_race_{n}.jpg", "image/jpeg", "check", data),
+                          oid)
+        except psycopg.Error:
+            return  # the sweep holds a lock uploads wait for: judged elsewhere, not here
+        self.uploads[int(oid)] = hashlib.md5(data).hexdigest()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
     require(sweep_orphans)
     rand = adv.rng()
@@ -748,9 +819,17 @@ def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
     try:
         # referenced content, one of it old
         referenced = []
-        for i in range(3):
-            data = blob(4000)
+        contents = [blob(4000) for _ in range(3)]
+        for data in contents:
             store.put(sha256_hex(data), data)
+        # thousands of rows before the others (a shop's table is not 30 rows): a mark that
+        # reads only the first batch of references (LIMIT, fetchmany) misses the rest
+        fillers = rand.randint(*FILLERS)
+        admin.execute("INSERT INTO media_files (name, media_type, size, sha256) "
+                      "SELECT 'kept_filler_' || g, 'image/png', %s, %s "
+                      "FROM generate_series(1, %s) AS g",
+                      [len(contents[1]), sha256_hex(contents[1]), fillers])
+        for i, data in enumerate(contents):
             insert_file_row(admin, f"kept_{i}.png", "image/png", data)
             referenced.append(sha256_hex(data))
         store.set_modified(referenced[0], now - 3 * grace)
@@ -786,7 +865,12 @@ def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
                                            lo_flight_data))
         # large objects: orphans (gone) and referenced ones
         lo_orphans = [write_large_object(admin, blob(5000)) for _ in range(2)]
-        insert_lo(admin, Item("kept_lo.jpg", "image/jpeg", "check", blob(5000)))
+        shared_lo = insert_lo(admin, Item("kept_lo.jpg", "image/jpeg", "check", blob(5000)))
+        admin.execute("INSERT INTO media_lo (name, media_type, size, sha256, content) "
+                      "SELECT 'kept_filler_' || g, media_type, size, sha256, content "
+                      "FROM media_lo, generate_series(1, %s) AS g WHERE id = %s",
+                      [fillers, shared_lo])
+        insert_lo(admin, Item("kept_lo_late.jpg", "image/jpeg", "check", blob(5000)))
 
         # what the report must say, from the state as the sweeper will find it
         rows = admin.execute("SELECT id, sha256 FROM media_files").fetchall()
@@ -805,12 +889,13 @@ def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
         kept_objects = {o.key: store.size(o.key) for o in objects if o.key not in want_removed}
         kept_sums = {k: sha256_hex(store.chunks(k)) for k in kept_objects}
         los_before = _lo_checksums(admin)
-        rows_before = {t: query_checksum(admin, f"SELECT * FROM {t}") for t in MEDIA_TABLES}
+        rows_before = {t: query_checksum(admin, _SWEPT_ROWS[t]) for t in MEDIA_TABLES}
 
         def revive() -> None:  # the upload's put (refreshing the age), then its row, uncommitted
             store.put(sha256_hex(revived), revived)
             insert_file_row(flight, "revived.png", "image/png", revived)
 
+        racer = _LoUploads(lab, rand)
         # the sweep runs in a process whose local time is not UTC (naive now() is wrong)
         zone = adv.non_utc_zone(rand=rand)
         saved_tz = os.environ.get("TZ")
@@ -819,7 +904,8 @@ def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
         try:
             with untouched(lab, SHOP_TABLES), Caller(lab) as caller:
                 what = f"sweep_orphans(conn, store, {grace!r})"
-                report = _call(sweep_orphans, caller.conn, _ListHookStore(store, revive),
+                hooked = HookedConnection(caller.conn, racer)
+                report = _call(sweep_orphans, hooked, _ListHookStore(store, revive),
                                grace, who=what)
                 _verify(caller, what)
         finally:
@@ -873,11 +959,28 @@ def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
         if lost:
             raise CheckFailed("The sweep removed (or changed) an object that a row references "
                               "or that is inside the grace period: mark first (every sha256 in "
-                              "media_files), then sweep only what is unmarked and old.",
+                              "media_files, all of the rows: not only a first batch of them, "
+                              "LIMIT or fetchmany), then sweep only what is unmarked and old.",
                               f"{len(lost)} object(s), e.g. {lost[0][:16]}…")
         with psycopg.connect(lab.url, autocommit=True) as conn:
             los_after = _lo_checksums(conn)
-            rows_after = {t: query_checksum(conn, f"SELECT * FROM {t}") for t in MEDIA_TABLES}
+            rows_after = {t: query_checksum(conn, _SWEPT_ROWS[t]) for t in MEDIA_TABLES}
+        racer.close()
+        lost_uploads = [o for o, digest in racer.uploads.items() if los_after.get(o) != digest]
+        if lost_uploads:
+            raise CheckFailed(
+                f"A photo uploaded while your sweep ran (a large object and its media_lo row, "
+                f"committed together between two of your sweep's statements) lost its large "
+                f"object {lost_uploads[0]}: the row now points at nothing. Your sweep read the "
+                "references (media_lo.content) and the list of large objects "
+                "(pg_largeobject_metadata) in different snapshots, and an upload that committed "
+                "in between looked like an orphan. Find the unreferenced objects in one "
+                "statement (SELECT lo_unlink(m.oid) FROM pg_largeobject_metadata m WHERE NOT "
+                "EXISTS (SELECT 1 FROM media_lo WHERE content = m.oid)), or read both in one "
+                "REPEATABLE READ transaction.",
+                f"{len(lost_uploads)} of {len(racer.uploads)} uploads made during the sweep")
+        for o in racer.uploads:
+            los_after.pop(o, None)
         leaked = [o for o in lo_orphans if o in los_after]
         if leaked:
             raise CheckFailed(f"After the sweep, large object {leaked[0]} is still there, "
@@ -927,6 +1030,10 @@ def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
             flight.rollback()
             flight.close()
         admin.execute("DELETE FROM media_files WHERE name LIKE ANY(ARRAY['lost_%%', 'kept_%%'])")
+        admin.execute("DELETE FROM media_lo WHERE name LIKE 'kept\\_filler\\_%%'")
+        admin.execute("SELECT lo_unlink(m.oid) FROM pg_largeobject_metadata m WHERE m.oid IN "
+                      "(SELECT content FROM media_lo WHERE name LIKE 'sweep\\_race\\_%%')")
+        admin.execute("DELETE FROM media_lo WHERE name LIKE 'sweep\\_race\\_%%'")
         admin.close()
     return (f"orphans older than {grace} removed ({len(want_removed)} files, "
             f"{len(want_unlinked)} large objects), uploads in flight kept, "

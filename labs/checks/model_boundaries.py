@@ -26,7 +26,8 @@ judges by effect, on data and columns planted from the run's seed
   (seeded order, the column the check added included) beside an allowed one, values the
   database would refuse (NULL full name, NULL country, a one- and a three-letter country),
   a partial PATCH while another session changes another field between its read and its
-  write (that change must survive: no lost update); after every request the
+  write (that change must survive: no lost update), a customer soft-deleted with a
+  ``deleted_at`` still ahead (404, like a past one); after every request the
   checksum of every protected column of every customer and of every other customer's row
   must be as before, and the answer 200, 404 or 422 as the task says;
 * q4 plants customers with orders sharing ``created_at`` instants (ids arranged so that only
@@ -37,7 +38,10 @@ judges by effect, on data and columns planted from the run's seed
   in joined rows; every call sends a statement (no cache: an order's status changes
   between pages) and fetches at most the page's orders, items and products (+3) rows (the
   statement counter's rowcounts); items are stored out of id order, so only an ORDER BY id
-  returns them as asked.
+  returns them as asked. Orders have every status (a cancelled and a refunded one
+  always): a status filter drops them.
+* q1 also tells ``lazy="noload"`` (an empty list or None, no statement, no error) apart
+  from an eager default.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ PUBLIC = ("id", "email", "full_name", "phone", "country", "city", "created_at")
 PATCHABLE = ("full_name", "phone", "country", "city")
 SENSITIVE = ("password_hash", "is_admin", "internal_note")
 BUDGET = 3  # statements per list_orders_with_items call, whatever the page size
+STATUSES = ("pending", "paid", "shipped", "delivered", "cancelled", "refunded")
 
 INTERNAL_COLUMNS_SQL = """
 ALTER TABLE customers
@@ -251,6 +256,7 @@ def q1(lab: Any, Customer: Any, Order: Any, OrderItem: Any) -> str:
             with _session(engine) as s:
                 obj = s.get(cls, key)
                 raised = False
+                value = None
                 with count_statements(engine) as sent:
                     try:
                         value = getattr(obj, attr)
@@ -260,6 +266,15 @@ def q1(lab: Any, Customer: Any, Order: Any, OrderItem: Any) -> str:
                         raised = True
                 var = {"Customer": "customer", "Order": "order", "OrderItem": "item"}[name]
                 an = "an" if name[0] in "AEIOU" else "a"
+                if not raised and not sent.count and (value is None or (
+                        isinstance(value, list) and not value)):
+                    raise CheckFailed(
+                        f"`{var}.{attr}` on {an} {name} loaded without asking for it read as "
+                        f"{'None' if value is None else 'an empty list'}, with no error and no "
+                        "statement, although the database has rows for it: lazy=\"noload\" "
+                        "answers nothing instead of refusing, so code "
+                        "that forgot to load it shows an order without items, silently. "
+                        f"Declare {name}.{attr} with lazy=\"raise\".")
                 if not raised and not sent.count:
                     raise CheckFailed(
                         f"`{var}.{attr}` on {an} {name} loaded without asking for it was "
@@ -504,6 +519,13 @@ def q3(lab: Any, make_app: Callable[..., Any], CustomerPatch: Any,
                                "ORDER BY id LIMIT 1 OFFSET %s", [r.randrange(20)]).fetchone()[0]
         missing = conn.execute("SELECT max(id) + %s FROM customers",
                                [r.randint(1000, 9999)]).fetchone()[0]
+        # deleted, with a deleted_at still ahead (an erasure request, effective later): gone
+        ahead = conn.execute(
+            "INSERT INTO customers (email, full_name, country, city, created_at, deleted_at, "
+            "password_hash) VALUES (%s, 'Later Gone', 'NZ', 'Later', now(), now() + %s, 'x') "
+            "RETURNING id", [f"later-{secrets.token_hex(4)}@example.org",
+                             dt.timedelta(days=r.randint(1, 30), minutes=r.randint(1, 59))]
+        ).fetchone()[0]
         original = {row["id"]: row for row in _fetch_dicts(
             conn, f"SELECT id, {', '.join(PATCHABLE)} FROM customers WHERE id = ANY(%s)",
             [targets + [deleted]])}
@@ -553,11 +575,13 @@ def q3(lab: Any, make_app: Callable[..., Any], CustomerPatch: Any,
                         "or rewrite its password hash. CustomerPatch declares only the fields a "
                         "customer may change (model_config = ConfigDict(extra=\"forbid\")), and "
                         "patch_customer copies only those.")
-                if state[1] != now[1] and cid == deleted:
+                if state[1] != now[1] and cid in (deleted, ahead):
                     raise CheckFailed(
-                        f"PATCH /customers/{cid} with {shown}, a soft-deleted customer, changed "
-                        "its row: a customer whose deleted_at is set is gone; answer 404 and "
-                        "change nothing.")
+                        f"PATCH /customers/{cid} with {shown}, a soft-deleted customer"
+                        + (" (its deleted_at is still ahead)" if cid == ahead else "")
+                        + ", changed its row: a customer whose deleted_at is set, even to an "
+                        "instant ahead, is gone; answer 404 and change nothing (`deleted_at "
+                        "IS NOT NULL`, as in get_customer_profile).")
                 if state[1] != now[1]:
                     raise CheckFailed(f"PATCH /customers/{cid} with {shown} changed the rows of "
                                       "other customers: update only the customer in the URL.")
@@ -713,6 +737,8 @@ def q3(lab: Any, make_app: Callable[..., Any], CustomerPatch: Any,
                            tuple(body), refused=True)
             # 7. gone or never there: 404, nothing written
             for cid, what in [(deleted, "a soft-deleted customer"),
+                              (ahead, "a customer deleted with a deleted_at still ahead (gone, "
+                                      "as in get_customer_profile)"),
                               (missing, "a customer id that does not exist")]:
                 body = {"city": "Nowhere"}
                 response, state = send(cid, body)
@@ -727,6 +753,7 @@ def q3(lab: Any, make_app: Callable[..., Any], CustomerPatch: Any,
     finally:
         engine.dispose()
         with psycopg.connect(lab.url, autocommit=True) as conn:
+            conn.execute("DELETE FROM customers WHERE id = %s", [ahead])
             for cid, row in original.items():
                 conn.execute(f"UPDATE customers SET {', '.join(f'{k} = %s' for k in PATCHABLE)} "
                              "WHERE id = %s", [row[k] for k in PATCHABLE] + [cid])
@@ -772,7 +799,7 @@ def _plant_orders(conn: psycopg.Connection, r: Any) -> dict[str, Any]:
             conn.execute(
                 "INSERT INTO orders (id, customer_id, status, created_at, total, "
                 "shipping_country, note) VALUES (%s, %s, %s, %s, %s, 'NZ', %s)",
-                [oid, customer, r.choice(["pending", "paid", "shipped", "delivered"]), created,
+                [oid, customer, r.choice(STATUSES), created,
                  decimal.Decimal(r.randint(100, 99_999)) / 100,
                  r.choice([None, "gift_wrap 100%"])])
             newest = created == rows[-1][1]  # the first page's orders: several items each
@@ -790,7 +817,11 @@ def _plant_orders(conn: psycopg.Connection, r: Any) -> dict[str, Any]:
                     [item_id, oid, r.choice(products), r.randint(1, 9),
                      decimal.Decimal(r.randint(50, 9_999)) / 100])
             order_ids.append(oid)
-    return {"customers": customers, "sizes": sizes, "orders": order_ids}
+    # every status in the page, cancelled and refunded orders too (the history shows them)
+    settled = r.sample(order_ids[:sizes[0]], 2)
+    for status, oid in zip(("cancelled", "refunded"), settled):
+        conn.execute("UPDATE orders SET status = %s WHERE id = %s", [status, oid])
+    return {"customers": customers, "sizes": sizes, "orders": order_ids, "settled": settled}
 
 
 def _remove_planted(lab: Any, planted: dict[str, Any]) -> None:
@@ -839,11 +870,12 @@ def q4(lab: Any, list_orders_with_items: Callable[..., Any], OrderOut: Any) -> s
             limit = r.randint(4, 9)
             plan = [(big, limit, off) for off in range(0, n + limit, limit)]
             plan += [(big, n + 5, 0), (small, limit, 0), (empty, limit, 0)]
-            statuses = ["pending", "paid", "shipped", "delivered"]
+            statuses = list(STATUSES)
             for customer, lim, off in plan:
                 # between two pages, an order changes status (every page is read afresh)
                 conn.execute("UPDATE orders SET status = %s WHERE id = %s",
-                             [r.choice(statuses), r.choice(planted["orders"])])
+                             [r.choice(statuses), r.choice([o for o in planted["orders"]
+                                                            if o not in planted["settled"]])])
                 want = _oracle(conn, customer, lim, off)
                 with _session(engine) as s, count_statements(engine) as sent:
                     got = _call(list_orders_with_items, s, customer, limit=lim, offset=off,
@@ -929,6 +961,15 @@ def _judge_page(got: Any, want: list[dict], call: str, OrderOut: Any, limit: int
                 "order_items drops them. An order without items is still an order: load the "
                 "items separately (selectinload) or with an outer join.",
                 f"got {got_ids}, expected {want_ids}")
+        hidden = sorted({o["status"] for o in want if o["id"] not in got_ids}
+                        - {o.get("status") for o in dumped})
+        if hidden:
+            raise CheckFailed(
+                f"{call} left out the orders whose status is {', '.join(hidden)} (and returned "
+                "none with that status): the order history is every order of the customer, "
+                "whatever its status; a cancelled or refunded order is one the customer asks "
+                "about. Filter on the customer only, then ORDER BY created_at DESC, id DESC "
+                "and LIMIT/OFFSET.", f"got {got_ids}, expected {want_ids}")
         if sorted(got_ids) == sorted(want_ids):
             raise CheckFailed(f"{call} returned the right orders in the wrong order: newest "
                               "first, ties on created_at broken by id, highest first "

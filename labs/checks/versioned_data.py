@@ -17,7 +17,10 @@ timestamps fixed in advance:
   behind or backdated, and ahead), and twice no kept column (only ``updated_at``, and
   ``vendor`` with it, backdated: a version or an unchanged ``updated_at``), in a seeded
   order, then two products in one UPDATE, then DELETEs one, each in its own committed
-  transaction. After every change: exactly one more history row, holding the *old* values;
+  transaction. After every change: the change took effect (the row holds the values the
+  UPDATE set, a DELETEd row is gone: a trigger returning OLD, or NEW on DELETE, silently
+  undoes it); exactly one more history row, holding the *old* values (fewer than before: a
+  foreign key ON DELETE CASCADE erased the past);
   every period non-empty, bounded and half-open ``[from, to)``; the periods of the product
   (history, then the current row from its ``updated_at``) contiguous; the new boundary
   between that transaction's ``now()`` and its ``clock_timestamp()`` after the change; the
@@ -33,7 +36,7 @@ timestamps fixed in advance:
   midnight and at a whole second, a deleted product, a live one and a sibling with the same
   periods; the learner's AS OF query is asked at every boundary, a microsecond either side,
   before creation and after deletion, on a session whose ``TimeZone`` is not UTC, with the
-  instant given in that zone or in UTC.
+  instant given in that zone or in UTC. The query must return one column.
 * q3: the learner's new trigger function (``clock_sql``) is applied (it must change no
   product, and a history row planted before must survive it), then two sessions
   (``labs.tools.sessions``): T1 starts first, T2 updates two products and commits, then T1
@@ -44,7 +47,10 @@ timestamps fixed in advance:
   product at clock_timestamp() and updates it microseconds later: the replaced version must
   end no later than that UPDATE finished (catches a bump of a millisecond). No change may
   fail or write a backwards, empty or overlapping period, or a boundary outside its
-  transaction.
+  transaction. First, with the new function in place, q1's checks on a caller's connection
+  (a price change, two with an application's updated_at behind and ahead, two that change
+  no kept column): the function must still do all that exercise 1 asked (override the
+  client's updated_at, leave the caller's settings alone).
 """
 
 from __future__ import annotations
@@ -456,41 +462,7 @@ def q1(lab: Any, history_sql: str) -> str:
             steps = _steps(r, pid, state)
             steps.append(("deleted the product (DELETE)", "DELETE FROM products WHERE id = %s",
                           [pid], {}, ""))
-            for what, sql, params, new, hint in steps:
-                before = _versions(conn, pid)
-                start, end = _timed_change(conn, sql, params, f"When the check {what}",
-                                           found=caller.found, hint=hint)
-                caller.verify(f"the check {what} (your trigger ran in that transaction)")
-                versions = _versions(conn, pid)
-                history = [v for v in versions if v.source == "history"]
-                if hint is TOUCH_HINT and len(history) == len(states) - 1:
-                    # no version written for a change of no kept column: allowed, if the
-                    # current version still starts where it did
-                    if versions[-1].lo != before[-1].lo:
-                        raise CheckFailed(
-                            f"When the check {what}, products_history got no new version, yet "
-                            f"the current version now starts at {_show(versions[-1].lo)} "
-                            f"instead of {_show(before[-1].lo)}: the client moved the start of "
-                            "the current version, so it overlaps (or leaves a gap after) the "
-                            f"last history version. {hint}")
-                    _check_periods(versions, f"After the check {what}")
-                    continue
-                _judge_step(history, states, new, what)
-                try:
-                    _check_periods(versions, f"After the check {what}")
-                except CheckFailed as exc:
-                    if not hint:
-                        raise
-                    raise CheckFailed(f"{exc.message} {hint}", exc.detail) from None
-                try:
-                    _within(history[-1].hi, start, end, f"When the check {what}", caller.zone,
-                            "" if hint is TOUCH_HINT else hint)
-                except CheckFailed as exc:
-                    if hint is not TOUCH_HINT:
-                        raise
-                    raise CheckFailed(f"{exc.message} {hint}", exc.detail) from None
-                state.update(new)
-                states.append(tuple(state[k] for k in KEPT))
+            _play(conn, caller, pid, state, states, steps)
             # one statement, several rows: every row gets its own version
             start, end = _timed_change(
                 conn, "UPDATE products SET price = price + 1, name = name || ' (v2)' "
@@ -527,6 +499,79 @@ def q1(lab: Any, history_sql: str) -> str:
             "and a two-row UPDATE: one history row each, old values, contiguous half-open "
             f"periods at the time of the change (session TimeZone {caller.zone}); overlaps "
             "excluded by a constraint")
+
+
+def _play(conn: psycopg.Connection, caller: Caller, pid: int, state: dict[str, Any],
+          states: list[tuple], steps: list[tuple[str, str, list, dict, str]],
+          prefix: str = "") -> None:
+    """Run the check's changes of one product, each committed on the caller's connection,
+    and judge each: the change took effect, one more version with the old values (or none
+    for a change of no kept column, the start kept), contiguous periods, the boundary within
+    the change, the caller's settings and connection as found."""
+    for what, sql, params, new, hint in steps:
+        what = prefix + what
+        before = _versions(conn, pid)
+        start, end = _timed_change(conn, sql, params, f"When the check {what}",
+                                   found=caller.found, hint=hint)
+        caller.verify(f"the check {what} (your trigger ran in that transaction)")
+        versions = _versions(conn, pid)
+        history = [v for v in versions if v.source == "history"]
+        _judge_took_effect(versions, {**state, **new}, sql, what)
+        if hint is TOUCH_HINT and len(history) == len(states) - 1:
+            # no version written for a change of no kept column: allowed, if the
+            # current version still starts where it did
+            if versions[-1].lo != before[-1].lo:
+                raise CheckFailed(
+                    f"When the check {what}, products_history got no new version, yet "
+                    f"the current version now starts at {_show(versions[-1].lo)} "
+                    f"instead of {_show(before[-1].lo)}: the client moved the start of "
+                    "the current version, so it overlaps (or leaves a gap after) the "
+                    f"last history version. {hint}")
+            _check_periods(versions, f"After the check {what}")
+            continue
+        _judge_step(history, states, new, what)
+        try:
+            _check_periods(versions, f"After the check {what}")
+        except CheckFailed as exc:
+            if not hint:
+                raise
+            raise CheckFailed(f"{exc.message} {hint}", exc.detail) from None
+        try:
+            _within(history[-1].hi, start, end, f"When the check {what}", caller.zone,
+                    "" if hint is TOUCH_HINT else hint)
+        except CheckFailed as exc:
+            if hint is not TOUCH_HINT:
+                raise
+            raise CheckFailed(f"{exc.message} {hint}", exc.detail) from None
+        state.update(new)
+        states.append(tuple(state[k] for k in KEPT))
+
+
+def _judge_took_effect(versions: list[Version], want: dict[str, Any], sql: str,
+                       what: str) -> None:
+    """The change itself happened: a DELETE removed the row, an UPDATE wrote its values."""
+    current = versions[-1] if versions and versions[-1].source == "current" else None
+    if sql.startswith("DELETE"):
+        if current is not None:
+            raise CheckFailed(
+                f"After the check {what}, the product is still in products: the DELETE "
+                "deleted nothing, silently (no error). A BEFORE trigger that returns NULL "
+                "cancels the operation for that row, and in a DELETE trigger NEW is NULL: "
+                "`RETURN NEW` for every operation cancels every DELETE. Return OLD for a "
+                "DELETE (IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;), NEW for an UPDATE.")
+        return
+    expected = tuple(want[k] for k in KEPT)
+    if current is None:
+        raise CheckFailed(f"After the check {what}, the product is gone from products: an "
+                          "UPDATE must keep the row (the trigger returns NEW).")
+    if current.values != expected:
+        raise CheckFailed(
+            f"After the check {what}, the product in products holds "
+            f"{dict(zip(KEPT, current.values))}, not the values the UPDATE set "
+            f"({dict(zip(KEPT, expected))}): the UPDATE did not take effect, silently. The row "
+            "a BEFORE UPDATE trigger returns is the row written: `RETURN OLD` writes the old "
+            "values back (and NULL skips the row). Return NEW for an UPDATE, after setting "
+            "NEW.updated_at.")
 
 
 def _rerun_keeps_history(lab: Any, r: Any, history_sql: str, why: str,
@@ -784,6 +829,15 @@ def _judge_step(history: list[Version], states: list[tuple], new: dict[str, Any]
                 what: str) -> None:
     """After change number len(states), the history holds exactly the replaced states."""
     want = len(states)
+    if len(history) < want - 1:
+        raise CheckFailed(
+            f"After the check {what}, products_history holds {len(history)} versions of the "
+            f"product where it held {want - 1} before: the change removed history. "
+            + ("Deleting a product must keep its past: products_history.product_id must not "
+               "reference products ON DELETE CASCADE (or SET NULL); a history outlives the "
+               "row, so it needs no foreign key to products." if "DELETE" in what else
+               "A version, once written, is never changed or removed by a later change."),
+            f"history: {[v.values for v in history]}")
     if len(history) < want:
         if what.startswith("deleted"):
             raise CheckFailed(
@@ -823,11 +877,18 @@ def _judge_step(history: list[Version], states: list[tuple], new: dict[str, Any]
 def _as_of(conn: psycopg.Connection, as_of_sql: str, pid: int, at: dt.datetime) -> list[tuple]:
     conn.execute("SAVEPOINT as_of")
     try:
-        rows = conn.execute(as_of_sql, {"product_id": pid, "at": at}).fetchall()
+        cur = conn.execute(as_of_sql, {"product_id": pid, "at": at})
+        rows = cur.fetchall()
     except psycopg.Error as exc:
         conn.execute("ROLLBACK TO SAVEPOINT as_of")
         raise CheckFailed(f"PostgreSQL rejected your AS OF query: "
                           f"{exc.diag.message_primary or exc}", f"SQLSTATE {exc.sqlstate}") from None
+    columns = [c.name for c in cur.description or []]
+    if len(columns) != 1:
+        raise CheckFailed(
+            f"Your AS OF query returns {len(columns)} columns ({', '.join(columns)}); the task "
+            "asks for one column, the price, so that a caller reads fetchone()[0] (or gets "
+            "None when no row). SELECT price in both branches of the UNION ALL.")
     return rows
 
 
@@ -964,6 +1025,7 @@ def q3(lab: Any, clock_sql: str) -> str:
         return Decimal(r.randint(1_001, 9_999)).scaleb(-2)  # two decimals, as numeric(10,2)
 
     _fall_back_probe(lab, r, "after your new function was in place")
+    _client_clock_probe(lab, r)
     with psycopg.connect(lab.url, autocommit=True) as conn:
         _require_history(conn)
         prices = {key: [price() for _ in range(3)] for key in ("kept", "gone", "aside", "held")}
@@ -1093,6 +1155,32 @@ def q3(lab: Any, clock_sql: str) -> str:
             "(an UPDATE, a DELETE, an UPDATE that waited for a row lock) extend the history in "
             "order, a version replaced a moment after it began switches over within the UPDATE, "
             "and a write never waits for another product's")
+
+
+def _client_clock_probe(lab: Any, r: Any) -> None:
+    """Exercise 3's function must still do all that exercise 1 asked: a plain price change,
+    two that set updated_at from an application's clock (behind, ahead) and two that change
+    no kept column, on a caller's connection whose settings must be left as found."""
+    with Caller(lab, autocommit=True) as caller:
+        conn = caller.conn
+        state = {"sku": f"CHECK-{uuid.uuid4().hex[:8]}", "name": "Versioned check item",
+                 "price": Decimal(r.randint(1_001, 9_999)) / 100, "attributes": {},
+                 "deleted_at": None}
+        born = dt.datetime.now(dt.timezone.utc) - dt.timedelta(
+            days=r.randint(1, 30), microseconds=r.randint(1, 999_999))
+        pid, _ = _new_product(conn, str(state["price"]), sku=state["sku"], name=state["name"],
+                              updated_at=born)
+        try:
+            price = Decimal(r.randint(1_001, 9_999)) / 100
+            steps = [(f"set the price to {price}", "UPDATE products SET price = %s WHERE id = %s",
+                      [price, pid], {"price": price}, "")]
+            steps += _app_clock_steps(r, pid) + _touch_steps(r, pid)
+            r.shuffle(steps)
+            _play(conn, caller, pid, state, [tuple(state[k] for k in KEPT)], steps,
+                  prefix="(with exercise 3's function in place) ")
+        finally:
+            caller.clean()
+            _cleanup(conn, [pid])
 
 
 def _probe_fresh_version(conn: psycopg.Connection, p0: Decimal, p1: Decimal,
