@@ -13,17 +13,22 @@ query run by the superuser with an explicit ``WHERE tenant_id = …``:
   another tenant's row and an UPDATE moving the tenant's row to another tenant, which must
   be refused, UPDATEs and DELETEs aimed at another tenant's rows); with no tenant set and
   with ``app.tenant_id`` set to '' (what a pooled connection holds after a ``SET LOCAL``
-  ended) every table must be empty, without an error; and as the owner role the same
+  ended) every table must be empty, without an error; one prepared statement on one
+  connection, run for each tenant in turn, sees each one's rows (a tenant folded into the
+  cached plan, by a helper declared IMMUTABLE, does not); and as the owner role the same
   counts (``FORCE ROW LEVEL SECURITY``); no row of any table changed;
 * q2 puts the reference policies in place, runs the learner's view, and compares it as
   the app role per tenant with the reference query, after inserting an order (a view,
-  not a copy), and empty with no tenant;
+  not a copy), and empty with no tenant; and after a later policy change (a restrictive
+  policy added in a rolled-back transaction) the view still shows exactly what the policies
+  let the app role see (a definer-rights view with a WHERE of its own does not follow);
 * q3 runs the learner's request wrapper on pools of ONE connection as the app role
   (autocommit on and off), interleaving requests of several tenants with bare requests
   (no tenant) and a request that raises: every request sees exactly its tenant's rows, its
   work runs inside a transaction, every bare request nothing and gets the connection with
   the pool's autocommit, the exception reaches the caller, the return value is the work's,
-  and a request's writes are committed;
+  and a request's writes are committed; a connection that never comes back to the pool
+  (getconn without putconn on the failing path) is named, after a short wait;
 * q4 drops every index on ``tenant_id``, runs the learner's index SQL, ANALYZEs, and
   reads the plans the planner picks as the app role, for two ordinary tenants (seeded)
   and the empty one: no Seq Scan on ``orders``, ``order_items`` or ``customers``, and an
@@ -276,6 +281,35 @@ def _nothing_without_tenant(app: tn.Tenancy) -> None:
                         "tenants'.")
 
 
+def _prepared_follows_tenant(lab: Any, app: tn.Tenancy, tenants: list[int]) -> None:
+    """One pooled connection, one prepared statement (psycopg prepares a query it has run five
+    times), several tenants in turn: each execution must see its own tenant's rows. A tenant
+    expression the planner may fold into a constant (a helper function declared IMMUTABLE)
+    is frozen in the cached plan, and the next tenant reads the first one's rows."""
+    query = "SELECT count(*), coalesce(sum(id), 0) FROM orders"
+    order = [*tenants, tenants[0]]
+    with app.connect(autocommit=True) as conn:
+        for tenant in [*order, None]:
+            if tenant is None:
+                conn.execute("SELECT set_config(%s, '', false)", [SETTING])
+                want = (0, 0)
+            else:
+                _set_tenant(conn, tenant)
+                want = _truth(lab, tenant)["orders"]
+            got = tuple(conn.execute(query, prepare=True).fetchone())
+            if got != want:
+                raise CheckFailed(
+                    f"On one connection of the application role, a prepared statement (psycopg "
+                    f"prepares any query it has run five times) planned for tenant {order[0]} "
+                    f"returned {got[0]:,} orders for {_say(tenant)}, which owns {want[0]:,}: the "
+                    "tenant was folded into the cached plan. The policy's tenant must be read "
+                    "when the statement runs: current_setting is STABLE, and a helper function "
+                    "around it must be STABLE too, never IMMUTABLE (an IMMUTABLE function is "
+                    "evaluated once, at planning time). Compare with nullif(current_setting("
+                    "'app.tenant_id', true), '')::int directly, or declare the helper STABLE.",
+                    f"(count, sum of ids) got {got}, owned {want}")
+
+
 def _owner_sees(lab: Any, app: tn.Tenancy, tenant: int) -> None:
     truth = _truth(lab, tenant)
     with psycopg.connect(lab.url) as conn:
@@ -351,6 +385,7 @@ def q1(lab: Any, policies_sql: str) -> str:
         for tenant in tenants:
             _leak_hunt(lab, app, tenant)
         _nothing_without_tenant(app)
+        _prepared_follows_tenant(lab, app, tenants)
         for tenant in tenants[:2]:
             _owner_sees(lab, app, tenant)
         _predicate_uses_index(lab, app, next(t for t in tenants
@@ -402,14 +437,49 @@ def q2(lab: Any, view_sql: str) -> str:
     if leaked:
         raise CheckFailed(f"With no tenant set, {VIEW} shows {leaked:,} rows to the application "
                           "role: create it WITH (security_invoker = true).")
+    _view_follows_policies(lab, app, tenants)
     return f"{VIEW} shows each tenant only its own customers (tenants {tenants}), none without one"
+
+
+def _view_follows_policies(lab: Any, app: tn.Tenancy, tenants: list[int]) -> None:
+    """The view obeys the tables' row-level security as it is, not a copy of today's filter:
+    after a later policy change (a restrictive policy, added in a transaction that is rolled
+    back), the view as the app role shows what the app role may see of orders."""
+    tenant = next(t for t in tenants if _truth(lab, t)["orders"][0])
+    with psycopg.connect(lab.url) as conn:
+        try:
+            conn.execute("CREATE POLICY lab_check_later ON orders AS RESTRICTIVE "
+                         "USING (id % 2 = 0)")
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app.app_role)))
+            conn.execute("SELECT set_config(%s, %s, true)", [SETTING, str(tenant)])
+            got = conn.execute(f"SELECT customer_id, orders, revenue FROM {VIEW}")
+            got_rows, got_cols = got.fetchall(), [c.name for c in got.description]
+            ref = conn.execute(VIEW_REFERENCE.format(where=""))
+            ref_rows, ref_cols = ref.fetchall(), [c.name for c in ref.description]
+        finally:
+            conn.rollback()
+    if sorted(map(tuple, got_rows)) != sorted(map(tuple, ref_rows)):
+        shown = sum(r[1] for r in got_rows)
+        allowed = sum(r[1] for r in ref_rows)
+        raise CheckFailed(
+            f"After a later change to the policies on orders (a restrictive policy the check "
+            f"added, then rolled back), {VIEW} shows {shown:,} orders of tenant {tenant} to the "
+            f"application role, which may now see {allowed:,}: the view reads orders with its "
+            "owner's rights and a filter of its own, so it does not follow the policies, today's "
+            "or tomorrow's. Create it WITH (security_invoker = true) and let row-level security "
+            "do the filtering.")
+    compare_results(got_cols, got_rows, ref_cols, ref_rows, ordered=False,
+                    what=f"{VIEW} after a policy change, for tenant {tenant}")
 
 
 def _pool(app: tn.Tenancy, autocommit: bool):
     from psycopg_pool import ConnectionPool
 
-    return ConnectionPool(app.url, min_size=1, max_size=1, open=True, timeout=20,
+    return ConnectionPool(app.url, min_size=1, max_size=1, open=True, timeout=POOL_WAIT_S,
                           kwargs={"autocommit": autocommit}, name="lab-check")
+
+
+POOL_WAIT_S = 5  # q3: a pool of one connection used serially never needs to wait
 
 
 class _Boom(Exception):
@@ -433,7 +503,22 @@ def q3(lab: Any, run_as_tenant: Callable[..., Any]) -> str:
                      .fetchone())
 
     def bare(pool: Any, after: str, autocommit: bool) -> None:
-        with pool.connection() as conn:
+        from contextlib import ExitStack
+
+        from psycopg_pool import PoolTimeout
+
+        borrowed = ExitStack()
+        try:
+            conn = borrowed.enter_context(pool.connection())
+        except PoolTimeout:
+            raise CheckFailed(
+                f"After {after}, the pool's only connection never came back: the next request "
+                f"waited {POOL_WAIT_S} s and got none. A connection taken with pool.getconn() must "
+                "be given back with pool.putconn() on every path, the failing one too; "
+                "`with pool.connection() as conn:` does it for you (and rolls back what the "
+                "failed request left open). Under load every leaked connection is one fewer "
+                "for all tenants, until the pool runs dry.") from None
+        with borrowed:
             if conn.autocommit != autocommit:
                 raise CheckFailed(
                     f"After {after}, the pooled connection came back with autocommit "

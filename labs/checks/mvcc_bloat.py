@@ -15,7 +15,8 @@ storefront bumps on every page view) rebuilt by :func:`make_product_stats`:
 * q2 hands ``find_horizon_holders`` a caller's connection (autocommit off, non-UTC) while
   the check holds the horizon in every way it can on this server, opened in a seeded
   order with an xid burnt between each: a REPEATABLE READ reader idle in transaction
-  (``backend_xmin``), a READ COMMITTED writer idle in transaction (``backend_xid`` only, no
+  (``backend_xmin``; connected as another role when the lab may create one, so a filter on
+  ``usename = current_user`` misses it), a READ COMMITTED writer idle in transaction (``backend_xid`` only, no
   snapshot), a statement still running (``active``), a physical replication slot reserved
   at once (nobody consumes it), and a prepared transaction when
   ``max_prepared_transactions`` > 0 (the lab's default server has 0: then the success line
@@ -44,7 +45,8 @@ storefront bumps on every page view) rebuilt by :func:`make_product_stats`:
   EXCLUSIVE, is the outage), then reads what autovacuum reads: autovacuum enabled, the
   trigger ``threshold + scale_factor × rows`` between 1,000 dead rows and 1% of a
   10-million-row table, set on product_stats only (no other table vacuumed or analyzed:
-  manual vacuum/analyze counts of the others unchanged); and the dead rows already gone (the
+  manual vacuum/analyze counts of the others unchanged, and no server-wide autovacuum
+  setting changed: ALTER SYSTEM, read from pg_settings and pg_file_settings); and the dead rows already gone (the
   check's own VACUUM VERBOSE finds almost none), rows unchanged.
 """
 
@@ -284,6 +286,7 @@ def q2(lab: Any, find_horizon_holders: Callable[[Any], Any]) -> str:
     sleeper: threading.Thread | None = None
     gid = f"{lab.dbname}_forgotten"
     expected: dict[str, dict[str, Any]] = {}
+    made_role: str | None = None
 
     def connect(url: str | None = None) -> psycopg.Connection:
         conn = psycopg.connect(url or lab.url, autocommit=True,
@@ -293,10 +296,25 @@ def q2(lab: Any, find_horizon_holders: Callable[[Any], Any]) -> str:
 
     try:
         burner = connect()
+        # the forgotten REPEATABLE READ session is another user's (the reporting role's psql
+        # window), when this server lets the lab create a role: a filter on the caller's own
+        # user misses it
+        reader_url = None
+        if burner.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles "
+                          "WHERE rolname = current_user").fetchone()[0]:
+            holder_role = holder_role_name(lab)
+            drop_role(lab, holder_role)
+            lab.on_reset(lambda: drop_role(lab, holder_role))
+            made_role = holder_role
+            burner.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(holder_role), sql.Literal(f"pw_{holder_role}")))
+            burner.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
+                sql.Identifier(TABLE), sql.Identifier(holder_role)))
+            reader_url = _role_url(lab, holder_role)
         # the idle-in-transaction holders connect now, open their transaction a moment
         # later and run their last statement a moment after that: backend_start,
         # xact_start and query_start all differ, so `seconds` must be the transaction's
-        early = {"reader": connect(), "writer": connect()}
+        early = {"reader": connect(reader_url), "writer": connect()}
         finish: list[Callable[[], None]] = []
         time.sleep(STAGE_GAP)
 
@@ -311,7 +329,7 @@ def q2(lab: Any, find_horizon_holders: Callable[[Any], Any]) -> str:
             finish.append(lambda: c.execute(q))
             expected["reader (REPEATABLE READ, idle in transaction)"] = {
                 "pid": c.info.backend_pid, "kind": "session", "state": "idle in transaction",
-                "query": q}
+                "query": q, "user": made_role}
 
         def writer() -> None:
             c = early["writer"]
@@ -401,6 +419,8 @@ def q2(lab: Any, find_horizon_holders: Callable[[Any], Any]) -> str:
                                             [gid]).fetchone():
                 conn.execute(f"ROLLBACK PREPARED '{gid}'")
         drop_slot(lab)
+        if made_role:
+            drop_role(lab, made_role)
     kinds = sorted({e["kind"] for e in expected.values()})
     note = ("" if prepared_ok else "; prepared transactions not tried: this server has "
             "max_prepared_transactions = 0, so none can exist here")
@@ -475,6 +495,10 @@ def _judge_holders(holders: list[dict[str, Any]], expected: dict[str, dict[str, 
                 "prepared": "prepared transactions live in pg_prepared_xacts and outlive "
                             "every session",
             }[label.split()[0]]
+            if label.startswith("reader") and e.get("user"):
+                why += (f"; it belongs to another user ({e['user']}, a reporting role's forgotten "
+                        "psql window): every session of this database counts, whoever runs it, "
+                        "so do not filter on usename")
             raise CheckFailed(f"Your function missed a holder: the {label}; {why}.")
         h = found[0]
         if h["kind"] != e["kind"]:
@@ -527,8 +551,13 @@ def role_name(lab: Any) -> str:
     return f"{lab.dbname}_report"[:63]
 
 
-def drop_role(lab: Any) -> None:
-    role = role_name(lab)
+def holder_role_name(lab: Any) -> str:
+    """q2's role for the forgotten session (another user than the caller's), per database."""
+    return f"{lab.dbname}_holder"[:63]
+
+
+def drop_role(lab: Any, role: str | None = None) -> None:
+    role = role or role_name(lab)
     with psycopg.connect(lab.url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
             return
@@ -745,6 +774,21 @@ def _maintenance_of_others(conn: psycopg.Connection) -> dict[str, int]:
         "WHERE relid <> %s::regclass", [TABLE]).fetchall())
 
 
+def _server_config(conn: psycopg.Connection) -> dict[str, str]:
+    """The server's own autovacuum configuration: the values in force and what ALTER SYSTEM
+    wrote to postgresql.auto.conf (applied at the next reload even when nobody reloaded)."""
+    try:
+        rows = conn.execute(
+            """SELECT 'setting ' || name, setting FROM pg_settings WHERE name LIKE 'autovacuum%%'
+               UNION ALL
+               SELECT 'ALTER SYSTEM ' || name, setting FROM pg_file_settings
+               WHERE sourcefile LIKE '%%postgresql.auto.conf' AND name LIKE 'autovacuum%%'"""
+        ).fetchall()
+    except psycopg.errors.InsufficientPrivilege:
+        return {}  # a graded role may not read the files: it may not ALTER SYSTEM either
+    return dict(rows)
+
+
 def q4(lab: Any, autovacuum_sql: str) -> str:
     """Per-table autovacuum for the hot table, and today's dead rows reclaimed without a lock-out."""
     require(autovacuum_sql)
@@ -757,6 +801,7 @@ def q4(lab: Any, autovacuum_sql: str) -> str:
         before_sum = _checksum(conn)
         others_before = {k: v for k, v in stored_state(conn).items() if TABLE not in k}
         maintained_before = _maintenance_of_others(conn)
+        server_before = _server_config(conn)
     evidence = probe_steps(lab, split_statements(autovacuum_sql), table=TABLE, timeout=120)
     for ev in evidence:
         if ev.error:
@@ -773,6 +818,16 @@ def q4(lab: Any, autovacuum_sql: str) -> str:
         if _checksum(conn) != before_sum:
             raise CheckFailed(f"Your statements changed the rows of {TABLE}: tune and vacuum, "
                               "never delete or rewrite the data.")
+        server_after = _server_config(conn)
+        moved = sorted(k for k in set(server_before) | set(server_after)
+                       if server_before.get(k) != server_after.get(k))
+        if moved:
+            raise CheckFailed(
+                f"Your statements changed the server's configuration ({', '.join(moved[:4])}): "
+                "ALTER SYSTEM changes autovacuum for every table of every database on the "
+                "server, most of which the defaults suit. Undo it (ALTER SYSTEM RESET …; SELECT "
+                f"pg_reload_conf()) and set the trigger on {TABLE} only: ALTER TABLE {TABLE} "
+                "SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = …).")
         others_after = {k: v for k, v in stored_state(conn).items() if TABLE not in k}
         changed = sorted(k for k in others_after if others_before.get(k, others_after[k])
                          != others_after[k])

@@ -11,15 +11,18 @@ team; the application adapts to it and never changes it. Every check judges by e
   round trip on a non-UTC session (insert a seeded customer with text that quotes, LIKE
   metacharacters and non-ASCII, two orders whose numbers other customers use too, lines on
   the composite key; read through the composite key; update) must equal what raw SQL sees
-  in the legacy columns; NULL flags read back as None, a flag given a string ('N') is
+  in the legacy columns; a second customer inserted without a creation time must get the
+  insert's instant (a naive Python default such as datetime.utcnow is read in the session's
+  TimeZone); a seeded price no float holds must read back as that Decimal; NULL flags read back as None, a flag given a string ('N') is
   refused, every relationship between Order and OrderLine loads exactly the order's lines
   (a composite foreign key, as the table has); no DDL may have reached the database
   (``labs.tools.ddl_watch`` hears every engine in the process), no relation may exist beside
   the shop's and the legacy ones, and the legacy tables' columns, defaults, constraints,
   indexes and triggers must still be the DBA's (compared with the definition built as
   temporary tables in a rolled-back transaction: DDL sent through psycopg counts too);
-* q2 changes the comment of a seeded column to a seeded text (a pipe, quotes, non-ASCII) and
-  drops the NOT NULL of another seeded column, calls ``mapping_document`` and compares its
+* q2 changes the comment of a seeded column to a seeded text (a pipe, quotes, non-ASCII),
+  drops the NOT NULL of another seeded column, and puts a same-named copy of a seeded legacy
+  table (other comments, one more column) in another schema, calls ``mapping_document`` and compares its
   Markdown rows with the catalogue, in order (both are put back after);
 * q3 calls ``detect_drift`` on the untouched schema (must report nothing), then applies a
   DBA migration with seeded names (a new NOT NULL column with a default, a renamed column, a
@@ -50,6 +53,7 @@ from ..tools import ddl_watch
 CLASSES = {"Customer": "tblCUST", "Order": "ORD_HDR", "OrderLine": "ORD_LN"}
 SHOP_TABLES = {"customers", "products", "orders", "order_items", "accounts", "users", "lab_dataset"}
 FLAGS = {("tblCUST", "ACTV_FLG"), ("ORD_HDR", "GIFT_FLG")}
+ARCHIVE = "lab_archive"  # q2: a schema holding a same-named copy of a legacy table
 COMMENT_KINDS = {"modify_comment", "add_table_comment", "remove_table_comment"}
 
 HINTS = {
@@ -269,6 +273,29 @@ def _relationships_follow_keys(mappers: dict, session: Any, order: Any, cid: int
                             "order: the relationship must join on both key columns.")
 
 
+DEFAULT_SLACK_S = 120  # q1: a defaulted creation time must be the insert's instant, within this
+
+
+def _default_instant(lab: Any, cid: int, zone: str) -> None:
+    """A customer inserted without a creation time gets the instant of its insert: a Python
+    default of a naive datetime (datetime.utcnow, datetime.now) is read in the session's
+    TimeZone, and on a session that is not in UTC it stores another instant."""
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        row = conn.execute('SELECT "CRT_TS", extract(epoch FROM now() - "CRT_TS")::float '
+                           'FROM "tblCUST" WHERE "CUST_ID" = %s', (cid,)).fetchone()
+    if row is None or abs(row[1]) <= DEFAULT_SLACK_S:
+        return
+    raise CheckFailed(
+        f"A customer inserted through the models without a creation time got \"CRT_TS\" = "
+        f"{row[0].isoformat()}, {abs(row[1]) / 3600:.2f} hours "
+        f"{'before' if row[1] > 0 else 'after'} the database's now(), on a session whose "
+        f"TimeZone is {zone}. A Python-side default of a naive datetime "
+        "(datetime.utcnow, datetime.now) has no zone, so PostgreSQL reads it in the session's "
+        "TimeZone and stores another instant. Leave the default to the DBA's column "
+        "(server_default, or no default in the model: the column has DEFAULT now()), or use an "
+        "aware value (datetime.now(timezone.utc)).")
+
+
 def _flags_refuse_other_values(lab: Any, engine: Any, Order: Any, pk: list, ok: dict, cid: int,
                                number: int, r: Any) -> None:
     """The Y/N type refuses a value that is not True, False or None (the raw legacy string 'N'
@@ -356,6 +383,7 @@ def q1(lab: Any, Base: Any, YesNo: Any, Customer: Any, Order: Any, OrderLine: An
     zone = adv.non_utc_zone(rand=r)
     engine = _engine(lab, zone)
     ck, ok, ak = _keys(mappers["Customer"]), _keys(mappers["Order"]), _keys(mappers["OrderLine"])
+    planted: list[int] | None = None
     try:
         # Y/N flags read back as booleans, on stored rows of both kinds
         with psycopg.connect(lab.url, autocommit=True) as conn:
@@ -376,6 +404,7 @@ def q1(lab: Any, Base: Any, YesNo: Any, Customer: Any, Order: Any, OrderLine: An
         # a round trip: insert, read, update, each compared with raw SQL
         with psycopg.connect(lab.url, autocommit=True) as conn:
             cid = conn.execute('SELECT max("CUST_ID") FROM "tblCUST"').fetchone()[0] + adv.non_round(50, rand=r)
+        planted = [cid, cid + 1]
         import datetime as dt
         from zoneinfo import ZoneInfo
 
@@ -386,6 +415,8 @@ def q1(lab: Any, Base: Any, YesNo: Any, Customer: Any, Order: Any, OrderLine: An
                   "user": r.choice(["am_3", "o'neil", "dba_ops"]), "CRT_TS": created}
         numbers = r.sample(range(1, 4), 2)  # numbers other customers' orders have too
         gifts = [None, r.choice([True, False])]
+        # a price no binary float holds exactly
+        price = __import__("decimal").Decimal(r.choice(["9.95", "0.10", "19.99", "1234.57"]))
         session = Session(engine)
         try:
             customer = Customer()
@@ -393,6 +424,13 @@ def q1(lab: Any, Base: Any, YesNo: Any, Customer: Any, Order: Any, OrderLine: An
                 if col in ck:
                     setattr(customer, ck[col], v)
             session.add(customer)
+            # a second customer that leaves the creation time to the model's default
+            late = Customer()
+            for col, v in {**values, "CUST_ID": cid + 1,
+                           "EMAIL_ADDR": f"late.{cid + 1}@example.org"}.items():
+                if col in ck and col != "CRT_TS":
+                    setattr(late, ck[col], v)
+            session.add(late)
             session.flush()
             for n, gift in zip(numbers, gifts):
                 order = Order()
@@ -405,7 +443,7 @@ def q1(lab: Any, Base: Any, YesNo: Any, Customer: Any, Order: Any, OrderLine: An
                 line = OrderLine()
                 for col, v in {"CUST_ID": cid, "ORD_NO": numbers[0], "LN_NO": ln,
                                "SKU": f"SKU-{ln}_%", "QTY": ln * 3,
-                               "UNIT_PRC": __import__("decimal").Decimal("9.95")}.items():
+                               "UNIT_PRC": price}.items():
                     setattr(line, ak[col], v)
                 session.add(line)
             session.commit()
@@ -430,6 +468,7 @@ def q1(lab: Any, Base: Any, YesNo: Any, Customer: Any, Order: Any, OrderLine: An
             return c, o, n
 
         c, o, n = raw()
+        _default_instant(lab, cid + 1, zone)
         want_orders = sorted((num, {None: None, True: "Y", False: "N"}[g]) for num, g in zip(numbers, gifts))
         if c is None or c[:5] != (values["CUST_NM"], values["EMAIL_ADDR"], "N", values["CUST_TYP"],
                                   values["user"]) or c[5] != created:
@@ -476,6 +515,17 @@ def q1(lab: Any, Base: Any, YesNo: Any, Customer: Any, Order: Any, OrderLine: An
                     "or the application cannot tell \"no gift wrap\" from \"never asked\" "
                     "(`return None if value is None else ...`).")
             _relationships_follow_keys(mappers, session, first, cid, numbers[0])
+            lk = [col.name for col in mappers["OrderLine"].primary_key]
+            line = session.get(OrderLine, tuple({"CUST_ID": cid, "ORD_NO": numbers[0],
+                                                 "LN_NO": 1}[p] for p in lk))
+            paid = None if line is None else getattr(line, ak["UNIT_PRC"])
+            if not (isinstance(paid, __import__("decimal").Decimal) and paid == price):
+                raise CheckFailed(
+                    f"OrderLine.{ak['UNIT_PRC']} read back {paid!r} ({type(paid).__name__}) for a "
+                    f"stored numeric(10,2) {price}: mapped as Float, a price becomes a binary "
+                    "fraction (0.10 is 0.1000000000000000055…) and sums and comparisons of money "
+                    "drift by cents. Map it as the catalogue has it: Numeric(10, 2), read as "
+                    "Decimal (Mapped[Decimal]).")
             setattr(order, ok["GIFT_FLG"], not gifts[1])
             customer = session.get(Customer, cid)
             if getattr(customer, ck["CRT_TS"]) != created:
@@ -494,10 +544,10 @@ def q1(lab: Any, Base: Any, YesNo: Any, Customer: Any, Order: Any, OrderLine: An
     finally:
         engine.dispose()
         with psycopg.connect(lab.url, autocommit=True) as conn:
-            if "cid" in locals():
-                conn.execute('DELETE FROM "ORD_LN" WHERE "CUST_ID" = %s', (cid,))
-                conn.execute('DELETE FROM "ORD_HDR" WHERE "CUST_ID" = %s', (cid,))
-                conn.execute('DELETE FROM "tblCUST" WHERE "CUST_ID" = %s', (cid,))
+            if planted is not None:  # only the check's own customers (not one read above)
+                conn.execute('DELETE FROM "ORD_LN" WHERE "CUST_ID" = ANY(%s)', (planted,))
+                conn.execute('DELETE FROM "ORD_HDR" WHERE "CUST_ID" = ANY(%s)', (planted,))
+                conn.execute('DELETE FROM "tblCUST" WHERE "CUST_ID" = ANY(%s)', (planted,))
     _no_ddl(lab)
     return (f"{sum(len(_keys(m)) for m in mappers.values())} legacy columns mapped; Y/N as bool, "
             "composite keys, ORM and raw SQL agree, and no DDL was sent")
@@ -537,12 +587,27 @@ def q2(lab: Any, mapping_document: Any, Base: Any) -> str:
         # and a NOT NULL the DBA relaxes (the models still say NOT NULL: the document must not)
         relaxed = [sql.Identifier(n) for n in r.choice([("tblCUST", "CUST_TYP"), ("ORD_HDR", "STAT_CD"),
                                                           ("ORD_LN", "QTY")])]
+        # and a same-named copy of a legacy table in another schema (the DBA's archive): the
+        # document describes the application's tables, in the schema they live in
+        archived = r.choice(legacy.TABLES)
+        archive_note = f"archived copy {r.randrange(1000, 9999)}, not in use"
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(ARCHIVE)))
         conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(sql.Identifier(table, column), sql.Literal(new)))
         try:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(ARCHIVE)))
+            conn.execute(sql.SQL("CREATE TABLE {} (LIKE {}, {} timestamptz)").format(
+                sql.Identifier(ARCHIVE, archived), sql.Identifier("public", archived),
+                sql.Identifier("ARCH_TS")))
+            for (col,) in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
+                                       "AND attnum > 0 AND NOT attisdropped",
+                                       (f'"{ARCHIVE}"."{archived}"',)).fetchall():
+                conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(
+                    sql.Identifier(ARCHIVE, archived, col), sql.Literal(archive_note)))
             conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(*relaxed))
             doc = mapping_document(engine, Base)
             cat = legacy.catalogue(conn)
         finally:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(ARCHIVE)))
             conn.execute(sql.SQL("COMMENT ON COLUMN {} IS {}").format(sql.Identifier(table, column), sql.Literal(old)))
             conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(*relaxed))
             engine.dispose()
@@ -561,6 +626,14 @@ def q2(lab: Any, mapping_document: Any, Base: Any) -> str:
     if got[:1] != expected[:1]:
         raise CheckFailed("The document's header row must be `| Python name | column | type | "
                           "nullable | comment |`.", f"got {got[:1]}")
+    if any(archive_note in cell or "ARCH_TS" in cell for row in got for cell in row):
+        raise CheckFailed(
+            f"The document lists columns of \"{ARCHIVE}\".\"{archived}\", a same-named copy "
+            "the check put in another schema (DBAs keep archive and staging copies): a catalogue "
+            "lookup by table name alone (pg_class.relname, information_schema.columns.table_name) "
+            "matches every schema. Filter on the schema too (relnamespace = "
+            "'public'::regnamespace, or table_schema = 'public'), or look the table up by its "
+            "qualified name.", f"rows: {[g[:2] for g in got[1:]]}")
     if len(got) != len(expected):
         raise CheckFailed(
             f"The document has {len(got) - 1} column rows; the models map {len(expected) - 1} "
