@@ -39,8 +39,20 @@ row per success), every check follows the authoring method:
 * a row held past a short caller lock_timeout must make the transfer raise after about one
   wait (55P03 is the caller's bound, not a transient error to retry), and a transfer that
   succeeded must have run with a durable synchronous_commit (read inside its transaction);
-* q2 adds a short load of opposite transfers between two accounts: one statement that locks
-  both rows deadlocks inside itself, where no forced interleaving can pause;
+* q2 adds two opposite transfers queued behind another writer of one account (the first
+  waits for that row, the second starts while it waits, then the writer commits): a lock
+  order that follows the arguments (src first, or dst first) deadlocks there, also inside
+  one statement (data-modifying CTEs), where no forced interleaving can pause; and a short
+  load of opposite transfers between two accounts;
+* a refused transfer is asked in both id directions (dst below src too: a transfer that
+  writes in id order has credited dst before it finds src short, and must roll that back);
+* while a transfer is held after each of its statements, another session reads the committed
+  balances and ledger in one snapshot: each account changed by exactly its committed ledger
+  rows (no debit committed apart from its credit and ledger row); the other session's
+  transfer between other accounts must finish (one queued on a lock outside PostgreSQL, a
+  Python lock, is named as such, not timed out);
+* a single call's ledger row carries the instant of the call (created_at between its start
+  and end on the server's clock: a naive datetime passed on a non-UTC session is hours off);
 * q3 also sends a request again while the original is held after each of its statements
   (both answer with one id, applied once), and reuses a request id with other fields
   (nothing changes).
@@ -48,6 +60,7 @@ row per success), every check follows the authoring method:
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 import uuid
@@ -195,6 +208,14 @@ def _verify(lab: Any, accounts: list[int], since: int, before: dict[int, Decimal
     """Every invariant of a set of completed calls ((src, dst, amount), returned value)."""
     after, ledger = _state(lab, accounts, since)
     total_before, total_after = sum(before.values()), sum(after.values())
+    if calls and all(r is None for _, r in calls) and after != before:
+        changed = {x: f"{before[x]} → {after[x]}" for x in accounts if after[x] != before[x]}
+        raise CheckFailed(
+            f"Your transfer returned None (insufficient funds) {when}, yet it changed balances "
+            f"({changed}): part of it was committed. A transfer that writes in id order credits "
+            "dst first when dst has the lower id, then finds src short; ending that transaction "
+            "with COMMIT keeps the credit, money from nothing. On the None path, ROLLBACK.",
+            f"new ledger rows {ledger}")
     if total_after != total_before:
         kind = "created" if total_after > total_before else "destroyed"
         raise CheckFailed(
@@ -282,18 +303,35 @@ def _bystanders(transfer: Callable, lab: Any, args: tuple, bystander: int, besid
         since = _prepare(lab, balances)
         before, _ = _state(lab, accounts, since)
 
+        seen: list[list[tuple]] = []
+
         def other(conn: Any) -> Any:
+            # what every other session sees meanwhile: the committed balances and ledger, in
+            # one statement (one snapshot)
+            seen.append(conn.execute(LEDGER_VS_BALANCES, [since, accounts]).fetchall())
             conn.execute("UPDATE accounts SET balance = balance WHERE id = %s", [bystander])
             conn.commit()
-            return watched(conn, *beside)
+            return _within(BESIDE_SECONDS, lambda: watched(conn, *beside))
 
         with Watched(lab, transfer, _call) as watched:
             run = interleave(lab, lambda c: watched(c, *args), other, pause_after=k,
                              settings=settings)
             when = (f"while {_call(args)} was held after its statement {k} and another session "
                     f"wrote other accounts")
+            if isinstance(run.second_error, _Stuck):
+                raise CheckFailed(
+                    f"While {_call(args)} was held after its statement {k}, {_call(beside)}, "
+                    f"a transfer between two other accounts, did not finish in "
+                    f"{BESIDE_SECONDS:.0f} s, and PostgreSQL's lock manager shows it waiting "
+                    "for no lock: it waited outside the database, for a lock of your program's "
+                    "(a threading.Lock around transfer, a global mutex). Every payment of the "
+                    "process then queues behind each transfer, whatever its accounts, and the "
+                    "other processes of the application are not held back at all. Lock only "
+                    "the two accounts' rows, in PostgreSQL (SELECT … ORDER BY id FOR UPDATE, "
+                    "or the conditional UPDATE itself).")
             for exc in run.errors:
                 raise _explain_error(exc, when)
+            _atomic(seen, before, k, args)
             if run.second_blocked:
                 raise CheckFailed(
                     f"While {_call(args)} was held after its statement {k}, another session "
@@ -313,22 +351,114 @@ def _bystanders(transfer: Callable, lab: Any, args: tuple, bystander: int, besid
     return max(steps, 1)
 
 
+# One statement, one snapshot: per test account, its committed balance and the net of the
+# ledger rows written since the scenario began. A transfer that commits part of its work in a
+# transaction of its own (the debit, then the credit and the ledger row) shows here.
+LEDGER_VS_BALANCES = """
+    SELECT a.id, a.balance,
+           coalesce(sum(CASE WHEN t.dst = a.id THEN t.amount ELSE 0 END)
+                    - sum(CASE WHEN t.src = a.id THEN t.amount ELSE 0 END), 0)
+    FROM accounts a
+    LEFT JOIN transfers t ON t.id > %s AND a.id IN (t.src, t.dst)
+    WHERE a.id = ANY(%s)
+    GROUP BY a.id, a.balance ORDER BY a.id"""
+
+# How long a transfer between two other accounts may take while the learner's is held: it
+# needs milliseconds; one that waits outside PostgreSQL (a Python lock) never finishes.
+BESIDE_SECONDS = 5.0
+
+
+class _Stuck(Exception):
+    """The other session's transfer did not finish, and waited for no lock of PostgreSQL's."""
+
+
+def _within(seconds: float, call: Callable[[], Any]) -> Any:
+    """``call()`` in a thread of its own; _Stuck when it has not returned after ``seconds``."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = call()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise _Stuck()
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+def _atomic(seen: list[list[tuple]], before: dict[int, Decimal], k: int, args: tuple) -> None:
+    """What another session saw while the transfer was held after its statement ``k``: every
+    account changed by exactly what its committed ledger rows say (nothing half done)."""
+    for rows in seen:
+        for account, balance, moved in rows:
+            if account in before and balance - before[account] != moved:
+                raise CheckFailed(
+                    f"While {_call(args)} was held after its statement {k}, another session saw "
+                    f"account {account} changed by {balance - before[account]} but its committed "
+                    f"rows in `transfers` add up to {moved}: part of the transfer was committed "
+                    "without the rest (a COMMIT between the debit, the credit and the ledger "
+                    "row). Between the two commits the money is nowhere: a crash, a killed "
+                    "worker or a lost connection there loses it for good, and every report or "
+                    "reconciliation run meanwhile is wrong. Debit, credit and ledger row belong "
+                    "to ONE transaction: commit once, at the end.",
+                    f"seen: {rows}; balances before {dict(before)}")
+
+
 def _single(lab: Any, transfer: Callable, caller: Caller, args: tuple, accounts: list[int],
             what: str) -> Any:
     """One call on the caller's connection: the invariants and what it left behind."""
     since = _prepare(lab, {})
     before, _ = _state(lab, accounts, since)
     probe = _TimeoutProbe(caller.conn)
+    started = _server_now(lab)
     try:
         returned = transfer(probe, *args)
     except psycopg.Error as exc:
         caller.clean()
         raise _explain_error(exc, what) from None
+    ended = _server_now(lab)
     caller.verify(f"{_call(args)} {what}")
     if returned is not None:
         _durable(probe, f"In {_call(args)} {what}")
     _verify(lab, accounts, since, before, [(args, returned)], what)
+    _stamped(lab, since, started, ended, caller.zone, f"{_call(args)} {what}")
     return returned
+
+
+def _server_now(lab: Any) -> Any:
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        return conn.execute("SELECT clock_timestamp()").fetchone()[0]
+
+
+# slack around the call for created_at (the server's clock on both sides: no drift)
+STAMP_SLACK = dt.timedelta(seconds=2)
+
+
+def _stamped(lab: Any, since: int, started: Any, ended: Any, zone: str, what: str) -> None:
+    """The ledger rows a call wrote carry the instant of the transfer: created_at between the
+    call's start and end, read on the server's clock. A naive datetime (utcnow(), now()) the
+    transfer passes itself is read in the caller's TimeZone, which is not UTC: hours off."""
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        rows = conn.execute("SELECT id, created_at FROM transfers WHERE id > %s ORDER BY id",
+                            [since]).fetchall()
+    for row_id, created in rows:
+        if not started - STAMP_SLACK <= created <= ended + STAMP_SLACK:
+            off = created - started if created < started else created - ended
+            raise CheckFailed(
+                f"After {what}, its row in `transfers` (id {row_id}) has created_at "
+                f"{created.isoformat()}, {'before' if created < started else 'after'} the call, "
+                f"by {abs(off)}, although it ran from {started.isoformat()} to "
+                f"{ended.isoformat()}. The caller's session has TimeZone {zone!r}: a naive "
+                "datetime (datetime.utcnow(), datetime.now()) sent as a parameter is read as "
+                "wall-clock time in that zone, another instant. Finance totals transfers per "
+                "day by created_at: leave it to the column's DEFAULT now(), or pass an aware "
+                "datetime (datetime.now(timezone.utc)).")
 
 
 def _boundary(lab: Any, transfer: Callable, a: int, b: int, c: int) -> None:
@@ -347,6 +477,15 @@ def _boundary(lab: Any, transfer: Callable, a: int, b: int, c: int) -> None:
         if got is not None:
             raise CheckFailed(
                 f"transfer({a}, {b}, {over}) out of an account holding {balance} returned "
+                f"{got!r}; with insufficient funds it must change nothing and return None.")
+        # ... and the other way round: one of the two refusals has dst < src, so a transfer
+        # that writes in id order has credited dst before it finds src short
+        over = other + CENT
+        got = _single(lab, transfer, caller, (b, a, over), accounts,
+                      f"(one cent more than the balance {other})")
+        if got is not None:
+            raise CheckFailed(
+                f"transfer({b}, {a}, {over}) out of an account holding {other} returned "
                 f"{got!r}; with insufficient funds it must change nothing and return None.")
         got = _single(lab, transfer, caller, (a, b, balance), accounts,
                       f"(exactly the balance, {balance})")
@@ -692,9 +831,102 @@ def q2(lab: Any, transfer: Callable) -> str:
     with _rest_untouched(lab, [a, b]):
         n = _scenarios(transfer, lab, [((a, b, x), (b, a, y)), ((b, a, y), (a, b, x))],
                        balances, 2, "both were covered")
+        # inside one statement: queued behind another writer, so that the lock order shows
+        for held in (b, a):
+            _crossed_behind_writer(lab, transfer, a, b, held, rng)
+        n += 2
         m = _opposite_load(lab, transfer, a, b, rng)
     return (f"opposite transfers survived {n} forced interleavings and {m} concurrent "
             "transfers back and forth, each applied exactly once")
+
+
+# How long each transfer of the crossed scenario is given to reach its wait
+CROSS_WAIT_SECONDS = 3.0
+
+
+def _blocked(monitor: psycopg.Connection, pid: int) -> list[int]:
+    return monitor.execute("SELECT pg_blocking_pids(%s)", [pid]).fetchone()[0]
+
+
+def _crossed_behind_writer(lab: Any, transfer: Callable, a: int, b: int, held: int,
+                           rng: Any) -> None:
+    """Two opposite transfers, both queued behind another writer of one account (``held``):
+    transfer(b, a) starts first and waits for that row; transfer(a, b) starts while it waits,
+    and takes what its lock order lets it take before it waits too; then the writer commits.
+    A transfer that locks the two rows in one global order (by id) queues behind the other
+    one; one whose order follows its arguments (src first, or dst first) already holds the
+    other row, and the two deadlock. This shows the lock order of a single statement
+    (data-modifying CTEs, where no forced interleaving can pause between the rows) as well
+    as of several."""
+    x, y = _money(rng, 5, 60), _money(rng, 5, 60)
+    since = _prepare(lab, {a: x + _money(rng, 1, 50), b: y + _money(rng, 1, 50)})
+    before, _ = _state(lab, [a, b], since)
+    first_args, then_args = (b, a, y), (a, b, x)
+    settings = _session_settings()
+    when = (f"when {_call(first_args)} and then {_call(then_args)} both waited for another "
+            f"transaction (a plain UPDATE of account {held}, no transfer) that then committed")
+    box: dict[str, dict[str, Any]] = {"first": {}, "then": {}}
+    conns = {}
+    with psycopg.connect(lab.url) as holder, \
+            psycopg.connect(lab.url, autocommit=True) as monitor, \
+            Watched(lab, transfer, _call) as watched:
+        try:
+            for who in box:
+                conns[who] = psycopg.connect(lab.url, application_name=f"lab check {who}")
+                for name, value in settings.items():
+                    conns[who].execute("SELECT set_config(%s, %s, false)", [name, value])
+                conns[who].commit()
+            holder.execute("UPDATE accounts SET balance = balance WHERE id = %s", [held])
+
+            def start(who: str, args: tuple) -> threading.Thread:
+                def run() -> None:
+                    try:
+                        box[who]["result"] = watched(conns[who], *args)
+                    except BaseException as exc:  # judged below, in the check's thread
+                        box[who]["error"] = exc
+                worker = threading.Thread(target=run, daemon=True)
+                worker.start()
+                return worker
+
+            workers = []
+            for who, args in (("first", first_args), ("then", then_args)):
+                workers.append(start(who, args))
+                pid = conns[who].info.backend_pid
+                deadline = time.monotonic() + CROSS_WAIT_SECONDS
+                while workers[-1].is_alive() and time.monotonic() < deadline \
+                        and not _blocked(monitor, pid):
+                    workers[-1].join(0.005)
+            holder.commit()
+            for worker in workers:
+                worker.join(60)
+            if any(w.is_alive() for w in workers):
+                raise CheckFailed(f"A transfer was still running 60 s after the other "
+                                  f"transaction committed ({when}).")
+        finally:
+            holder.rollback()
+            for conn in conns.values():
+                conn.close()
+        for who in box:
+            exc = box[who].get("error")
+            if exc is None:
+                continue
+            if getattr(exc, "sqlstate", None) == "40P01":
+                raise CheckFailed(
+                    f"Your transfer raised `deadlock detected` (SQLSTATE 40P01) {when}. While "
+                    f"{_call(first_args)} waited for the row of account {held}, "
+                    f"{_call(then_args)} locked the other account's row and then waited too: "
+                    "the two transfers took the two rows in opposite orders. Your lock order "
+                    "follows the arguments (src first, or dst first), also when one statement "
+                    "(data-modifying CTEs, one after the other) updates both rows. Lock both "
+                    "accounts first, in one global order (SELECT … WHERE id IN (…) ORDER BY id "
+                    "FOR UPDATE), and retry 40P01/40001 anyway.", str(exc).splitlines()[0])
+            raise _explain_error(exc, when)
+        watched.verify(when)
+    results = [(first_args, box["first"].get("result")), (then_args, box["then"].get("result"))]
+    _verify(lab, [a, b], since, before, results, when)
+    if any(r is None for _, r in results):
+        raise CheckFailed(f"A covered transfer returned None {when}; both were covered (None "
+                          "means insufficient funds only).", f"balances before {dict(before)}")
 
 
 def _opposite_load(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> int:
