@@ -23,13 +23,20 @@ an audit trail no client path can skip.
   orders table), every event ``sent``, and the consumer records an event id and applies
   its effect in one transaction (same ``xmin``). Last, a broker that refuses one event
   every time: with ``backoff=60`` its next attempt must be about a minute away and an
-  immediate next call must not retry it (only due events); once due, with
+  immediate next call must not retry it (only due events), nor publish a later event of
+  the same order queued behind it (ordering holds while it backs off); refused again once due, its
+  next wait must have grown (at least 1.5× the first: exponential backoff); once due, with
   ``max_attempts=3, backoff=0`` it must end ``dead`` after 3 attempts, and the event of
   another order behind it must be published meanwhile.
 * ``q3`` changes orders through plain SQL, the SQLAlchemy ORM and ``COPY``, in a non-UTC
   session, with the application user set by ``SET LOCAL app.username`` (once not set in
   a session that set it before, once in a session that never set it: NULL, no error),
-  and a rolled-back change; the audit rows must match, row by row, what changed (values
+  and a rolled-back change, and one UPDATE of columns no other change touches
+  (customer_id, shipping_country) made under ``SET LOCAL ROLE`` to a short-lived NOLOGIN
+  role of the check's own (``{db}_clerk``, dropped afterwards): its db_user must be that
+  role (current_user), not the login role (session_user, or current_user inside a
+  SECURITY DEFINER function), and a trigger on ``UPDATE OF`` some columns (or a WHEN
+  clause) misses it. The audit rows must match, row by row, what changed (values
   compared as PostgreSQL values, not text), who (database user, application user) and
   nothing for the rolled-back change.
 """
@@ -440,6 +447,11 @@ def _dead_letter(lab: Any, relay_batch: Callable, consume: Callable, orders: lis
             INSERT INTO outbox (aggregate_id, event_type, payload)
             SELECT id, 'order_paid', jsonb_build_object('order_id', id, 'customer_id', customer_id)
             FROM orders WHERE id = %s RETURNING id""", [o]).fetchone()[0] for o in orders)
+        # a later event of the refused event's order: it waits while the refused one is pending
+        follower = watch.execute("""
+            INSERT INTO outbox (aggregate_id, event_type, payload)
+            SELECT id, 'order_paid', jsonb_build_object('order_id', id, 'customer_id', customer_id)
+            FROM orders WHERE id = %s RETURNING id""", [orders[0]]).fetchone()[0]
         broker = relay.Broker(relay.consumer_url(lab), consume, fail_events={poison})
         tries = {"poison": 0}
 
@@ -477,12 +489,37 @@ def _dead_letter(lab: Any, relay_batch: Callable, consume: Callable, orders: lis
                         "that refuses it. Set next_attempt_at = now() + backoff × 2^attempts "
                         "seconds.")
                 call(conn, 60)
+                if follower in {d.event_id for d in broker.deliveries}:
+                    raise CheckFailed(
+                        f"While event {poison} of order {orders[0]} waited for its retry (refused "
+                        f"once, next attempt a minute away), the relay published event "
+                        f"{follower}, a later event of the same order: the consumer sees the "
+                        "order's events out of order. An earlier pending event holds back the "
+                        "later events of its aggregate whether or not it is due: NOT EXISTS "
+                        "(… p.aggregate_id = e.aggregate_id AND p.status = 'pending' AND p.id < "
+                        "e.id), without the next_attempt_at condition.")
                 if tries["poison"] != 1:
                     raise CheckFailed(
                         f"Event {poison} was refused and its next attempt set a minute ahead, "
                         "yet the next relay_batch call published it again at once "
                         f"({tries['poison']} attempts): take only events that are due "
                         "(WHERE status = 'pending' AND next_attempt_at <= now()).")
+                # due again and refused again, still with backoff=60: the wait must grow
+                first_wait = waits[2]
+                watch.execute("UPDATE outbox SET next_attempt_at = now() WHERE id = %s", [poison])
+                call(conn, 60)
+                again = watch.execute("""SELECT status, attempts, next_attempt_at - now()
+                                         FROM outbox WHERE id = %s""", [poison]).fetchone()
+                if again[0] != "pending" or again[2] < first_wait * 1.5:
+                    raise CheckFailed(
+                        f"The broker refused event {poison} a second time (backoff=60, "
+                        f"max_attempts=3); its next attempt is now "
+                        f"{again[2].total_seconds():.0f} s away ('{again[0]}', {again[1]} "
+                        f"attempts), after {first_wait.total_seconds():.0f} s the first time: "
+                        "the backoff does not grow. A broker that is down for an hour then "
+                        "gets the same retry rate from every refused event all hour long. "
+                        "Back off exponentially: next_attempt_at = now() + backoff × "
+                        "2^attempts seconds (1 s, 2 s, 4 s… for backoff=1).")
                 # time passes: due again, now without backoff
                 watch.execute("UPDATE outbox SET next_attempt_at = now() WHERE id = %s", [poison])
                 for calls in range(1, 8):
@@ -657,10 +694,47 @@ def _install_audit(lab: Any, audit_sql: str) -> None:
         conn.execute(audit_sql)
 
 
+def clerk_role(lab: Any) -> str:
+    """q3's role for a change made under SET ROLE, scoped to the challenge database."""
+    return f"{lab.dbname}_clerk"[:63]
+
+
+def drop_clerk(lab: Any) -> None:
+    role = clerk_role(lab)
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def make_clerk(lab: Any) -> str:
+    """A NOLOGIN role allowed to change orders (and append to the audit): the check changes
+    one order under SET LOCAL ROLE, where current_user and session_user differ."""
+    role = clerk_role(lab)
+    drop_clerk(lab)
+    lab.on_reset(lambda: drop_clerk(lab))
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        ident = sql.Identifier(role)
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident))
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO {}").format(ident))
+        conn.execute(sql.SQL("GRANT SELECT, INSERT ON order_audit TO {}").format(ident))
+        conn.execute(sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}")
+                     .format(ident))
+    return role
+
+
 def q3(lab: Any, audit_sql: str) -> str:
     require(audit_sql)
     rng = adv.rng()
     _install_audit(lab, audit_sql)
+    role = make_clerk(lab)
+    try:
+        return _q3(lab, rng, role)
+    finally:
+        drop_clerk(lab)
+
+
+def _q3(lab: Any, rng: Any, role: str) -> str:
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
@@ -677,7 +751,7 @@ def q3(lab: Any, audit_sql: str) -> str:
     users = {"sql": f"{names[0]}_%{rng.randint(10, 99)}", "orm": f"{names[-1]} o'Brien",
              "copy": f"batch_{rng.randint(100, 999)}"}
     expected: list[tuple[str, int, Any, Any, str | None]] = []   # op, id, before, after, user
-    orders = rng.sample(existing, 6)
+    orders = rng.sample(existing, 7)
     with untouched(lab, ["customers", "products", "order_items", "accounts", "users"]), \
             Caller(lab, settings=settings) as caller, \
             psycopg.connect(lab.url, autocommit=True) as watch:
@@ -703,6 +777,26 @@ def q3(lab: Any, audit_sql: str) -> str:
             conn.execute("SELECT set_config('app.username', %s, true)", [users["sql"]])
             conn.execute("DELETE FROM orders WHERE id = %s", [new_id])
         expected.append(("DELETE", new_id, before_new, None, users["sql"]))
+        # a change made under SET ROLE (a clerk's role, a migration's owner role): db_user is
+        # the role it ran as (current_user), not the login role (session_user); it changes
+        # columns the other changes leave alone (a trigger on UPDATE OF some columns skips it)
+        before = _snap(watch, orders[6])
+        other = rng.choice([c for c in customers if c != before["customer_id"]])
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+                conn.execute("SELECT set_config('app.username', %s, true)", [users["sql"]])
+                conn.execute("UPDATE orders SET customer_id = %s, shipping_country = CASE "
+                             "WHEN shipping_country = 'NP' THEN 'AU' ELSE 'NP' END "
+                             "WHERE id = %s", [other, orders[6]])
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise CheckFailed(
+                f"An UPDATE of orders under SET ROLE {role} (a role with SELECT, INSERT, "
+                "UPDATE, DELETE on orders and INSERT on order_audit) failed: "
+                f"{exc.diag.message_primary}. Your trigger needs more than writing its row to "
+                "order_audit: keep it to that table.") from None
+        expected.append(("UPDATE", orders[6], before, _snap(watch, orders[6]), users["sql"]))
+        as_role = {("UPDATE", orders[6])}
         # a change rolled back: no audit row may remain
         conn.execute("SELECT set_config('app.username', 'rolled back', true)")
         conn.execute("UPDATE orders SET note = 'never' WHERE id = %s", [orders[1]])
@@ -785,9 +879,20 @@ def q3(lab: Any, audit_sql: str) -> str:
                  users["copy"]: "COPY"}
         found = {(r["op"], r["order_id"]) for r in got}
         missing: dict[str, int] = {}
-        for op, order_id, _, _, user in expected:
-            if (op, order_id) not in found:
-                missing[paths[user]] = missing.get(paths[user], 0) + 1
+        unaudited = [e for e in expected if (e[0], e[1]) not in found]
+        for op, order_id, _, _, user in unaudited:
+            missing[paths[user]] = missing.get(paths[user], 0) + 1
+        if unaudited and all(e[0] == "UPDATE" for e in unaudited) and any(
+                r["op"] == "UPDATE" for r in got):
+            op, order_id, before, after, _ = unaudited[0]
+            raise CheckFailed(
+                f"The UPDATE of order {order_id} that changed "
+                f"{', '.join(sorted(_changed(watch, before, after)))} left no audit row, while "
+                "other UPDATEs were audited: the trigger fires only for some columns (AFTER "
+                "UPDATE OF …, or a WHEN clause), so a change to any other column leaves no "
+                "trace. Audit every UPDATE (AFTER INSERT OR UPDATE OR DELETE … FOR EACH ROW) "
+                "and keep the changed columns in the row it writes.",
+                f"{len(unaudited)} update(s) without an audit row")
         if missing or len(got) != len(expected):
             if got and all(r["old_values"] is None and r["new_values"] is None for r in got):
                 raise CheckFailed(
@@ -813,7 +918,16 @@ def q3(lab: Any, audit_sql: str) -> str:
                 raise CheckFailed(f"For {what}, the audit row says {row['op']} of order "
                                   f"{row['order_id']}: record TG_OP and the row's id, one row "
                                   "per change, in the order they happened.")
-            if row["db_user"] != db_user:
+            want_db = role if (op, order_id) in as_role else db_user
+            if row["db_user"] != want_db:
+                if want_db == role:
+                    raise CheckFailed(
+                        f"For {what}, made under SET ROLE {role}, db_user is "
+                        f"{row['db_user']!r}, expected {role!r}: record current_user, the role "
+                        "the change ran as. session_user is the role that logged in (SET ROLE "
+                        "does not change it), and inside a SECURITY DEFINER function "
+                        "current_user is the function's owner: either way every change made "
+                        "after SET ROLE is put on the wrong role.")
                 raise CheckFailed(f"For {what}, db_user is {row['db_user']!r}, expected "
                                   f"{db_user!r} (current_user).")
             if row["app_user"] != user:

@@ -14,10 +14,12 @@ evidence, on data planted from the run's seed (``labs.course.adversarial``):
   inclusive-looking upper bound), bounds written as local dates (the session's
   TimeZone moves them) or no default partition (an out-of-range row is refused) fail;
   each partition is named ``{table}_YYYY_MM`` after the UTC month it holds (``_default``).
-* q2 starts ``orders`` afresh (``lab.reset()``), plants orders at month boundaries and
+* q2 starts ``orders`` afresh (``lab.reset()``), deletes a few orders (ids with gaps:
+  an identity set from ``count(*)`` instead of ``max(id)`` collides), plants orders at month boundaries and
   outside the partitioned range, and runs ``convert_orders`` on a caller's connection;
   once it reads orders another session inserts orders (they must not wait for a lock),
-  and one more before any statement of a learner transaction that has read orders
+  one before each later transaction of the learner starts (a max(id) read before the
+  swap's lock misses it, and the identity collides), and one more before any statement of a learner transaction that has read orders
   without a lock that stops writers (the swap's race: catch-up, then rename, unlocked);
   all must reach the converted table. Orders share their created_at across every batch
   edge (a keyset on created_at alone skips the rest of a tie). Then: ``orders`` is partitioned, its
@@ -41,7 +43,10 @@ evidence, on data planted from the run's seed (``labs.course.adversarial``):
   55P03 is right, and it is called again once the report ended), and wants exactly the rows at or after the cutoff left (count and checksum),
   the old months' partitions gone from the catalogue (dropped, not only detached, not
   emptied by ``DELETE``), the others and the default still attached, and the returned
-  count equal to the partitions dropped.
+  count equal to the partitions dropped. A row trigger of the check's own on orders
+  counts deleted rows (in a sequence, dropped afterwards): no more than the default
+  partition's old rows may be deleted (a DELETE of the old months before dropping them
+  leaves the same end state at the full cost).
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ DST_ZONES = ("America/St_Johns", "Pacific/Chatham", "Australia/Adelaide")
 OTHER_TABLES = ["customers", "products"]
 WRITER_BLOCKING = {"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"}
 SHOP_WINDOW_ORDERS = 12  # q2: orders the shop places inside the learner's transactions, at most
+SHOP_BETWEEN_ORDERS = 40  # q2: orders placed before a learner's transaction starts, at most
 
 
 class _BeforeEach:
@@ -419,6 +425,12 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
     r = adv.rng()
     lab.reset()  # orders as the dataset has it, whatever an earlier attempt left
     with psycopg.connect(lab.url, autocommit=True) as conn:
+        # ids with gaps, as any table that lives has (deleted orders, rolled-back inserts):
+        # the new identity must continue from max(id), which is not count(*)
+        gone = conn.execute("SELECT id FROM orders ORDER BY id LIMIT 200").fetchall()
+        gone = [g[0] for g in r.sample(gone[1:], min(len(gone) - 1, r.randint(3, 9)))]
+        conn.execute("DELETE FROM order_items WHERE order_id = ANY(%s)", [gone])
+        conn.execute("DELETE FROM orders WHERE id = ANY(%s)", [gone])
         first, last = data_months(conn)
         planted = _plant_orders(conn, r, first, last)
         total = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
@@ -428,7 +440,8 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
     with psycopg.connect(lab.url, autocommit=True) as conn:
         conn.execute("SELECT set_config('TimeZone', %s, false)", [zone])
         before = query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders")
-    box: dict[str, Any] = {"inserted": [], "window": 0, "window_txns": set()}
+    box: dict[str, Any] = {"inserted": [], "window": 0, "window_txns": set(), "between": 0,
+                           "start_txns": set()}
     writer = psycopg.connect(lab.url, autocommit=True, application_name="lab check shop")
     writer.execute("SET lock_timeout = '3s'")
     orders_oid = writer.execute("SELECT 'orders'::regclass::oid").fetchone()[0]
@@ -440,6 +453,8 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
             "12.34, 'DE' FROM customers RETURNING id", [k]).fetchone()[0]
 
     def shop_writes(_st: Any) -> None:
+        if "read" not in box and learner_locks_on_orders():
+            box["read"] = True  # the conversion has read orders: the copy has begun
         # once the conversion has started reading orders (a lock on it, in a transaction of
         # its own) or committed something; the copy's batches use a CTE whose command tag
         # is SELECT, so waiting for a counted commit alone could wait for ever
@@ -461,9 +476,25 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
         """Before each statement of a transaction that has read orders without stopping its
         writers: an order placed now must reach the converted table (the swap's catch-up
         and renames need a lock that stops writers from before the catch-up reads)."""
+        txn = len(rec.ended_at)
+        if ("read" in box and box["between"] < SHOP_BETWEEN_ORDERS
+                and txn not in box["start_txns"]):
+            # orders keep coming between the conversion's transactions too: one placed just
+            # before the swap starts must reach the new table and stay below its identity.
+            # Never before three transactions in a row: a copy loop that stops at its first
+            # empty batch must get one, not chase the shop's orders for ever
+            box["start_txns"].add(txn)
+            placed = box.setdefault("placed", set())
+            if not learner_locks_on_orders() and not {txn - 1, txn - 2} <= placed:
+                placed.add(txn)
+                box["between"] += 1
+                try:
+                    box["inserted"].append(shop_order(0))
+                except psycopg.errors.LockNotAvailable:
+                    box["blocked"] = True
+                return
         if (box["window"] >= SHOP_WINDOW_ORDERS or caller.conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS):
             return
-        txn = len(rec.ended_at)
         if txn in box["window_txns"]:
             return
         held = learner_locks_on_orders()
@@ -582,10 +613,12 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
                     raise CheckFailed(
                         f"After the conversion, the shop's next order got id {oid}, which "
                         f"{same_id - 1} existing order(s) already have: the new table's identity "
-                        "started again from 1 (LIKE … INCLUDING IDENTITY creates a new "
-                        "sequence), and the primary key (id, created_at) does not stop a "
-                        "repeated id. In the swap, setval(pg_get_serial_sequence('orders', "
-                        "'id'), (SELECT max(id) FROM orders)).")
+                        "does not continue after the highest id (LIKE … INCLUDING IDENTITY "
+                        "creates a new sequence starting at 1; count(*) is not max(id) when ids "
+                        "have gaps; a max(id) read before the swap misses the orders placed "
+                        "since), and the primary key (id, created_at) does not stop a repeated "
+                        "id. In the swap, after the catch-up: setval(pg_get_serial_sequence("
+                        "'orders', 'id'), (SELECT max(id) FROM orders)).")
             for label, bad, state, fix in (
                     ("an order for a customer that does not exist", "(SELECT max(id) + 1000 FROM customers), 'paid'",
                      "23503", "the foreign key orders.customer_id → customers: LIKE does not "
@@ -678,9 +711,11 @@ def q3(lab: Any, month_orders_sql: str) -> str:
                         f"For the month {m:%Y-%m} (session TimeZone {zone}), the plan of your "
                         f"query scans {len(planned.planned)} partitions "
                         f"({', '.join(planned.planned)}) where the month needs one: the end of "
-                        "your range reaches into the next month. In this zone timestamptz + "
-                        "interval '1 month' adds a local month (an hour shifts at a "
-                        "daylight-saving change): compute the end in UTC.")
+                        "your range reaches into the next month. The end is the next month's "
+                        "first instant in UTC, exclusive (<): not a fixed number of days "
+                        "(months have 28 to 31), not BETWEEN (inclusive), and not timestamptz "
+                        "+ interval '1 month' in this zone, which adds a local month (an hour "
+                        "shifts at a daylight-saving change): compute the end in UTC.")
                 if len(planned.planned) != 1:
                     raise CheckFailed(
                         f"For the month {m:%Y-%m}, the plan of your query scans "
@@ -742,6 +777,32 @@ def q3(lab: Any, month_orders_sql: str) -> str:
 # q4: retention
 
 
+DELETES_SEQ = "pt_check_deleted_orders"
+
+
+def _count_deletes(lab: Any, drop: bool = False) -> None:
+    """A row trigger on orders (cloned onto every partition) counting deleted rows in a
+    sequence: non-transactional, so it counts what the learner's function deleted."""
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        conn.execute("DROP TRIGGER IF EXISTS pt_check_count_deletes ON orders")
+        conn.execute("DROP FUNCTION IF EXISTS pt_check_count_deletes()")
+        conn.execute(f"DROP SEQUENCE IF EXISTS {DELETES_SEQ}")
+        if drop:
+            return
+        conn.execute(f"CREATE SEQUENCE {DELETES_SEQ}")
+        conn.execute(f"""CREATE FUNCTION pt_check_count_deletes() RETURNS trigger
+                         LANGUAGE plpgsql AS $$ BEGIN PERFORM nextval('{DELETES_SEQ}');
+                         RETURN NULL; END $$""")
+        conn.execute("CREATE TRIGGER pt_check_count_deletes AFTER DELETE ON orders "
+                     "FOR EACH ROW EXECUTE FUNCTION pt_check_count_deletes()")
+
+
+def _deletes_counted(lab: Any) -> int:
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        value, called = conn.execute(f"SELECT last_value, is_called FROM {DELETES_SEQ}").fetchone()
+    return int(value) if called else 0
+
+
 def q4(lab: Any, drop_months_before: Callable[..., Any]) -> str:
     """Old months dropped as partitions; exactly the rows at or after the cutoff left."""
     require(drop_months_before)
@@ -768,17 +829,26 @@ def q4(lab: Any, drop_months_before: Callable[..., Any]) -> str:
         old = [p for p in parts if p.upper is not None and p.upper <= cutoff]
         young = [p for p in parts if p not in old]
         default = [p.name for p in partition_bounds(conn, "orders") if p.is_default]
-    with untouched(lab, OTHER_TABLES, why="retention drops old orders only"):
-        with Caller(lab) as caller:
-            what = f"drop_months_before(conn, {cutoff:%Y-%m-%d})"
-            gave_up, got = _retention_behind_a_report(lab, caller, drop_months_before, cutoff)
-            _verify(caller, what + " (while a report was reading orders)")
-            with psycopg.connect(lab.url, autocommit=True) as conn:
-                attached = {p.name for p in partition_bounds(conn, "orders")}
-            if gave_up or any(p.name in attached for p in old):
-                # it gave up under its lock_timeout, as it should: the report is gone now
-                got = _call(drop_months_before, caller.conn, cutoff, who="drop_months_before")
-                _verify(caller, what)
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        may_delete = conn.execute(
+            "SELECT count(*) FROM orders WHERE created_at < %s AND tableoid = ANY(%s::regclass[])",
+            [cutoff, default]).fetchone()[0]
+    _count_deletes(lab)
+    try:
+        with untouched(lab, OTHER_TABLES, why="retention drops old orders only"):
+            with Caller(lab) as caller:
+                what = f"drop_months_before(conn, {cutoff:%Y-%m-%d})"
+                gave_up, got = _retention_behind_a_report(lab, caller, drop_months_before, cutoff)
+                _verify(caller, what + " (while a report was reading orders)")
+                with psycopg.connect(lab.url, autocommit=True) as conn:
+                    attached = {p.name for p in partition_bounds(conn, "orders")}
+                if gave_up or any(p.name in attached for p in old):
+                    # it gave up under its lock_timeout, as it should: the report is gone now
+                    got = _call(drop_months_before, caller.conn, cutoff, who="drop_months_before")
+                    _verify(caller, what)
+        deleted = _deletes_counted(lab)
+    finally:
+        _count_deletes(lab, drop=True)
     with psycopg.connect(lab.url, autocommit=True) as conn:
         conn.execute("SELECT set_config('TimeZone', %s, false)", [zone])
         now_parts = {p.name: p for p in partition_bounds(conn, "orders")}
@@ -820,6 +890,15 @@ def q4(lab: Any, drop_months_before: Callable[..., Any]) -> str:
                 f"The orders at or after the cutoff changed: {kept[0]:,} before, "
                 f"{now_kept[0]:,} after (checksums {'equal' if kept[1] == now_kept[1] else 'differ'}"
                 f"). The order created exactly at the cutoff ({_utc(cutoff)}) stays.")
+    if deleted > may_delete:
+        raise CheckFailed(
+            f"Your function deleted {deleted:,} orders row by row, where only the "
+            f"{may_delete:,} old orders of the default partition needed a DELETE: the old months "
+            "were emptied by DELETE before their partitions were dropped. That DELETE is the "
+            "cost partitioning exists to avoid (a dead tuple and WAL for each row, one long "
+            "transaction, VACUUM's work), and dropping the emptied partitions afterwards saves "
+            "none of it. Detach and drop each old month first (a catalogue change), then DELETE "
+            "… WHERE created_at < cutoff, which then touches only the default partition.")
     if got != len(old):
         raise CheckFailed(f"drop_months_before dropped {len(old)} partitions but returned "
                           f"{got!r}: return the number of partitions dropped.")

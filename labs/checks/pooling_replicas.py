@@ -16,10 +16,10 @@ correct behind a real PgBouncer, and a read-your-writes router on a real lagging
   every request); a request whose work raises, in Python or with a database error (an
   aborted transaction, where cleanup statements fail), must pass that exception on; and
   afterwards every server connection of the pool is inspected: no ``app.user_id`` left
-  on any (a session ``SET``), no other session setting, ``LISTEN`` or temporary table
-  that was not there before, no advisory lock held by any backend of the database (a
+  on any (a session ``SET``), no other session setting, ``LISTEN``, temporary table or
+  prepared statement (``PREPARE``) that was not there before, no advisory lock held by any backend of the database (a
   session advisory lock, whose unlock ran on another server connection or never); the
-  client connection is idle.
+  client connection is idle and still in autocommit.
 * q3 runs the learner's ``write``/``caught_up``/``read`` on :class:`routing.Session`
   objects: ``caught_up`` is asked about LSNs just below and far above the replica's
   replay position, picked so that comparing their text gets some of them wrong; then,
@@ -51,6 +51,9 @@ from ..course.checking import require
 from ..runtime import satellites
 from ..runtime.errors import CheckFailed
 from ..tools import routing
+
+# the grader gives a graded kernel the lab's PgBouncer and replica (labs.course.grading)
+USES_SATELLITES = True
 
 SETTING = "app.user_id"
 READ_SQL = "SELECT bio, pg_is_in_recovery() FROM profiles WHERE user_id = %s"
@@ -110,7 +113,7 @@ TRACKED = ["client_encoding", "datestyle", "timezone", "intervalstyle",
            "standard_conforming_strings", "application_name"]
 
 
-def _server_state(url: str) -> list[tuple[int, Any, int, list[str], list[str], int]]:
+def _server_state(url: str) -> list[tuple[int, Any, int, list[str], list[str], int, list[str]]]:
     """(pid, app.user_id, advisory locks, other session settings, LISTEN channels, temporary
     tables) of every server connection PgBouncer lends for ``url``'s database: POOL_SIZE
     client transactions held open at once, so each is served by a different one."""
@@ -126,7 +129,8 @@ def _server_state(url: str) -> list[tuple[int, Any, int, list[str], list[str], i
                               AND name <> %s ORDER BY name),
                       ARRAY(SELECT pg_listening_channels()),
                       (SELECT count(*) FROM pg_class
-                       WHERE relnamespace = pg_my_temp_schema())::int""",
+                       WHERE relnamespace = pg_my_temp_schema())::int,
+                      ARRAY(SELECT name FROM pg_prepared_statements ORDER BY name)""",
             [SETTING, TRACKED, SETTING]).fetchone() for conn in conns]
     finally:
         for conn in conns:
@@ -165,7 +169,8 @@ def _leftovers(lab: Any, url: str, when: str,
             "transaction.", f"server connections (pid, {SETTING}, advisory locks): {seen}")
     found = {"settings": sorted({x for s in state for x in s[3]}),
              "channels": sorted({x for s in state for x in s[4]}),
-             "temp": [s[5] for s in state if s[5]]}
+             "temp": [s[5] for s in state if s[5]],
+             "prepared": sorted({x for s in state for x in s[6]})}
     if baseline is not None:
         new = sorted(set(found["settings"]) - set(baseline["settings"]))
         if new:
@@ -175,6 +180,16 @@ def _leftovers(lab: Any, url: str, when: str,
                 "PgBouncer hands that server connection (and the setting) to the next client. "
                 "Use SET LOCAL (or set_config(name, value, true)) inside the request's "
                 "transaction: it ends with COMMIT or ROLLBACK.", f"all new: {new}")
+        prepared = sorted(set(found["prepared"]) - set(baseline.get("prepared", [])))
+        if prepared:
+            raise CheckFailed(
+                f"{when}, a server connection of the pool kept the prepared statement "
+                f"{prepared[0]!r} that a request created: a prepared statement (PREPARE, or a "
+                "driver's prepare=True) belongs to the server connection. Behind PgBouncer in "
+                "transaction mode the next client gets that server connection and fails with "
+                "'prepared statement … already exists', or executes on another one where it "
+                "does not exist. Do not prepare statements through a transaction pooler (or "
+                "DEALLOCATE in the same transaction).", f"all new: {prepared}")
         if set(found["channels"]) - set(baseline["channels"]) or \
                 sum(found["temp"]) > sum(baseline["temp"]):
             raise CheckFailed(
@@ -187,6 +202,13 @@ def _leftovers(lab: Any, url: str, when: str,
 
 
 def _idle(conn: psycopg.Connection, what: str) -> None:
+    if not conn.autocommit:
+        raise CheckFailed(
+            f"After {what}, the client connection was left with autocommit off: the next "
+            "request on it runs every statement inside an implicit transaction that nobody "
+            "commits, which pins a PgBouncer server connection (idle in transaction) and "
+            "loses its writes. Leave the connection as it came (use with conn.transaction(): "
+            "…, or put conn.autocommit back in a finally).")
     if conn.info.transaction_status != pq.TransactionStatus.IDLE:
         raise CheckFailed(f"After {what}, the client connection was left inside a transaction "
                           f"({conn.info.transaction_status.name}): handle_request must end the "
