@@ -64,6 +64,7 @@ from ..course.checking import CheckFailed, require
 from ..course.left_behind import Caller, stored_state
 from ..data.dataset import query_checksum
 from ..tools import explain as ex
+from ..tools import roles
 from ..tools import table_health as th
 from ..tools.migrations_probe import probe_steps
 from .indexing import split_statements
@@ -107,8 +108,12 @@ def make_product_stats(target: Any) -> int:
         return conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
 
 
-def _run_statements(lab: Any, text: str) -> None:
+def _run_statements(lab: Any, text: str, as_role: str | None = None) -> None:
     with psycopg.connect(lab.url, autocommit=True) as conn:
+        if as_role and not roles.may_create_roles(conn):
+            # graded: the learner's role may not ALTER ROLE another role, but a role may set
+            # its own defaults (ALTER ROLE … SET), and the grader made it a member of this one
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(as_role)))
         for stmt in split_statements(text):
             conn.execute(stmt)
 
@@ -246,14 +251,31 @@ def _other_database_url(lab: Any) -> str:
 
 
 def _slot_name(lab: Any) -> str:
-    return f"{lab.dbname}_forgotten"[:63]
+    return slot_name_for(lab.dbname)
+
+
+def slot_name_for(dbname: str) -> str:
+    return roles.scoped_name(dbname, "_forgotten")
+
+
+# q2's slot nobody consumes: the learner's role under grading may not create replication
+# slots (the REPLICATION attribute would let it stream every learner's data), so the
+# grader makes it before the notebook runs and drops it afterwards
+GRADER_MAKES_SLOTS = lambda dbname: [slot_name_for(dbname)]  # noqa: E731
+
+
+def _may_use_slots(conn: psycopg.Connection) -> bool:
+    return bool(conn.execute("SELECT rolsuper OR rolreplication FROM pg_roles "
+                             "WHERE rolname = current_user").fetchone()[0])
 
 
 def drop_slot(lab: Any) -> None:
-    """Drop the check's replication slot if a crash left it behind (it would hold WAL)."""
+    """Drop the check's replication slot if a crash left it behind (it would hold WAL);
+    the grader's stays until the grader drops it."""
     with psycopg.connect(lab.url, autocommit=True) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                     "WHERE slot_name = %s AND NOT active", [_slot_name(lab)])
+        if _may_use_slots(conn):
+            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                         "WHERE slot_name = %s AND NOT active", [_slot_name(lab)])
 
 
 def _normalise(holders: Any) -> list[dict[str, Any]]:
@@ -300,17 +322,15 @@ def q2(lab: Any, find_horizon_holders: Callable[[Any], Any]) -> str:
         # window), when this server lets the lab create a role: a filter on the caller's own
         # user misses it
         reader_url = None
-        if burner.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles "
-                          "WHERE rolname = current_user").fetchone()[0]:
-            holder_role = holder_role_name(lab)
-            drop_role(lab, holder_role)
-            lab.on_reset(lambda: drop_role(lab, holder_role))
-            made_role = holder_role
-            burner.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(holder_role), sql.Literal(f"pw_{holder_role}")))
+        made_role = roles.fresh(lab, HOLDER, login=True, required=False)
+        if made_role:
+            lab.on_reset(lambda: roles.drop(lab, HOLDER))
             burner.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
-                sql.Identifier(TABLE), sql.Identifier(holder_role)))
-            reader_url = _role_url(lab, holder_role)
+                sql.Identifier(TABLE), sql.Identifier(made_role)))
+            # a graded learner's databases are closed to PUBLIC
+            burner.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(lab.dbname), sql.Identifier(made_role)))
+            reader_url = roles.url_as(lab.url, made_role)
         # the idle-in-transaction holders connect now, open their transaction a moment
         # later and run their last statement a moment after that: backend_start,
         # xact_start and query_start all differ, so `seconds` must be the transaction's
@@ -357,7 +377,12 @@ def q2(lab: Any, find_horizon_holders: Callable[[Any], Any]) -> str:
                 "pid": pid, "kind": "session", "state": "active", "query": q}
 
         def slot() -> None:
-            burner.execute("SELECT pg_create_physical_replication_slot(%s, true)", [_slot_name(lab)])
+            if _may_use_slots(burner):
+                burner.execute("SELECT pg_create_physical_replication_slot(%s, true)",
+                               [_slot_name(lab)])
+            elif not burner.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s",
+                                    [_slot_name(lab)]).fetchone():
+                return  # neither may this role make one nor did anybody make it: not planted
             expected["replication slot nobody consumes"] = {
                 "pid": None, "kind": "slot", "state": "inactive", "query": _slot_name(lab)}
 
@@ -420,7 +445,7 @@ def q2(lab: Any, find_horizon_holders: Callable[[Any], Any]) -> str:
                 conn.execute(f"ROLLBACK PREPARED '{gid}'")
         drop_slot(lab)
         if made_role:
-            drop_role(lab, made_role)
+            roles.drop(lab, HOLDER)
     kinds = sorted({e["kind"] for e in expected.values()})
     note = ("" if prepared_ok else "; prepared transactions not tried: this server has "
             "max_prepared_transactions = 0, so none can exist here")
@@ -546,33 +571,16 @@ def _judge_holders(holders: list[dict[str, Any]], expected: dict[str, dict[str, 
 # -- q3: timeouts for a role ----------------------------------------------------------------
 
 
+# the check's own roles, one set per challenge database (the grader makes them under
+# grading, where the learner's role may not create roles): the forgotten session of q2
+# (another user than the caller's) and the role q3's timeouts are set for
+HOLDER, REPORT = "_holder", "_report"
+GRADER_MAKES_ROLES = roles.grader_makes((HOLDER, True), (REPORT, True))
+
+
 def role_name(lab: Any) -> str:
     """The check's role for q3, scoped to the challenge database (parallel runs never share it)."""
-    return f"{lab.dbname}_report"[:63]
-
-
-def holder_role_name(lab: Any) -> str:
-    """q2's role for the forgotten session (another user than the caller's), per database."""
-    return f"{lab.dbname}_holder"[:63]
-
-
-def drop_role(lab: Any, role: str | None = None) -> None:
-    role = role or role_name(lab)
-    with psycopg.connect(lab.url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
-            return
-        conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-                     "WHERE usename = %s", [role])
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
-
-
-def _role_url(lab: Any, role: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    params = conninfo_to_dict(lab.url)
-    params.update(user=role, password=f"pw_{role}")
-    return make_conninfo(**params)
+    return roles.scoped_name(lab.dbname, REPORT)
 
 
 def _ms(conn: psycopg.Connection, name: str) -> int:
@@ -587,14 +595,11 @@ def q3(lab: Any, role_timeouts_sql: str) -> str:
         raise CheckFailed("Write the statements for any role: put {role} where the role's name "
                           "goes (the check creates a role and fills it in).")
     make_product_stats(lab)
-    role = role_name(lab)
-    drop_role(lab)
-    lab.on_reset(lambda: drop_role(lab))
+    role = roles.fresh(lab, REPORT, login=True)
+    lab.on_reset(lambda: roles.drop(lab, REPORT))
     opened: list[psycopg.Connection] = []
     try:
         with psycopg.connect(lab.url, autocommit=True) as su:
-            su.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(role), sql.Literal(f"pw_{role}")))
             su.execute(sql.SQL("GRANT SELECT, UPDATE ON {} TO {}").format(
                 sql.Identifier(TABLE), sql.Identifier(role)))
             su.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
@@ -602,7 +607,8 @@ def q3(lab: Any, role_timeouts_sql: str) -> str:
             with psycopg.connect(lab.url, autocommit=True) as fresh:
                 su_before = (_ms(fresh, "idle_in_transaction_session_timeout"),
                              _ms(fresh, "statement_timeout"))
-            _run_statements(lab, role_timeouts_sql.replace("{role}", sql.Identifier(role).as_string(su)))
+            _run_statements(lab, role_timeouts_sql.replace("{role}", sql.Identifier(role).as_string(su)),
+                            as_role=role)
             with psycopg.connect(lab.url, autocommit=True) as fresh:
                 su_after = (_ms(fresh, "idle_in_transaction_session_timeout"),
                             _ms(fresh, "statement_timeout"))
@@ -619,7 +625,7 @@ def q3(lab: Any, role_timeouts_sql: str) -> str:
                     "role only.")
 
             def role_conn() -> psycopg.Connection:
-                c = psycopg.connect(_role_url(lab, role), autocommit=True,
+                c = psycopg.connect(roles.url_as(lab.url, role), autocommit=True,
                                     application_name="lab timeout check")
                 opened.append(c)
                 return c
@@ -718,7 +724,7 @@ def q3(lab: Any, role_timeouts_sql: str) -> str:
         for c in opened:
             if not c.closed:
                 c.close()
-        drop_role(lab)
+        roles.drop(lab, REPORT)
     return (f"a new session of the role gets idle_in_transaction_session_timeout {idle_ms} ms and "
             f"statement_timeout {stmt_ms} ms (other roles unchanged); its idle transaction "
             f"kept {held['not_removable']} dead rows until the timeout ended it, then VACUUM "

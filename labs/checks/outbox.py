@@ -56,7 +56,7 @@ from psycopg.rows import dict_row
 from ..course import adversarial as adv
 from ..course.checking import CheckFailed, require
 from ..course.left_behind import Caller, caller_settings, untouched
-from ..tools import relay
+from ..tools import relay, roles
 
 HINTS = {
     "q1": [
@@ -694,28 +694,23 @@ def _install_audit(lab: Any, audit_sql: str) -> None:
         conn.execute(audit_sql)
 
 
-def clerk_role(lab: Any) -> str:
-    """q3's role for a change made under SET ROLE, scoped to the challenge database."""
-    return f"{lab.dbname}_clerk"[:63]
+# q3's role for a change made under SET ROLE, one per challenge database (the grader makes
+# it under grading, where the learner's role may not create roles)
+CLERK = "_clerk"
+GRADER_MAKES_ROLES = roles.grader_makes((CLERK, False))
 
 
 def drop_clerk(lab: Any) -> None:
-    role = clerk_role(lab)
-    with psycopg.connect(lab.url, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone():
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    roles.drop(lab, CLERK)
 
 
 def make_clerk(lab: Any) -> str:
     """A NOLOGIN role allowed to change orders (and append to the audit): the check changes
     one order under SET LOCAL ROLE, where current_user and session_user differ."""
-    role = clerk_role(lab)
-    drop_clerk(lab)
+    role = roles.fresh(lab, CLERK)
     lab.on_reset(lambda: drop_clerk(lab))
     with psycopg.connect(lab.url, autocommit=True) as conn:
         ident = sql.Identifier(role)
-        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident))
         conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO {}").format(ident))
         conn.execute(sql.SQL("GRANT SELECT, INSERT ON order_audit TO {}").format(ident))
         conn.execute(sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}")

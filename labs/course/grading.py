@@ -329,6 +329,9 @@ class Isolation:
     # because the learner's role may not create roles; LOGIN ones get passwords derived
     # from role_secret, which only this learner's kernel is given
     challenge_roles: list[str] = field(default_factory=list)
+    # replication slots a check needs and the learner's role may not create (REPLICATION
+    # would also let it stream every learner's data): made here, dropped in release()
+    challenge_slots: list[str] = field(default_factory=list)
     role_secret: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     # the lab's PgBouncer and replica, given to the kernel with this role in the URLs
     # (LAB_POOLER_URL, LAB_REPLICA_URL) when the challenge uses them
@@ -428,15 +431,16 @@ def _make(iso: Isolation, scale_template: str) -> None:
 def _make_challenge_roles(iso: Isolation, topic: str) -> None:
     """The roles the challenge's check module says the grader makes (``GRADER_MAKES_ROLES``:
     the challenge database's name -> [(role, can log in)]), granted to the learner's role so
-    that it may own through them, SET ROLE to them and reset what they own."""
+    that it may own through them, SET ROLE to them and reset what they own; and the
+    replication slots it says the grader makes (``GRADER_MAKES_SLOTS``: name -> [slot])."""
     try:
         module = importlib.import_module(f"labs.checks.{topic}")
     except ImportError:
         return
     make = getattr(module, "GRADER_MAKES_ROLES", None)
-    if make is None:
+    if make is None and not hasattr(module, "GRADER_MAKES_SLOTS"):
         return
-    from ..tools.tenancy import role_password
+    from ..tools.roles import password as role_password
 
     dbname = f"lab_{iso.namespace}{topic}"  # labs.setup(topic) under LAB_DB_NAMESPACE
     with psycopg.connect(iso.server.url, autocommit=True) as admin:
@@ -444,7 +448,7 @@ def _make_challenge_roles(iso: Isolation, topic: str) -> None:
         # apply to, and the checks read the truth through that connection; the learner's
         # answers are still judged as the challenge's own roles, which do not bypass it
         admin.execute(sql.SQL("ALTER ROLE {} BYPASSRLS").format(sql.Identifier(iso.role)))
-        for name, login in make(dbname):
+        for name, login in make(dbname) if make else []:
             iso.challenge_roles.append(name)
             admin.execute(sql.SQL("CREATE ROLE {} {} NOSUPERUSER NOBYPASSRLS NOCREATEDB "
                                   "NOCREATEROLE PASSWORD {}").format(
@@ -452,6 +456,9 @@ def _make_challenge_roles(iso: Isolation, topic: str) -> None:
                 sql.Literal(role_password(name, iso.role_secret))))
             admin.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(name),
                                                            sql.Identifier(iso.role)))
+        for slot in getattr(module, "GRADER_MAKES_SLOTS", lambda _: [])(dbname):
+            iso.challenge_slots.append(slot)
+            admin.execute("SELECT pg_create_physical_replication_slot(%s, true)", [slot])
 
 
 def _give_satellites(iso: Isolation, topic: str) -> None:
@@ -489,6 +496,10 @@ def _give_satellites(iso: Isolation, topic: str) -> None:
 def release(iso: Isolation) -> list[str]:
     """Drop every database the role owns, its template, and the role. Returns what failed."""
     problems = []
+    if iso.challenge_slots:
+        with psycopg.connect(iso.server.url, autocommit=True) as admin:
+            admin.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                          "WHERE slot_name = ANY(%s)", [iso.challenge_slots])
     if iso.satellite_env:
         from ..runtime import satellites
 
