@@ -44,7 +44,10 @@ migration is fast too. What tells right from wrong is deterministic evidence:
   transaction it is in; the rows each transaction wrote are then counted by
   ``xmin``. Sizes are seeded and not round (a batch size that divides no row
   count, a few planted old users past a gap in the ids), so a last partial
-  batch that is never run shows. The expand may write no existing row (xmin
+  batch that is never run shows; before them sits a run of users with no sign-up
+  event longer than any batch (imported accounts), so a backfill that stops at an
+  UPDATE of 0 rows, or re-picks "the next NULLs" from the start, stops there. The
+  expand may write no existing row (xmin
   horizon); the backfill leaves the catalogue and relfilenode of ``users``, and the
   files of its indexes (no REINDEX in place), as the expand left them; its idle time outside transactions covers the pauses; the
   callers' TimeZone has DST and planted users sit in its repeated fall-back hour.
@@ -52,6 +55,10 @@ migration is fast too. What tells right from wrong is deterministic evidence:
   revision at a time, down one at a time (0002, 0001, base), up again.
 * q3 also requires the index to be a plain, non-unique B-tree.
 * q5 (squawk): the linter's findings, by rule.
+
+Every caller's connection (``Caller`` below) must also be left without temporary tables,
+cursors WITH HOLD, SQL prepared statements or LISTEN channels: a pooled session keeps them
+for whoever borrows it next.
 """
 
 from __future__ import annotations
@@ -69,11 +76,13 @@ from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 import psycopg
+import psycopg.rows
 from psycopg import pq
 
 from ..course import adversarial as adv
 from ..course.checking import CheckFailed, require
-from ..course.left_behind import Caller, caller_settings
+from ..course.left_behind import Caller as _Caller
+from ..course.left_behind import caller_settings
 from ..tools.migrations_probe import (LEGACY_TABLE, WRITE_BLOCKING, Interrupted,
                                       RecordingConnection, RowLockWatch, catalog_snapshot,
                                       events_checksum, evidence_table,
@@ -83,6 +92,57 @@ from ..tools.migrations_probe import (LEGACY_TABLE, WRITE_BLOCKING, Interrupted,
 from ..tools.sessions import Sessions
 from ..tools.stress import in_transaction
 from ..tools.workload import WRITER_ID_BASE, Workload
+
+
+def _session_objects(conn: Any) -> list[str]:
+    """What the caller's session still holds that outlives a call, read on that session:
+    temporary tables, views and sequences (pg_my_temp_schema() is per session), cursors
+    WITH HOLD, statements PREPAREd in SQL, LISTEN channels. Only an idle connection is asked."""
+    raw = getattr(conn, "_conn", conn)
+    if raw.closed or raw.broken or \
+            raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return []
+    with raw.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+        names = [r[0] for r in cur.execute("""
+            SELECT 'temporary table ' || relname FROM pg_class
+            WHERE relnamespace = pg_my_temp_schema() AND relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+            UNION ALL SELECT 'cursor ' || name || ' WITH HOLD' FROM pg_cursors WHERE is_holdable
+            UNION ALL SELECT 'prepared statement ' || name FROM pg_prepared_statements
+            WHERE from_sql
+            UNION ALL SELECT 'LISTEN ' || c FROM pg_listening_channels() AS c
+            ORDER BY 1""").fetchall()]
+    if not raw.autocommit:
+        raw.rollback()  # end the transaction that reading them opened
+    return names
+
+
+class Caller(_Caller):
+    """``left_behind.Caller`` that also finds temporary tables, cursors WITH HOLD, SQL
+    prepared statements and LISTEN channels left in the caller's session."""
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        left = _session_objects(self.conn)
+        if left:
+            out.append(
+                f"it left {', '.join(left[:4])} in the caller's session: those live as long "
+                "as the session, so a pooled connection keeps them, and a temporary table's "
+                "rows, for whoever borrows it next (and the next call meets the last call's "
+                "rows). Create a temporary table with ON COMMIT DROP (or DROP it), CLOSE a "
+                "cursor, DEALLOCATE a prepared statement, UNLISTEN, before returning")
+        return out
+
+    def clean(self) -> None:
+        super().clean()
+        if _session_objects(self.conn):
+            autocommit = self.conn.autocommit
+            self.conn.autocommit = True
+            self.conn.execute("DISCARD TEMP")
+            self.conn.execute("CLOSE ALL")
+            self.conn.execute("DEALLOCATE ALL")
+            self.conn.execute("UNLISTEN *")
+            self.conn.autocommit = autocommit
+
 
 BUDGET_S = 1.0  # no workload query may wait longer than this for a lock
 PATIENCE_S = 3.0  # how long q1 lets a DDL statement queue before calling it an outage
@@ -919,13 +979,19 @@ def _plant_users(lab: Any, zone: str | None = None) -> tuple[list[int], list[int
     A backfill that pages by ``count(*)`` (ids 1..N) or stops at the old maximum
     misses them; their times sit around a month boundary, to the microsecond, and
     (with ``zone``) in the first pass of that zone's fall-back hour. The users without
-    an event must keep created_at NULL: there is no time to copy.
+    an event must keep created_at NULL: there is no time to copy. Most of those come in one
+    run of consecutive ids longer than any batch the check asks for (accounts imported
+    before sign-ups were logged), before the planted users: a backfill that takes "an
+    UPDATE that changed 0 rows" for the end stops there.
     """
     r = adv.rng()
     with lab.connect(autocommit=True) as c:
-        top = c.execute("SELECT coalesce(max(id), 0) FROM users WHERE id < %s",
-                        [WRITER_ID_BASE]).fetchone()[0]
-        ids, nxt = [], top
+        top, count = c.execute("SELECT coalesce(max(id), 0), count(*) FROM users WHERE id < %s",
+                               [WRITER_ID_BASE]).fetchone()
+        # longer than the largest batch backfill_kwargs can pick once these rows exist
+        run_from = top + r.randint(1, 50)
+        run = list(range(run_from, run_from + min(max(count // 5, 150), 26_000)))
+        ids, nxt = [], run[-1]
         for _ in range(r.randint(3, 6)):
             nxt += r.randint(2, 400)
             ids.append(nxt)
@@ -939,7 +1005,7 @@ def _plant_users(lab: Any, zone: str | None = None) -> tuple[list[int], list[int
                 times.append(when)
         orphans = []
         for _ in range(r.randint(1, 3)):  # interleaved with the others, past the same gaps
-            orphans.append(r.choice(range(top + 1, nxt + 400)))
+            orphans.append(r.choice(range(run[-1] + 1, nxt + 400)))
         orphans = sorted(set(orphans) - set(ids))
         with c.transaction():
             for user_id, when in zip(ids, times):
@@ -950,7 +1016,10 @@ def _plant_users(lab: Any, zone: str | None = None) -> tuple[list[int], list[int
             for user_id in orphans:
                 c.execute("INSERT INTO users (id, name) VALUES (%s, %s)",
                           [user_id, f"planted user {user_id} (no sign-up event)"])
-    return ids, orphans
+            c.execute("INSERT INTO users (id, name) SELECT g, 'imported user ' || g || "
+                      "' (no sign-up event)' FROM generate_series(%s::int8, %s::int8) AS g",
+                      [run[0], run[-1]])
+    return ids, sorted(orphans + run)
 
 
 def _unplant_users(lab: Any, ids: list[int]) -> None:
@@ -1270,9 +1339,21 @@ def q2(lab: Any, expand_steps: list[str], backfill: Callable[..., Any]) -> str:
             # planted users past the gap left NULL while the user just before the gap is done
             missed = c.execute(f"""
                 SELECT count(*) FILTER (WHERE id = ANY(%s) AND {COLUMN} IS NULL)
-                       * bool_or(id = (SELECT max(id) FROM users WHERE id < %s)
+                       * bool_or(id = (SELECT max(id) FROM users WHERE id < %s
+                                              AND NOT id = ANY(%s))
                                  AND {COLUMN} IS NOT NULL)::int
-                FROM users WHERE id <= %s""", [planted, min(planted), max(planted)]).fetchone()[0]
+                FROM users WHERE id <= %s""",
+                [planted, min(planted), orphans, max(planted)]).fetchone()[0]
+            # users left NULL past the run of users without a sign-up event
+            # users left NULL past the run of users without a sign-up event, when none of the
+            # users past it got a value: the backfill stopped at the run
+            lone = set(orphans)
+            run_end = max((i for i in orphans if i + 1 in lone), default=0) + 1
+            past_run = c.execute(f"""
+                SELECT count(*) FILTER (WHERE {COLUMN} IS NULL)
+                       * (NOT bool_or({COLUMN} IS NOT NULL))::int
+                FROM users WHERE id > %s AND id < %s AND NOT id = ANY(%s)""",
+                [run_end, WRITER_ID_BASE, orphans]).fetchone()[0] or 0
             null_ids = [r[0] for r in c.execute(
                 f"SELECT id FROM users WHERE {COLUMN} IS NULL AND NOT id = ANY(%s) "
                 "ORDER BY id LIMIT 4", [orphans]).fetchall()]
@@ -1287,22 +1368,33 @@ def q2(lab: Any, expand_steps: list[str], backfill: Callable[..., Any]) -> str:
         if invented:
             raise CheckFailed(
                 f"{len(invented)} of the users have no row in {LEGACY_TABLE} (ids "
-                f"{', '.join(str(i) for i, _ in invented)}), yet your backfill gave them a "
+                f"{', '.join(str(i) for i, _ in invented[:6])}"
+                f"{', …' if len(invented) > 6 else ''}), "
+                f"yet your backfill gave them a "
                 f"{COLUMN} ({invented[0][1]}, …): there is no sign-up time to copy for them, and "
                 "a made-up one (now(), a default, the neighbour's) is wrong data that nobody can "
                 f"tell from the real ones. Leave their {COLUMN} NULL: the contract's VALIDATE "
                 "CONSTRAINT then reports them, and someone decides (an UPDATE … FROM "
                 f"{LEGACY_TABLE} skips them; a coalesce or a LEFT JOIN does not).",
-                f"users without a sign-up event: {orphans}")
+                f"{len(orphans):,} users without a sign-up event: {orphans[:8]}, …")
         if v["nulls"]:
             hint = (f" Fewer than a batch is missing: the last batch is partial ({before[0]:,} "
                     f"old users, batches of {batch:,}), so loop until no id is left past the last "
                     "one done, not for a fixed number of full batches or over a range of ids "
                     "computed up front."
-                    if v["nulls"] < batch else "")
+                    if v["nulls"] < batch and not past_run else "")
             if missed:
                 hint += (f" {missed} of them sit past a gap in the ids: page by the ids that "
                          "exist (keyset: id > the last one done), not by count(*).")
+            if past_run:
+                hint += (" Those users all come after a run of users with no sign-up event "
+                         "(imported accounts, more of them in a row than a batch, which keep "
+                         "created_at NULL): a backfill that stops when an UPDATE changes 0 rows, "
+                         "or that takes 'the next batch of NULLs' from the start each time, "
+                         "stops at that run; one that runs a fixed number of full batches "
+                         "misses the last one (the last batch is partial). Page by id "
+                         "(WHERE id > the last id "
+                         "done, committing each batch) until no id is left.")
             raise CheckFailed(
                 f"After the interrupted backfill and its resumption, {v['nulls']:,} users still "
                 f"have {COLUMN} NULL (ids {', '.join(map(str, null_ids))}"

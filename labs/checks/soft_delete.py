@@ -41,7 +41,12 @@ from the run's seed (``labs.course.adversarial``):
   archived whole; likewise another session closes an old straggler (shipped → delivered)
   whose id lies inside the batch: every order must still end whole on one side (an archiver
   that chooses the batch once per statement splits two orders); and an item's quantity
-  updated mid-batch must survive in its one copy.
+  updated mid-batch must survive in its one copy. Last, an eligible order held by another
+  transaction's row lock while the archiver runs (released once it waits) must be archived:
+  FOR UPDATE SKIP LOCKED passes it by and reports done.
+
+Every caller's connection (``Caller`` below) must be left without temporary tables,
+cursors WITH HOLD, SQL prepared statements or LISTEN channels.
 """
 
 from __future__ import annotations
@@ -57,16 +62,69 @@ from typing import Any, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 import psycopg
+import psycopg.rows
 
 from ..course import adversarial as adv
 from ..course.checking import CheckFailed, NotAttempted, call_answer, compare_results, require
-from ..course.left_behind import Caller, caller_settings, untouched
+from ..course.left_behind import Caller as _Caller
+from ..course.left_behind import caller_settings, untouched
 from ..data.dataset import query_checksum
 from ..tools import explain as ex
 from ..tools.migrations_probe import (WRITE_BLOCKING, Interrupted, RecordingConnection,
                                       StepEvidence, probe_steps)
 from ..tools.stress import HookedConnection
 from .indexing import split_statements
+
+
+def _session_objects(conn: Any) -> list[str]:
+    """What the caller's session still holds that outlives a call, read on that session:
+    temporary tables, views and sequences (pg_my_temp_schema() is per session), cursors
+    WITH HOLD, statements PREPAREd in SQL, LISTEN channels. Only an idle connection is asked."""
+    raw = getattr(conn, "_conn", conn)
+    if raw.closed or raw.broken or \
+            raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return []
+    with raw.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+        names = [r[0] for r in cur.execute("""
+            SELECT 'temporary table ' || relname FROM pg_class
+            WHERE relnamespace = pg_my_temp_schema() AND relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+            UNION ALL SELECT 'cursor ' || name || ' WITH HOLD' FROM pg_cursors WHERE is_holdable
+            UNION ALL SELECT 'prepared statement ' || name FROM pg_prepared_statements
+            WHERE from_sql
+            UNION ALL SELECT 'LISTEN ' || c FROM pg_listening_channels() AS c
+            ORDER BY 1""").fetchall()]
+    if not raw.autocommit:
+        raw.rollback()  # end the transaction that reading them opened
+    return names
+
+
+class Caller(_Caller):
+    """``left_behind.Caller`` that also finds temporary tables, cursors WITH HOLD, SQL
+    prepared statements and LISTEN channels left in the caller's session."""
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        left = _session_objects(self.conn)
+        if left:
+            out.append(
+                f"it left {', '.join(left[:4])} in the caller's session: those live as long "
+                "as the session, so a pooled connection keeps them, and a temporary table's "
+                "rows, for whoever borrows it next (and the next call meets the last call's "
+                "rows). Create a temporary table with ON COMMIT DROP (or DROP it), CLOSE a "
+                "cursor, DEALLOCATE a prepared statement, UNLISTEN, before returning")
+        return out
+
+    def clean(self) -> None:
+        super().clean()
+        if _session_objects(self.conn):
+            autocommit = self.conn.autocommit
+            self.conn.autocommit = True
+            self.conn.execute("DISCARD TEMP")
+            self.conn.execute("CLOSE ALL")
+            self.conn.execute("DEALLOCATE ALL")
+            self.conn.execute("UNLISTEN *")
+            self.conn.autocommit = autocommit
+
 
 CUTOFF = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
 CLOSED = ("delivered", "cancelled", "refunded")
@@ -730,8 +788,17 @@ def _q2_cases(lab: Any, watch: psycopg.Connection, caller: Caller,
 
     stamped = watch.execute("SELECT updated_at FROM products WHERE id = %s", [free]).fetchone()[0]
     must_restore(free, "a soft-deleted product whose SKU is free")
-    moved = watch.execute("SELECT updated_at > %s AND updated_at <= now() FROM products "
-                          "WHERE id = %s", [stamped, free]).fetchone()[0]
+    moved, now_at = watch.execute("SELECT updated_at > %s AND updated_at <= now(), updated_at "
+                                  "FROM products WHERE id = %s", [stamped, free]).fetchone()
+    if not moved and now_at != stamped:
+        raise CheckFailed(
+            f"restore_product(conn, {free}) restored the product and set its updated_at to "
+            f"{now_at.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M:%S.%f} UTC, which is not the "
+            f"moment of the restore (the product was last changed at "
+            f"{stamped.astimezone(dt.timezone.utc):%H:%M:%S.%f} UTC; the caller's session is in "
+            f"{caller.zone}): a timestamp without a time zone (datetime.now() without tzinfo, "
+            "now() AT TIME ZONE …, localtimestamp in another zone) is read in the session's "
+            "TimeZone and becomes another instant. SET updated_at = now(), in the database.")
     if not moved:
         raise CheckFailed(
             f"restore_product(conn, {free}) restored the product but left its updated_at as "
@@ -1386,6 +1453,7 @@ def _archive_runs(lab: Any, archive_orders: Callable[..., int], cutoff: dt.datet
     _reopen_races(lab, archive_orders, given, settings)
     _close_races(lab, archive_orders, given, settings)
     _item_update_races(lab, archive_orders, given, settings)
+    _held_order(lab, archive_orders, given, settings)
     with psycopg.connect(lab.url, autocommit=True) as conn:
         _rewrite_verdict(conn, files, options)
     return (f"{eligible:,} orders (at and around a cutoff with microseconds, on a {zone} "
@@ -1512,6 +1580,82 @@ def _split_verdict(conn: psycopg.Connection, when: str) -> None:
 
 
 REOPEN_BATCH = 3  # the reopen races: small batches of planted orders, the only eligible ones
+
+
+def _held_order(lab: Any, archive_orders: Callable[..., int], given: dt.datetime,
+                settings: dict[str, str]) -> None:
+    """An eligible order another transaction holds a row lock on (an edit of its note) while
+    the archiver runs, released once the archiver waits for it: it must be archived, whole.
+
+    An archiver that skips locked rows (FOR UPDATE SKIP LOCKED) passes it by, its keyset moves
+    on, and the run reports done with an eligible order left live. The held order is not the
+    first of the batch, and the wait is read from pg_blocking_pids: no sleeps."""
+    r = adv.rng()
+    ids: list[int] = []
+    try:
+        with psycopg.connect(lab.url, autocommit=True) as conn:
+            with conn.transaction():
+                ids = _plant_reopen_batch(conn, r, given)
+            held = r.choice(ids[1:])
+        holder = psycopg.connect(lab.url, application_name="lab check support")
+        monitor = psycopg.connect(lab.url, autocommit=True)
+        box: dict[str, Any] = {}
+        try:
+            holder.execute("SELECT 1 FROM orders WHERE id = %s FOR NO KEY UPDATE", [held])
+            with Caller(lab, settings=settings) as caller:
+                def run() -> None:
+                    try:
+                        box["moved"] = archive_orders(caller.conn, given, REOPEN_BATCH)
+                    except BaseException as exc:  # noqa: BLE001 - judged below
+                        box["error"] = exc
+
+                t = threading.Thread(target=run, daemon=True)
+                t.start()
+                deadline = time.monotonic() + 30
+                waited = False
+                while t.is_alive() and time.monotonic() < deadline:
+                    if holder.info.backend_pid in monitor.execute(
+                            "SELECT pg_blocking_pids(%s)", [caller.pid]).fetchone()[0]:
+                        waited = True
+                        break
+                    t.join(0.002)
+                holder.commit()  # the edit ends: a waiting archiver goes on
+                t.join(60)
+                if "error" in box:
+                    exc = box["error"]
+                    if isinstance(exc, psycopg.Error):
+                        raise CheckFailed(
+                            f"While another transaction held a row lock on old order {held} "
+                            "(an edit of its note), your archiver failed with SQLSTATE "
+                            f"{exc.sqlstate} ({exc.diag.message_primary}): a row lock held "
+                            "for a moment is normal; wait for it (plain FOR UPDATE, no NOWAIT, "
+                            "no short lock_timeout of your own).")
+                    raise exc
+                if t.is_alive():
+                    raise CheckFailed("Your archiver did not finish within 60 s of the row "
+                                      f"lock on order {held} being released.")
+                _verify(caller, f"archive_orders(conn, cutoff, batch_size={REOPEN_BATCH})")
+        finally:
+            holder.close()
+            monitor.close()
+        with psycopg.connect(lab.url, autocommit=True) as conn:
+            left = [row[0] for row in conn.execute(
+                f"SELECT id FROM orders WHERE id = ANY(%(ids)s) AND {ELIGIBLE} ORDER BY id",
+                {"ids": ids, "cutoff": given}).fetchall()]
+        if left:
+            raise CheckFailed(
+                f"Another transaction held a row lock on old order {held} (closed, created before "
+                "the cutoff: eligible) while your archiver ran, "
+                + ("and your archiver never waited for it: it" if not waited else "and it")
+                + f" returned {box.get('moved')!r} with order(s) {', '.join(map(str, left))} still "
+                "in the live table. FOR UPDATE SKIP LOCKED suits a queue that other workers "
+                "drain; an archiver run that skips a locked row moves its keyset past it and "
+                "reports done with eligible orders left behind. Lock the batch with plain "
+                "FOR UPDATE: it waits the moment the other transaction needs, then moves the "
+                "order.", f"planted orders {ids}; held {held}")
+    finally:
+        if ids:
+            _remove_planted(lab, ids)
 
 
 def _reopen_races(lab: Any, archive_orders: Callable[..., int], given: dt.datetime,

@@ -31,6 +31,12 @@ with case variants and LIKE metacharacters beside them, versions that are not
 vendor timestamps in several offsets with fractions of a second (compared as
 instants), products picked at random; products the check does not touch must
 stay as they were.
+
+The bulk load also meets a feed longer than any tiny feed (1,200+ events) whose first sku
+comes again, newer, as its last event (a load that deduplicates chunk by chunk counts it
+twice); every rejected row must carry its reason; and a caller's connection must be left
+without temporary tables, cursors WITH HOLD, SQL prepared statements or LISTEN channels
+(``Caller`` below), which a pooled session would keep.
 """
 
 from __future__ import annotations
@@ -43,16 +49,69 @@ from decimal import Decimal
 from typing import Any, Callable, Iterator, Sequence
 
 import psycopg
+import psycopg.rows
 from psycopg import pq
 from psycopg.adapt import PyFormat
 from psycopg.types.json import Json, Jsonb
 
 from ..course import adversarial as adv
 from ..course.checking import CheckFailed, NotAttempted, require
-from ..course.left_behind import Caller, Watched, caller_settings
+from ..course.left_behind import Caller as _Caller
+from ..course.left_behind import Watched, caller_settings
 from ..data import feeds as fd
 from ..data.dataset import table_checksum
 from ..tools.stress import HookedConnection, interleave, run_stress
+
+
+def _session_objects(conn: Any) -> list[str]:
+    """What the caller's session still holds that outlives a call, read on that session:
+    temporary tables, views and sequences (pg_my_temp_schema() is per session), cursors
+    WITH HOLD, statements PREPAREd in SQL, LISTEN channels. Only an idle connection is asked."""
+    raw = getattr(conn, "_conn", conn)
+    if raw.closed or raw.broken or \
+            raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return []
+    with raw.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+        names = [r[0] for r in cur.execute("""
+            SELECT 'temporary table ' || relname FROM pg_class
+            WHERE relnamespace = pg_my_temp_schema() AND relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+            UNION ALL SELECT 'cursor ' || name || ' WITH HOLD' FROM pg_cursors WHERE is_holdable
+            UNION ALL SELECT 'prepared statement ' || name FROM pg_prepared_statements
+            WHERE from_sql
+            UNION ALL SELECT 'LISTEN ' || c FROM pg_listening_channels() AS c
+            ORDER BY 1""").fetchall()]
+    if not raw.autocommit:
+        raw.rollback()  # end the transaction that reading them opened
+    return names
+
+
+class Caller(_Caller):
+    """``left_behind.Caller`` that also finds temporary tables, cursors WITH HOLD, SQL
+    prepared statements and LISTEN channels left in the caller's session."""
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        left = _session_objects(self.conn)
+        if left:
+            out.append(
+                f"it left {', '.join(left[:4])} in the caller's session: those live as long "
+                "as the session, so a pooled connection keeps them, and a temporary table's "
+                "rows, for whoever borrows it next (and the next call meets the last call's "
+                "rows). Create a temporary table with ON COMMIT DROP (or DROP it), CLOSE a "
+                "cursor, DEALLOCATE a prepared statement, UNLISTEN, before returning")
+        return out
+
+    def clean(self) -> None:
+        super().clean()
+        if _session_objects(self.conn):
+            autocommit = self.conn.autocommit
+            self.conn.autocommit = True
+            self.conn.execute("DISCARD TEMP")
+            self.conn.execute("CLOSE ALL")
+            self.conn.execute("DEALLOCATE ALL")
+            self.conn.execute("UNLISTEN *")
+            self.conn.autocommit = autocommit
+
 
 ACTIONS = ("inserted", "updated", "stale")
 # Python types a caller passes and PostgreSQL types it reads: the adapters checked after a call
@@ -1019,10 +1078,18 @@ def _report(value: Any) -> tuple[int, int, list[int]]:
                           "reason)).")
     positions = []
     for item in rejected:
+        reason = None
         if isinstance(item, dict):
+            reason = item.get("reason", item.get("problem"))
             item = item.get("position", item.get("index"))
         elif isinstance(item, (tuple, list)):
-            item = item[0]
+            item, reason = item[0], (item[1] if len(item) > 1 else None)
+        if not (isinstance(reason, str) and reason.strip()):
+            raise CheckFailed(
+                f"load_feed rejected the event at position {item!r} with the reason "
+                f"{reason!r}: each rejected row needs its reason in words (feeds.problem(event) "
+                "gives it: 'bad price', 'missing sku', ...), so the vendor knows what to fix. "
+                "Report (position, reason) for every malformed row.")
         positions.append(item)
     return applied, stale, sorted(positions)
 
@@ -1051,6 +1118,7 @@ def q3(lab: Any, load_feed: Callable[[Any, list], Any]) -> str:
             probes = _writers_beside_a_load(lab, load_feed, rng, tag)
             probes += _new_sku_races(lab, load_feed, rng, tag)
             whole = _all_or_nothing(lab, load_feed, rng, tag)
+            _one_feed_one_dedupe(lab, load_feed, rng, tag)
     finally:
         with psycopg.connect(lab.url, autocommit=True) as admin:
             admin.execute("DROP TABLE IF EXISTS upserts_check_backup")
@@ -1102,6 +1170,43 @@ def _new_sku_races(lab: Any, load_feed: Callable, rng: Any, tag: str) -> int:
 
 # A feed larger than any chunk an answer might commit on its own, failing at its last row.
 BIG_FEED = (1_201, 1_500)
+
+
+def _one_feed_one_dedupe(lab: Any, load_feed: Callable, rng: Any, tag: str) -> None:
+    """A feed of 1,200+ new skus whose first sku comes again, newer, as its last event: one
+    row per sku across the whole feed (applied = the skus, stale = 1), the newer version
+    stored, whatever chunk size a load cuts a feed into (1,000 rows fit every tiny feed)."""
+    n = rng.randint(*BIG_FEED)
+    feed = [_event(f"Q3{tag}-Wide-{i:05d}", rng.randint(1, 4), _money(rng, 5, 90))
+            for i in range(n)]
+    first = feed[0]
+    feed.append(_event(first["sku"], first["version"] + 1, _money(rng, 5, 90)))
+    skus = [e["sku"] for e in feed[:n]]
+    try:
+        with Caller(lab) as caller:
+            report = _report(_call(load_feed, caller.conn, [dict(e) for e in feed],
+                                   who="load_feed"))
+            caller.verify(f"load_feed (a feed of {n + 1:,} events)")
+        with psycopg.connect(lab.url, autocommit=True) as watch:
+            stored = watch.execute("SELECT version FROM products WHERE sku = %s",
+                                   [first["sku"]]).fetchone()
+            rows = watch.execute("SELECT count(*) FROM products WHERE sku = ANY(%s)",
+                                 [skus]).fetchone()[0]
+    finally:
+        with psycopg.connect(lab.url, autocommit=True) as admin:
+            admin.execute("DELETE FROM products WHERE sku = ANY(%s)", [skus])
+    if rows != n or not stored or stored[0] != first["version"] + 1 or report[:2] != (n, 1):
+        raise CheckFailed(
+            f"A feed of {n + 1:,} events ({n:,} new skus, the first of them, {first['sku']!r}, "
+            f"again as the last event with version {first['version'] + 1}) was reported "
+            f"applied={report[0]}, stale={report[1]} (expected applied={n}, stale=1), "
+            f"left {rows:,} of the {n:,} products, and the first sku at version "
+            f"{stored[0] if stored else None}. A load that cuts the feed into chunks and "
+            "deduplicates each on its own writes that sku twice and counts it applied twice, "
+            "and sends more statements the longer the feed: the tiny feeds fit one chunk, "
+            "production's do not. Stage the whole feed (COPY into a temporary table), keep one "
+            "row per sku over all of it (DISTINCT ON (sku) … ORDER BY sku, version DESC), then "
+            "one INSERT … SELECT … ON CONFLICT.")
 _REFUSE_DDL = """
 CREATE OR REPLACE FUNCTION upserts_check_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
