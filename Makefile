@@ -22,13 +22,14 @@ WORKERS ?= 3
 JUPYTER_ROOT_FLAG := $(shell [ "$$(id -u)" = "0" ] && echo --allow-root)
 export PLOOMBER_STATS_ENABLED := false
 
-.PHONY: lab test test-fast install db db-stop doctor data notebooks grade bench site clean help
+.PHONY: lab test test-grading test-fast install db db-stop doctor data notebooks grade bench site clean help
 
 help:
 	@echo "make lab        start PostgreSQL, build the dataset if missing, open JupyterLab"
 	@echo "make test       run the whole test suite (solutions, learner copies, decoys, unit tests)"
 	@echo "make db         start (or find) PostgreSQL and print its URL;  make db-stop stops it"
 	@echo "make test PG=18 the same on PostgreSQL 18 (downloaded once when not installed)"
+	@echo "make test-grading  grade every reference as a learner's role (CI runs it too)"
 	@echo "make doctor     say what works and what to fix"
 	@echo "make data SCALE=tiny|small|production   (re)build the dataset at a scale"
 	@echo "make notebooks  regenerate learner notebooks from solutions/"
@@ -71,11 +72,16 @@ lab: $(STAMP)
 test: $(STAMP)
 	@$(PY) -m labs db
 	@$(PY) -m tests.browser
-	LAB_SCALE=tiny $(PY) -m pytest -n $(WORKERS) --dist loadscope -m "not stops_shared" --durations=15 $(PYTEST_ARGS)
+	LAB_SCALE=tiny $(PY) -m pytest -n $(WORKERS) --dist loadscope -m "not stops_shared and not grading_sweep" --durations=15 $(PYTEST_ARGS)
 	LAB_SCALE=tiny $(PY) -m pytest -p no:xdist -q -m stops_shared $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+# Every reference graded as a learner's role, as an instructor's `make grade` runs it
+# (minutes: CI runs it after the suite).
+test-grading: $(STAMP)
+	LAB_SCALE=tiny $(PY) -m pytest -p no:xdist -q -m grading_sweep tests/test_grading.py $(PYTEST_ARGS)
+
 test-fast: $(STAMP)
-	LAB_SCALE=tiny $(PY) -m pytest -n $(WORKERS) --dist loadscope -m "not notebook and not stops_shared" $(PYTEST_ARGS)
+	LAB_SCALE=tiny $(PY) -m pytest -n $(WORKERS) --dist loadscope -m "not notebook and not stops_shared and not grading_sweep" $(PYTEST_ARGS)
 
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "Usage: make grade SUBMISSIONS=path/to/submissions/"; exit 2; }

@@ -399,9 +399,10 @@ def _make(iso: Isolation, scale_template: str) -> None:
             admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER CREATEDB NOCREATEROLE "
                                   "PASSWORD {}").format(role, sql.Literal(iso.password)))
             admin.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(role))
-            # checks remove their own planted rows past triggers (versioned data)
-            admin.execute(sql.SQL("GRANT SET ON PARAMETER session_replication_role TO {}")
-                          .format(role))
+            # checks remove their own planted rows past triggers (versioned data), and detect
+            # the deadlocks they force within a fraction of a second (race conditions)
+            admin.execute(sql.SQL("GRANT SET ON PARAMETER session_replication_role, "
+                                  "deadlock_timeout TO {}").format(role))
         comment = admin.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
                                 "WHERE datname = %s", [scale_template]).fetchone()
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY = FILE_COPY OWNER {}")
