@@ -55,7 +55,8 @@ row per success), every check follows the authoring method:
   and end on the server's clock: a naive datetime passed on a non-UTC session is hours off);
 * q3 also sends a request again while the original is held after each of its statements
   (both answer with one id, applied once), and reuses a request id with other fields
-  (nothing changes).
+  (nothing changes); a request that moved the whole balance is sent again and must answer
+  with its id (a funds check run before the request-id lookup answers None).
 """
 
 from __future__ import annotations
@@ -1138,6 +1139,7 @@ def q3(lab: Any, transfer: Callable) -> str:
     a, b = _accounts(lab, 2)
     with _rest_untouched(lab, [a, b]):
         _resent(lab, transfer, a, b, rng)
+        _resent_after_emptied(lab, transfer, a, b, rng)
         n = _resend_races(lab, transfer, a, b, rng)
         _lost_ack(lab, transfer, a, b, rng)
         _commit_never_arrived(lab, transfer, a, b, rng)
@@ -1204,6 +1206,37 @@ def _resent(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> None:
             "whatever src, dst and amount say (or refuse it with an error); never make a new "
             "request id inside transfer: every resend of that payment would run again.",
             f"balances {before} → {after}; new ledger rows {ledger}")
+
+
+def _resent_after_emptied(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> None:
+    """A request that moved the whole balance is sent again (the client timed out): the
+    account no longer covers it, yet the request has been done, so the resend answers with
+    its id. A transfer that runs its funds check (the conditional UPDATE) before it looks the
+    request id up answers None: 'insufficient funds' for a payment that went through."""
+    amount = _money(rng, 5, 60)
+    since = _prepare(lab, {a: amount, b: _money(rng, 5, 200)})
+    before, _ = _state(lab, [a, b], since)
+    args, key = (a, b, amount), uuid.uuid4()
+    first = _call_once(lab, transfer, args, key, f"(exactly the balance, {amount})")
+    if first is None:
+        raise CheckFailed(f"{_call_k(args, key)} out of an account holding exactly {amount} "
+                          "returned None: a transfer of the whole balance must succeed.")
+    what = ("when a request that had moved the whole balance (the account now holds 0.00) was "
+            "sent again with the same request_id")
+    again = _call_once(lab, transfer, args, key, what)
+    if again is None:
+        raise CheckFailed(
+            f"{what.capitalize()}, your transfer returned None: it ran the funds check before "
+            f"it looked the request id up, and told the client 'insufficient funds' for a "
+            f"payment that went through (transfers.id {first}). The customer is told the "
+            "payment failed, and pays again under a new request id. After locking the rows, "
+            "look the request id up FIRST (SELECT id FROM transfers WHERE request_id = %s): "
+            "found, roll back and return that id; only a new request checks the funds.",
+            f"first call → {first}; ledger rows for this request: {_key_rows(lab, key)}")
+    _applied_once(lab, a, b, args, key, before, since, again, what, "the repeated call")
+    if again != first:
+        raise CheckFailed(f"{what.capitalize()}, your transfer returned {again!r} the second "
+                          f"time and {first!r} the first: the same request has one answer.")
 
 
 def _resend_races(lab: Any, transfer: Callable, a: int, b: int, rng: Any) -> int:

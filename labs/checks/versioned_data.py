@@ -36,7 +36,9 @@ timestamps fixed in advance:
   midnight and at a whole second, a deleted product, a live one and a sibling with the same
   periods; the learner's AS OF query is asked at every boundary, a microsecond either side,
   before creation and after deletion, on a session whose ``TimeZone`` is not UTC, with the
-  instant given in that zone or in UTC. The query must return one column.
+  instant given in that zone or in UTC. The query must return one column. Last, a boundary
+  ten minutes ago on a session whose POSIX TimeZone is in the first pass of its repeated
+  hour: an instant cast to timestamp without time zone comes back an hour later.
 * q3: the learner's new trigger function (``clock_sql``) is applied (it must change no
   product, and a history row planted before must survive it), then two sessions
   (``labs.tools.sessions``): T1 starts first, T2 updates two products and commits, then T1
@@ -47,7 +49,9 @@ timestamps fixed in advance:
   product at clock_timestamp() and updates it microseconds later: the replaced version must
   end no later than that UPDATE finished (catches a bump of a millisecond). No change may
   fail or write a backwards, empty or overlapping period, or a boundary outside its
-  transaction. First, with the new function in place, q1's checks on a caller's connection
+  transaction. Then one transaction changes a product twice: the second change meets
+  OLD.updated_at = now() (catches `IF now() < OLD.updated_at`, an empty period). First, with
+  the new function in place, q1's checks on a caller's connection
   (a price change, two with an application's updated_at behind and ahead, two that change
   no kept column): the function must still do all that exercise 1 asked (override the
   client's updated_at, leave the caller's settings alone).
@@ -993,9 +997,51 @@ def q2(lab: Any, as_of_sql: str) -> str:
                        "Periods are half-open: the instant a version was replaced belongs to "
                        "the next one; compare timestamptz with timestamptz (a timestamp "
                        "without time zone is read in the session's TimeZone)."))
+        _fall_back_as_of(conn, as_of_sql, r)
     return (f"right price (or none) at {len(probes)} instants: period boundaries a microsecond "
             "apart, a local midnight, before creation, after deletion, the current version, "
-            f"on a session in {zone}")
+            f"on a session in {zone}, and around a boundary in the hour a zone repeats")
+
+
+def _fall_back_as_of(conn: psycopg.Connection, as_of_sql: str, r: Any) -> None:
+    """A version boundary ten minutes ago, on a session whose TimeZone (POSIX, see
+    _fall_back_zone) is now in the first pass of the hour it repeats: an instant cast to
+    timestamp without time zone is that wall-clock time, converted back to the second pass,
+    an hour later, so the query answers with the next version. Inside q2's rolled-back
+    transaction."""
+    zone = _fall_back_zone()
+    now = dt.datetime.now(dt.timezone.utc)
+    edge = now - dt.timedelta(minutes=10, microseconds=r.randint(1, 999_999))
+    born = edge - dt.timedelta(days=r.randint(1, 30), microseconds=r.randint(1, 999_999))
+    old, new = (Decimal(r.randint(1_001, 9_999)) / 100 for _ in range(2))
+    pid, _ = _new_product(conn, str(new), updated_at=edge)
+    conn.execute(
+        "INSERT INTO products_history (product_id, sku, name, price, attributes, deleted_at, "
+        "valid) VALUES (%s, %s, 'Versioned check item', %s, '{}', NULL, tstzrange(%s, %s))",
+        [pid, f"CHECK-{pid}", old, born, edge])
+    quiet = _NoZoneWarning()
+    logging.getLogger("psycopg").addFilter(quiet)
+    try:
+        conn.execute("SELECT set_config('TimeZone', %s, true)", [zone])
+        for at, want, what in ((edge - dt.timedelta(minutes=5), old, "five minutes before"),
+                               (edge - MICRO, old, "a microsecond before"),
+                               (edge, new, "the very instant of"),
+                               (edge + dt.timedelta(minutes=5), new, "five minutes after")):
+            rows = _as_of(conn, as_of_sql, pid, at)
+            got = _price(rows[0][0]) if rows else None
+            if len(rows) > 1 or got != want:
+                raise CheckFailed(
+                    f"At {what} a price change ({_show(at)}; the change at {_show(edge)}), on a "
+                    f"session whose TimeZone is '{zone}' (its clocks go back from +02 to +01 "
+                    "half an hour from now, so this hour's wall-clock times come twice), your "
+                    f"query returns {[str(_price(x[0])) for x in rows] or 'no row'}; the price "
+                    "then was " + str(want) + ". An instant turned into a "
+                    "timestamp WITHOUT time zone (%(at)s::timestamp, AT TIME ZONE) is that "
+                    "wall-clock time, and comparing it with a timestamptz converts it back to "
+                    "the second pass, an hour later. Compare instants: %(at)s::timestamptz "
+                    "(valid @> %(at)s::timestamptz, updated_at <= %(at)s::timestamptz).")
+    finally:
+        logging.getLogger("psycopg").removeFilter(quiet)
 
 
 # --------------------------------------------------------------------------
@@ -1149,6 +1195,9 @@ def q3(lab: Any, clock_sql: str) -> str:
             #    lie after the UPDATE that made it (a bump of a millisecond does)
             for _ in range(5):  # five tries (about 0.3 ms each): a slow one cannot hide a bump
                 _probe_fresh_version(conn, price(), price(), ids)
+            # 4. one transaction changes a product twice: the second change meets the version
+            #    the first began at this very now()
+            _probe_same_transaction(conn, [price() for _ in range(3)], ids, zone)
         finally:
             _cleanup(conn, list(ids.values()))
     return ("transactions and statements that started before a concurrent change committed "
@@ -1181,6 +1230,44 @@ def _client_clock_probe(lab: Any, r: Any) -> None:
         finally:
             caller.clean()
             _cleanup(conn, [pid])
+
+
+SAME_TX_HINT = (
+    "Here one transaction changed the product twice: the first change began the new version "
+    "at its now(), so the second change meets OLD.updated_at = now(), and a switch-over time "
+    "equal to it gives the empty period [now(), now()): the first change's price was valid at "
+    "no instant, and no AS OF query finds it. Step strictly past the replaced version: "
+    "greatest(now(), OLD.updated_at + interval '1 microsecond') (a test such as `IF now() < "
+    "OLD.updated_at` misses the equal case: it must be <=).")
+
+
+def _probe_same_transaction(conn: psycopg.Connection, prices: list[Decimal],
+                            ids: dict[str, int], zone: str) -> None:
+    """Two UPDATEs of one product in one transaction (an application that saves twice): three
+    versions, the middle one non-empty, each boundary within the transaction."""
+    p0, p1, p2 = prices
+    pid, _ = _new_product(conn, str(p0), updated_at=dt.datetime.now(dt.timezone.utc)
+                          - dt.timedelta(days=1, microseconds=417))
+    ids[f"twice {pid}"] = pid
+    what = "When the check changed a product's price twice in one transaction"
+    conn.execute("SELECT set_config('TimeZone', %s, false)", [zone])
+    try:
+        with conn.transaction():
+            start = conn.execute("SELECT now()").fetchone()[0]
+            for p in (p1, p2):
+                _change(conn, "UPDATE products SET price = %s WHERE id = %s", [p, pid], what)
+            end = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    except CheckFailed as exc:
+        raise CheckFailed(f"{exc.message} {SAME_TX_HINT}", exc.detail) from None
+    finally:
+        conn.execute("RESET TimeZone")
+    versions = _versions(conn, pid)
+    if [v.price for v in versions] != [p0, p1, p2]:
+        raise CheckFailed(f"{what}, the versions should read {p0}, {p1}, {p2}.",
+                          f"versions: {[(str(v.price), v.period()) for v in versions]}")
+    _check_periods(versions, what, SAME_TX_HINT)
+    for v in versions[:2]:
+        _within(v.hi, start, end, what, zone)
 
 
 def _probe_fresh_version(conn: psycopg.Connection, p0: Decimal, p1: Decimal,
