@@ -17,11 +17,15 @@ change would) that pushes the sort to disk. The checks judge:
   pg_stat_statements.track = none, so re-running it does not reshuffle the ranking;
 * q2 also among a seeded 30 to 60 partitions of another schema (one emptied since,
   n_live_tup 0), so that no LIMIT cap or counter filter returns every table; a name
-  shown schema-qualified (relid::regclass) is the same table;
+  shown schema-qualified (relid::regclass) is the same table; counters that are not the
+  planted ones (pg_catalog.pg_stat_user_tables read by its qualified name, which the
+  temporary snapshot cannot shadow) are named as such, not judged as an ordering;
 * the index builds (q3, q4) also by what they store: a setting stored for later sessions
   (ALTER DATABASE/ROLE/SYSTEM ... SET, work_mem "so the sort never spills") fails and is
   put back, a RESET (the incident's tiny work_mem undone) is left; q3's index must be a
-  B-tree or hash (a BRIN's lookup of one order reads a whole block range);
+  B-tree or hash (a BRIN's lookup of one order reads a whole block range), and must find
+  every item: a seeded sample of orders counted through it and through the table alone
+  (an INVALID index marked valid with UPDATE pg_index was never built);
 * the index builds (q3, q4) by the lock they queue for behind an open writer
   (the migrations probe), never by their text, q3 starting from the INVALID index
   the deploy left (so a plain DROP INDEX shows its ACCESS EXCLUSIVE lock and IF NOT
@@ -379,7 +383,11 @@ def _judge_top_statements(columns: list[str], rows: list[tuple], entries: list[_
         if entry is None:
             raise CheckFailed("On a snapshot of pg_stat_statements planted by the check, your "
                               "query returns a row that is not one of the view's rows (query, "
-                              "calls as pg_stat_statements has them).", f"row: {row}")
+                              "calls as pg_stat_statements has them). The check replaces the "
+                              "view pg_stat_statements by its snapshot: select from the view "
+                              "by that name (the function pg_stat_statements(true), or calls "
+                              "summed over several rows, bypasses it), with calls as it has "
+                              "them.", f"row: {row}")
         got.append(entry)
     planted = " (in a snapshot of pg_stat_statements the check planted, then rolled back)"
     foreign = [e for e in got if e.dbid != this_db]
@@ -599,6 +607,28 @@ def _judge_seq_scans(columns: list[str], rows: list[tuple], stats: dict[str, dic
                           "table, the worst first.")
     relnames = [_bare_name(row[names.index("relname")]) for row in rows]
     planted = " (in table statistics the check planted, then rolled back)"
+    if "seq_tup_read" in names:
+        # The snapshot is a temporary table named like the view (pg_temp is searched first):
+        # a schema-qualified pg_catalog.pg_stat_user_tables, or another view, reads the live
+        # counters instead, and any ordering or filter would then be judged on numbers the
+        # check does not know.
+        at = names.index("seq_tup_read")
+        known = [(t, row[at]) for t, row in zip(relnames, rows) if t in stats
+                 and stats[t]["seq_tup_read"] > 0 and isinstance(row[at], (int, Decimal, float))]
+        # (tables never scanned read 0 in both; a same-named table of another schema keeps
+        # a counter of 0: one mismatch among matches is that, not a bypass)
+        foreign = [(t, v) for t, v in known if int(v) != stats[t]["seq_tup_read"]]
+        if foreign and len(foreign) == len(known):
+            t, value = foreign[0]
+            raise CheckFailed(
+                f"Your query does not read the statistics the check planted: for {t} it "
+                f"returns seq_tup_read {int(value):,}, where pg_stat_user_tables holds "
+                f"{stats[t]['seq_tup_read']:,} in the check's snapshot. The check stands a "
+                "temporary table named pg_stat_user_tables (and pg_stat_all_tables) in for the "
+                "view; a schema-qualified pg_catalog.pg_stat_user_tables, another view or a "
+                "computed counter named seq_tup_read bypasses it. Select relname, seq_scan, "
+                "seq_tup_read, idx_scan FROM pg_stat_user_tables (unqualified), ORDER BY "
+                "seq_tup_read DESC.", f"your tables: {relnames[:8]}")
     first = relnames[0]
     if first != "order_items":
         s = stats.get(first, {})
@@ -827,6 +857,7 @@ def q3(lab, index_sql: str) -> str:
                "it does not find one order's items by equality the way the join needs")
             + ". The join finds each order's items by order_id: index order_items (order_id) "
             "with a B-tree (the default: no USING).")
+    _assert_index_complete(lab, valid[0][0])
     customers = [normal_customer(lab)] + _other_customers(lab, 2)
     for customer in customers:
         plan = ex.explain(lab, HISTORY_SQL, {"customer": customer})
@@ -835,6 +866,50 @@ def q3(lab, index_sql: str) -> str:
                           "with a Seq Scan.")
     return (f"{valid[0][0]} is valid and was built without blocking writers; the page reads "
             f"order_items by index for {len(customers)} customers")
+
+
+def _assert_index_complete(lab, name: str) -> None:
+    """The valid index finds every item: a seeded sample of orders counted through the index
+    (sequential scans off) and through the table alone (index scans off) must agree. An
+    index marked valid in the catalogue (UPDATE pg_index SET indisvalid) after a build that
+    gave up is empty (planning any query of order_items then fails: the planner reads the
+    B-tree's metapage) or misses rows, and a page then shows orders without their items."""
+    seed = adv.rng().randint(0, 2**31)
+    forced = {"enable_seqscan": "off", "enable_bitmapscan": "off"}
+    table_only = {"enable_indexscan": "off", "enable_indexonlyscan": "off",
+                  "enable_bitmapscan": "off"}
+    counts = []
+    try:
+        with psycopg.connect(lab.url) as conn, conn.transaction(force_rollback=True):
+            for k, v in table_only.items():  # the sample itself is read from the table alone
+                conn.execute("SELECT set_config(%s, %s, true)", [k, v])
+            ids = [r[0] for r in conn.execute(
+                "SELECT DISTINCT order_id FROM order_items WHERE (order_id + %s) %% 53 = 0 "
+                "LIMIT 300", [seed % 53])]
+            for settings in (table_only, forced):
+                for k, v in settings.items():
+                    conn.execute("SELECT set_config(%s, %s, true)", [k, v])
+                counts.append(conn.execute(
+                    "SELECT count(*) FROM order_items WHERE order_id = ANY(%s)",
+                    [ids]).fetchone()[0])
+                for k in settings:
+                    conn.execute("SELECT set_config(%s, 'on', true)", [k])
+    except (psycopg.errors.DataCorrupted, psycopg.errors.IndexCorrupted) as exc:
+        raise CheckFailed(
+            f"{name} is marked valid but cannot be read ({exc.diag.message_primary}): it was "
+            "never built, and now every query of order_items fails. Marking an index valid in "
+            "the catalogue (UPDATE pg_index SET indisvalid) does not build it: the deploy's "
+            "CREATE INDEX CONCURRENTLY gave up before reading the table. DROP INDEX "
+            "CONCURRENTLY IF EXISTS it and CREATE INDEX CONCURRENTLY it again (or REINDEX "
+            "INDEX CONCURRENTLY).", f"SQLSTATE {exc.sqlstate}") from None
+    if counts[0] != counts[1]:
+        raise CheckFailed(
+            f"{name} is marked valid but misses rows: for {len(ids)} orders it finds "
+            f"{counts[1]:,} items, order_items holds {counts[0]:,}. An index marked valid in "
+            "the catalogue (UPDATE pg_index SET indisvalid) after a build that gave up lacks "
+            "entries, and every page it serves loses items. Rebuild it: DROP INDEX "
+            "CONCURRENTLY IF EXISTS, then CREATE INDEX CONCURRENTLY (or REINDEX INDEX "
+            "CONCURRENTLY).")
 
 
 def _other_customers(lab, k: int) -> list[int]:

@@ -16,7 +16,11 @@ run's seed (``labs.course.adversarial``) to tell right from almost right.
   then sorts below the older one's higher ids. The newest-id customer of the
   older group that is among the five has an email equal, once case is ignored,
   to one in the newer group: two customers, both returned (a ``DISTINCT ON
-  (lower(email))`` drops one). The groups sign up in the hour the
+  (lower(email))`` drops one). An answer that returns the right five is run again
+  after the customers tied at the fifth place are rewritten in other physical
+  orders (ascending ids, seeded permutations): a cut made without the id tiebreak
+  (``row_number() OVER (ORDER BY created_at DESC)``, a LIMIT over created_at alone,
+  sorted by id only afterwards) then returns others. The groups sign up in the hour the
   session's zone repeats when its clocks go back, after an older customer who
   signed up at a later wall-clock time in the first pass of that hour: a sort
   by local time (``created_at::timestamp``) puts that customer first.
@@ -249,11 +253,13 @@ def q1(lab, newest_sql: str) -> str:
     with untouched(lab, ["customers"]), _session(lab, zone) as conn, conn.cursor() as cur:
         try:
             planted = _plant_newest(cur, rand, zone)
+            cur.execute("SAVEPOINT planted")  # read-only from here until rolled back to it
             _read_only(cur)
             columns, rows = _run(cur, newest_sql, "your query")
             _, want6 = _run(cur, NEWEST_REFERENCE.replace("LIMIT 5", "LIMIT 6"),
                             "the reference query")
             want = want6[:5]
+            reordered = _rerun_reordered(cur, newest_sql, columns, rows, want, rand)
             # what a sort by created_at to the second returns (rounded or truncated: on the
             # planted rows, the same), to name that mistake
             _, coarse = _run(cur, NEWEST_REFERENCE.replace(
@@ -319,18 +325,70 @@ def q1(lab, newest_sql: str) -> str:
                 exc.message = ("Your rows are not newest first: sort by created_at DESC. "
                                + exc.message)
             elif _dropped_twin(rows, want6):
+                # The same rows come from an answer that picks the tied customers at the
+                # cutoff without the id tiebreak (row_number() OVER (ORDER BY created_at
+                # DESC), a LIMIT over created_at alone, then a sort by id): name both.
+                skipped = [r for r in want6 if r[0] not in [g[0] for g in rows]][0]
+                tied = len(want6) == 6 and want6[5][0] in [g[0] for g in rows] and \
+                    want6[5][2] == skipped[2]
                 exc.message = ("Your result leaves out a customer whose email equals another "
                                "returned customer's once case is ignored "
                                f"({_dropped_twin(rows, want6)}): they are two customers, two "
                                "rows, and the task asks for every active one (DISTINCT ON "
-                               "(lower(email)) or GROUP BY keeps one of them). " + exc.message)
+                               "(lower(email)) or GROUP BY keeps one of them)"
+                               + (f"; or, with neither in your query: customer {skipped[0]} "
+                                  f"was tied on created_at with customer {want6[5][0]}, who "
+                                  "took its place, so your query chose which tied customers "
+                                  "make the five without the id tiebreak (a row_number() or "
+                                  "a LIMIT over created_at alone, sorted by id only after "
+                                  "the cut): put id DESC in the ORDER BY that decides the cut"
+                                  if tied else "") + ". " + exc.message)
             elif got_times == want_times:
                 exc.message = ("Customers who signed up at the same instant are not broken by "
                                "id, highest first: add id DESC after created_at DESC (another "
                                "column, or none, sorts ties differently). " + exc.message)
             exc.args = (exc.message + (f"\n  Detail: {exc.detail}" if exc.detail else ""),)
         raise
+    if reordered:
+        raise CheckFailed(
+            "Customers who signed up at the same instant are not broken by id, highest first, "
+            "where the five are cut: your query returned the right five this time, but after "
+            "the customers tied at the fifth place were rewritten in another physical order "
+            "(as an UPDATE or VACUUM does) it returned others. Which tied rows make the cut "
+            "must be decided by id DESC in the same ORDER BY (a row_number() or LIMIT over "
+            "created_at alone, sorted by id only afterwards, leaves it to the plan): ORDER BY "
+            "created_at DESC, id DESC LIMIT 5.", reordered)
     return "the five newest active customers, ties broken by id, in the right order"
+
+
+def _rerun_reordered(cur: psycopg.Cursor, sql: str, columns: list[str], rows: list[tuple],
+                     want: list[tuple], rand: random.Random) -> str:
+    """When the answer returned the right rows, run it again after the customers tied at
+    the fifth place are rewritten in other physical orders (ascending ids, then seeded
+    permutations): a cut made without the id tiebreak then picks other customers. Returns
+    what differed ("" if nothing)."""
+    lowered = [c.lower() for c in columns]
+    if "id" not in lowered or len(want) < 5 or \
+            [r[lowered.index("id")] for r in rows] != [w[0] for w in want]:
+        return ""
+    cur.execute("SELECT id FROM customers WHERE deleted_at IS NULL AND created_at = %s "
+                "ORDER BY id", [want[4][2]])
+    tied = [r[0] for r in cur.fetchall()]
+    if len(tied) < 2:
+        return ""
+    orders = [tied] + [rand.sample(tied, len(tied)) for _ in range(2)]
+    for order in orders:
+        cur.execute("ROLLBACK TO SAVEPOINT planted")  # writable again, read-only undone
+        for customer in order:  # a no-op UPDATE writes a new row version at the table's end
+            cur.execute("UPDATE customers SET city = city WHERE id = %s", [customer])
+        _read_only(cur)
+        again_columns, again = _run(cur, sql, "your query")
+        ids = [r[[c.lower() for c in again_columns].index("id")] for r in again] \
+            if "id" in [c.lower() for c in again_columns] else []
+        if ids != [w[0] for w in want]:
+            return (f"tied customers {tied} written in the order {order}: your ids {ids}, "
+                    f"expected {[w[0] for w in want]}")
+    return ""
 
 
 # -- q2: emails that collide once case is ignored -----------------------------------
