@@ -11,9 +11,12 @@ query run by the superuser with an explicit ``WHERE tenant_id = …``:
   an aggregate over ``tenant_id``, ``COPY … TO STDOUT``, an INSERT of the tenant's own
   customer, order and order line, which must work, and on every tenant table an INSERT of
   another tenant's row and an UPDATE moving the tenant's row to another tenant, which must
-  be refused, UPDATEs and DELETEs aimed at another tenant's rows); with no tenant set and
+  be refused, UPDATEs and DELETEs aimed at another tenant's rows), then the tenant's own
+  planted rows UPDATEd and DELETEd, one row each (a policy set without an UPDATE or DELETE
+  policy refuses them silently, 0 rows); with no tenant set and
   with ``app.tenant_id`` set to '' (what a pooled connection holds after a ``SET LOCAL``
-  ended) every table must be empty, without an error; one prepared statement on one
+  ended) every table must be empty, without an error, and an INSERT for a tenant refused
+  on every table (a WITH CHECK OR-ed with "no tenant set" is not); one prepared statement on one
   connection, run for each tenant in turn, sees each one's rows (a tenant folded into the
   cached plan, by a helper declared IMMUTABLE, does not); and as the owner role the same
   counts (``FORCE ROW LEVEL SECURITY``); no row of any table changed;
@@ -113,8 +116,26 @@ def _set_tenant(conn: psycopg.Connection, tenant: Any) -> None:
     conn.execute("SELECT set_config(%s, %s, false)", [SETTING, str(tenant)])
 
 
+# q1 changes no row (``untouched`` watches it): it reads every tenant's truth once, in one
+# pass per table, instead of three scans per tenant per question (seconds at small scale)
+_TRUTH_CACHE: dict[int, dict[str, tuple]] | None = None
+
+
+def _all_truths(lab: Any) -> dict[int, dict[str, tuple]]:
+    truths: dict[int, dict[str, tuple]] = {}
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        for t in TABLES:
+            for tenant, count, ids in conn.execute(
+                    f"SELECT tenant_id, count(*), coalesce(sum(id), 0) FROM {t} "
+                    "GROUP BY tenant_id").fetchall():
+                truths.setdefault(tenant, {}).setdefault(t, (count, ids))
+    return truths
+
+
 def _truth(lab: Any, tenant: int) -> dict[str, tuple]:
     """What the tenant owns, per table: (count, sum of ids), read by the superuser."""
+    if _TRUTH_CACHE is not None:
+        return {t: _TRUTH_CACHE.get(tenant, {}).get(t, (0, 0)) for t in TABLES}
     with psycopg.connect(lab.url, autocommit=True) as conn:
         return {t: tuple(conn.execute(f"SELECT count(*), coalesce(sum(id), 0) FROM {t} "
                                       "WHERE tenant_id = %s", [tenant]).fetchone())
@@ -257,9 +278,91 @@ def _leak_hunt(lab: Any, app: tn.Tenancy, tenant: int) -> None:
                            else f"changed {changed:,} of its rows")
                         + ": every command needs the tenant's policy (one FOR ALL policy, or "
                         "each per-command policy USING the tenant's setting, never USING (true)).")
+            _own_rows_change(conn, tenant, own_customer)
 
 
-def _nothing_without_tenant(app: tn.Tenancy) -> None:
+# the tenant's own rows planted above, changed and deleted the way the application does:
+# an UPDATE that keeps the tenant, then the DELETEs, children first
+OWN_CHANGES = (
+    ("an UPDATE of its own order", "UPDATE orders SET note = 'changed' WHERE id = %s"),
+    ("an UPDATE of its own customer",
+     "UPDATE customers SET full_name = 'Own, renamed' WHERE id = %s"),
+    ("an UPDATE of its own order line", "UPDATE order_items SET quantity = 2 WHERE id = %s"),
+    ("a DELETE of its own order line", "DELETE FROM order_items WHERE id = %s"),
+    ("a DELETE of its own order", "DELETE FROM orders WHERE id = %s"),
+    ("a DELETE of its own customer", "DELETE FROM customers WHERE id = %s"),
+)
+
+
+def _own_rows_change(conn: psycopg.Connection, tenant: int, own_customer: int) -> None:
+    """The success path of UPDATE and DELETE: refusing other tenants' rows is half the job; a
+    policy set without an UPDATE or DELETE policy refuses the tenant's own rows too, silently
+    (0 rows), and the application can no longer ship an order or erase a customer."""
+    for what, statement in OWN_CHANGES:
+        row = own_customer if "customer" in what else PLANTED_ID
+        conn.execute("SAVEPOINT own_change")
+        try:
+            changed = conn.execute(statement, [row]).rowcount
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise CheckFailed(
+                f"As {_say(tenant)}, {what} was refused ({exc.diag.message_primary}): the "
+                "tenant could no longer change its own rows. The policy's WITH CHECK must accept "
+                "the tenant's own rows (tenant_id = the setting).") from None
+        conn.execute("RELEASE SAVEPOINT own_change")
+        if changed != 1:
+            command = "UPDATE" if what.startswith("an UPDATE") else "DELETE"
+            raise CheckFailed(
+                f"As {_say(tenant)}, {what} changed {changed} rows instead of 1: with no policy "
+                f"for {command}, row-level security lets the command see no row at all, so the "
+                f"application's own {command}s do nothing, without an error. Give every command "
+                f"a policy: one FOR ALL policy USING (…) WITH CHECK (…) on each tenant table, or "
+                f"add the missing FOR {command} policy USING the tenant's setting.")
+
+
+def _no_writes_without_tenant(conn: psycopg.Connection, tenant: Any,
+                              rows: tuple[int, int, int, int]) -> None:
+    """With no tenant (or ''), an INSERT for some tenant must be refused on every table: a
+    WITH CHECK that lets a connection without a tenant write ("background jobs set none")
+    lets any code path that forgot the tenant write into any tenant's data."""
+    owner, customer, order, product = rows
+    attempts = (
+        ("customers", "INSERT INTO customers (id, email, full_name, country, created_at, "
+                      "tenant_id) VALUES (%s, 'nobody@example.org', 'Nobody', 'DE', now(), %s)",
+         [PLANTED_ID, owner]),
+        ("orders", "INSERT INTO orders (id, customer_id, status, created_at, total, "
+                   "shipping_country, tenant_id) VALUES (%s, %s, 'pending', now(), 1, 'DE', %s)",
+         [PLANTED_ID, customer, owner]),
+        ("order_items", "INSERT INTO order_items (id, order_id, product_id, quantity, unit_price, "
+                        "tenant_id) VALUES (%s, %s, %s, 1, 1, %s)",
+         [PLANTED_ID, order, product, owner]),
+    )
+    with conn.transaction(force_rollback=True):
+        for table, statement, params in attempts:
+            conn.execute("SAVEPOINT nobody")
+            try:
+                written = conn.execute(statement, params).rowcount
+            except psycopg.errors.InsufficientPrivilege:
+                written = 0
+            conn.execute("ROLLBACK TO SAVEPOINT nobody")
+            if written:
+                raise CheckFailed(
+                    f"With {_say(tenant)}, the application role inserted a row of tenant "
+                    f"{owner} into {table}: a WITH CHECK that lets a connection without a "
+                    "tenant write lets any request or job that forgot to set the tenant write "
+                    "into every tenant's data. No tenant must mean no writes either: WITH CHECK "
+                    "(tenant_id = nullif(current_setting('app.tenant_id', true), '')::int), "
+                    "with nothing OR-ed to it; a job that must write sets the tenant it writes "
+                    "for.")
+
+
+def _nothing_without_tenant(app: tn.Tenancy, lab: Any) -> None:
+    with psycopg.connect(lab.url, autocommit=True) as su:
+        owner = tn.SKEWED_TENANT
+        customer, order = su.execute(
+            "SELECT o.customer_id, o.id FROM orders o WHERE o.tenant_id = %s "
+            "ORDER BY o.id LIMIT 1", [owner]).fetchone()
+        product = su.execute("SELECT min(id) FROM products").fetchone()[0]
+    tenants_rows = (owner, customer, order, product)
     for tenant in (None, ""):
         with app.connect(autocommit=True) as conn:
             if tenant is not None:
@@ -279,6 +382,7 @@ def _nothing_without_tenant(app: tn.Tenancy) -> None:
                         f"{table}. No tenant must mean no rows: compare tenant_id with the "
                         "setting, so a NULL or empty setting matches nothing, never 'all "
                         "tenants'.")
+            _no_writes_without_tenant(conn, tenant, tenants_rows)
 
 
 def _prepared_follows_tenant(lab: Any, app: tn.Tenancy, tenants: list[int]) -> None:
@@ -380,14 +484,19 @@ def q1(lab: Any, policies_sql: str) -> str:
     with psycopg.connect(lab.url, autocommit=True) as conn, conn.transaction():
         _clear_policies(conn)
     tenants = _tenants(lab, app)
+    global _TRUTH_CACHE
     with untouched(lab, ["tenants", *TABLES, "products"]):
         lab.execute(policies_sql)
-        for tenant in tenants:
-            _leak_hunt(lab, app, tenant)
-        _nothing_without_tenant(app)
-        _prepared_follows_tenant(lab, app, tenants)
-        for tenant in tenants[:2]:
-            _owner_sees(lab, app, tenant)
+        _TRUTH_CACHE = _all_truths(lab)
+        try:
+            for tenant in tenants:
+                _leak_hunt(lab, app, tenant)
+            _nothing_without_tenant(app, lab)
+            _prepared_follows_tenant(lab, app, tenants)
+            for tenant in tenants[:2]:
+                _owner_sees(lab, app, tenant)
+        finally:
+            _TRUTH_CACHE = None
         _predicate_uses_index(lab, app, next(t for t in tenants
                                              if t not in (tn.SKEWED_TENANT, app.tenants + 1)))
     return (f"tenants {', '.join(map(str, tenants))}: each saw and changed only its own rows "

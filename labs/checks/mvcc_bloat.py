@@ -15,8 +15,9 @@ storefront bumps on every page view) rebuilt by :func:`make_product_stats`:
 * q2 hands ``find_horizon_holders`` a caller's connection (autocommit off, non-UTC) while
   the check holds the horizon in every way it can on this server, opened in a seeded
   order with an xid burnt between each: a REPEATABLE READ reader idle in transaction
-  (``backend_xmin``; connected as another role when the lab may create one, so a filter on
-  ``usename = current_user`` misses it), a READ COMMITTED writer idle in transaction (``backend_xid`` only, no
+  (``backend_xmin``, and a much younger ``backend_xid`` taken by its last statement, so an
+  age that prefers the xid is told from the greater of the two; connected as another role
+  when the lab may create one, so a filter on ``usename = current_user`` misses it), a READ COMMITTED writer idle in transaction (``backend_xid`` only, no
   snapshot), a statement still running (``active``), a physical replication slot reserved
   at once (nobody consumes it), and a prepared transaction when
   ``max_prepared_transactions`` > 0 (the lab's default server has 0: then the success line
@@ -31,7 +32,8 @@ storefront bumps on every page view) rebuilt by :func:`make_product_stats`:
 * q3 creates a role scoped to the challenge database, runs the learner's statements for
   it, then watches: a new session of the role has both timeouts (at most 2 s in the lab),
   a superuser session and the database default do not; a short (50 ms) statement of the
-  role still runs (a unit-less '2' is 2 ms); the role's REPEATABLE READ
+  role still runs (a unit-less '2' is 2 ms), and so does a transaction that pauses 250 ms
+  between two statements (an idle timeout of '2' or '50ms' ends it); the role's REPEATABLE READ
   session idle in transaction holds VACUUM back (dead but not removable) until the
   timeout ends it, after which VACUUM removes those rows (unless a replication slot's xmin,
   a standby's hot_standby_feedback on the shared server, still holds them: then it is
@@ -72,6 +74,7 @@ from .indexing import split_statements
 TABLE = "product_stats"
 PRODUCTION_ROWS = 10_000_000  # a hot counters table in production
 QUICK_STATEMENT_S = 0.05  # q3: a statement this short must survive the role's timeout
+THINK_PAUSE_S = 0.25  # q3: a transaction that pauses this long between statements survives
 MAX_LAB_TIMEOUT_MS = 2_000  # the check waits for the timeouts to act: keep them short here
 HOT_SHARE = 0.99
 BUMPED_SHARE = 20  # q1 bumps one row in 20, each once, while a snapshot is held
@@ -344,8 +347,12 @@ def q2(lab: Any, find_horizon_holders: Callable[[Any], Any]) -> str:
         def reader() -> None:
             c = early["reader"]
             c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            q = f"SELECT count(*) FROM {TABLE}"
-            c.execute(q)
+            c.execute(f"SELECT count(*) FROM {TABLE}")
+            # its last statement, after the other holders and burnt xids, also takes an xid:
+            # backend_xid is then much younger than the snapshot's backend_xmin, which is
+            # what holds the horizon (an age that prefers the xid, coalesce(age(backend_xid),
+            # age(backend_xmin)), tells the on-call engineer it is younger than it is)
+            q = f"SELECT count(*), pg_current_xact_id() FROM {TABLE}"
             finish.append(lambda: c.execute(q))
             expected["reader (REPEATABLE READ, idle in transaction)"] = {
                 "pid": c.info.backend_pid, "kind": "session", "state": "idle in transaction",
@@ -551,7 +558,9 @@ def _judge_holders(holders: list[dict[str, Any]], expected: dict[str, dict[str, 
             raise CheckFailed(
                 f"The {label}'s xid_age is {h['xid_age']!r}; by the catalogue it was between "
                 f"{age_lo} and {age_hi} transactions during your call: the age of the older of "
-                "backend_xmin and backend_xid (age() of each, the greater).")
+                "backend_xmin and backend_xid (age() of each, the greater). A session that "
+                "took its snapshot and wrote later has both, and its snapshot (backend_xmin) is "
+                "the older: greatest(age(backend_xmin), age(backend_xid)), not coalesce(…).")
         s_lo, s_hi = low[label][1], high[label][1]
         if s_lo is not None:
             secs = h["seconds"]
@@ -667,6 +676,24 @@ def q3(lab: Any, role_timeouts_sql: str) -> str:
                     "unit is read in the setting's base unit, milliseconds: write the unit "
                     "('2s').") from None
 
+            # the success path of the idle timeout: an application's transaction that thinks
+            # for a moment between two statements (a lookup, then the write it decides on)
+            # is not ended; a timeout of a few milliseconds ends every one of them
+            thinker = role_conn()
+            try:
+                thinker.execute("BEGIN")
+                thinker.execute(f"SELECT count(*) FROM {TABLE}")
+                time.sleep(THINK_PAUSE_S)
+                thinker.execute(f"SELECT count(*) FROM {TABLE}")
+                thinker.execute("COMMIT")
+            except (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout):
+                raise CheckFailed(
+                    f"A transaction of {role} that paused {THINK_PAUSE_S * 1000:.0f} ms between "
+                    f"two statements was ended: its idle_in_transaction_session_timeout is "
+                    f"{idle_ms} ms, so every request whose code thinks between two statements "
+                    "loses its connection. A number without a unit is read in the setting's "
+                    "base unit, milliseconds: write the unit ('2s'), and keep the timeout for "
+                    "transactions forgotten for seconds (minutes in production).") from None
             # the effect: an idle transaction holds VACUUM back until the timeout ends it
             th.vacuum(su, TABLE)
             holder = role_conn()
