@@ -25,7 +25,10 @@ state it leaves: rows, objects in the store, large objects, their checksums.
   not in the store. Content already stored and backdated must be young again after an
   upload of it; a row whose content is missing does not stop an upload of those bytes
   from storing them; an INSERT cancelled (psycopg error) for bytes committed rows
-  reference leaves the content in place.
+  reference leaves the content in place, and so does one while another upload of the same
+  bytes is in flight (content put, row uncommitted: "delete it if no row uses it" fails). After
+  every statement of the first uploads another session commits an upload of its own: an id
+  read back later (max(id), the newest row) is another user's.
 * q3 ``delete_photo(conn, photo_id)``: large objects of several rows (one shared by a
   re-posted photo); a deleted row's object is unlinked, unless another row still
   references it; a missing id returns False and changes nothing; killed after each
@@ -46,7 +49,9 @@ state it leaves: rows, objects in the store, large objects, their checksums.
   ``store.list()`` an upload re-uses an old orphan (put, then an uncommitted row): it stays.
   After every statement of the sweep another session commits a photo as a large object
   with its row (a sweep that reads media_lo and pg_largeobject_metadata in two snapshots
-  unlinks it). 15,000-20,000 rows of media_files and of media_lo come before the rows
+  unlinks it). Right after the listing an upload also runs whole (content put, row
+  committed): reporting it in rows_missing_content from the listing alone is wrong.
+  15,000-20,000 rows of media_files and of media_lo come before the rows
   that reference an old object and a large object: a mark that reads only a first batch
   (LIMIT, fetchmany) sweeps them.
 """
@@ -381,6 +386,34 @@ class _Killer:
             raise Killed(what)
 
 
+class _FileUploads:
+    """After every statement of an upload, another session commits an upload of its own (a
+    media_files row whose content is already in the store): a newer id than the caller's."""
+
+    LIMIT = 60
+
+    def __init__(self, lab: Any, store: FileStore, rand: Any) -> None:
+        self.conn = psycopg.connect(lab.url, autocommit=True)
+        self.conn.execute("SET lock_timeout = '1s'")
+        self.data = _bytes(rand, adv.non_round(1200, rand=rand))
+        store.put(sha256_hex(self.data), self.data)
+        self.ids: set[int] = set()
+
+    def __call__(self, n: int, sql: Any) -> None:
+        if len(self.ids) >= self.LIMIT or self.conn.closed:
+            return
+        try:
+            self.ids.add(insert_file_row(self.conn, f"check_race_{len(self.ids)}.png",
+                                         "image/png", self.data))
+        except psycopg.Error:
+            pass  # the upload holds a lock others wait for: not this probe's business
+
+    def close(self) -> None:
+        if not self.conn.closed:
+            self.conn.execute("DELETE FROM media_files WHERE id = ANY(%s)", [list(self.ids)])
+            self.conn.close()
+
+
 def _dangling(lab: Any, store: FileStore) -> list[tuple[int, str]]:
     """Committed media_files rows whose content is missing or not what the key says."""
     out = []
@@ -401,6 +434,7 @@ def q2(lab: Any, upload: Callable[..., Any]) -> str:
     store = store_of(lab)
     known_dangling = {i for i, _ in _dangling(lab, store)}
     watcher = psycopg.connect(lab.url, autocommit=True)
+    racer = None
     try:
         shared = _bytes(rand, adv.non_round(3000, rand=rand))
         phone = rand.choice(["IMG_0001.JPG", "IMG_1000.jpg", "photo.jpg"])
@@ -413,12 +447,16 @@ def q2(lab: Any, upload: Callable[..., Any]) -> str:
                      for v in variants],
                    ("empty.txt", "text/plain", b"")]
         rand.shuffle(uploads)
+        # other users upload too: after each statement of an upload, another session commits
+        # a row of its own (content already stored), so the newest id is often not this one
+        racer = _FileUploads(lab, store, rand)
         objects_before = {o.key for o in store.list()}
         ids: dict[int, tuple[str, bytes]] = {}
         with untouched(lab, SHOP_TABLES + ["media_bytea", "media_lo"]), Caller(lab) as caller:
             for name, media_type, data in uploads:
                 what = f"upload(conn, store, {name!r}, {media_type!r}, <{len(data):,} bytes>)"
-                media_id = _call(upload, caller.conn, store, name, media_type, data, who=what)
+                media_id = _call(upload, HookedConnection(caller.conn, racer), store, name,
+                                 media_type, data, who=what)
                 _verify(caller, what)
                 row = watcher.execute("SELECT name, media_type, size, sha256 FROM media_files "
                                       "WHERE id = %s", [media_id]).fetchone()
@@ -426,6 +464,14 @@ def q2(lab: Any, upload: Callable[..., Any]) -> str:
                     raise CheckFailed(f"{what} returned {media_id!r}, but media_files has no "
                                       "committed row with that id: return the id of the row you "
                                       "inserted (INSERT … RETURNING id), after the COMMIT.")
+                if media_id in racer.ids:
+                    raise CheckFailed(
+                        f"{what} returned id {media_id}, the row of ANOTHER user's upload that "
+                        "committed while yours ran: the id came from a later query (max(id), "
+                        "the newest row, currval of a shared sequence read too late, a lookup "
+                        "by name or size), not from your own INSERT. Take the id from the "
+                        "statement that inserted the row: INSERT … RETURNING id.",
+                        f"{len(racer.ids)} other uploads committed during your calls")
                 if row[:3] != (name, media_type, len(data)):
                     raise CheckFailed(f"{what} returned id {media_id}, whose row says "
                                       f"{row[:3]!r}: store the name, media type and size of "
@@ -526,6 +572,47 @@ def q2(lab: Any, upload: Callable[..., Any]) -> str:
                     "same photo): those rows are now dangling. With content addressing, an "
                     "object may belong to other rows: never delete it on a failed upload; "
                     "the orphan sweep removes it later if no row references it.")
+            # 4. the INSERT fails while another upload of the same bytes is in flight (its
+            #    content put, its row inserted and not committed yet): no committed row
+            #    references the bytes, and still they are not this upload's to delete
+            twin = _bytes(rand, adv.non_round(2200, rand=rand))
+            twin_key = sha256_hex(twin)
+            name = f"retry_{rand.randint(100, 999)}.jpg"
+            what = f"upload(conn, store, {name!r}, 'image/jpeg', <{len(twin):,} bytes>)"
+            flight = psycopg.connect(lab.url)
+            client = psycopg.connect(lab.url)
+            try:
+                store.put(twin_key, twin)
+                insert_file_row(flight, f"twin_{rand.randint(100, 999)}.jpg", "image/jpeg", twin)
+                failed: list[bool] = []
+
+                def cancel_first_write(n: int, sql: Any) -> None:
+                    if failed or client.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+                        return
+                    if client.execute("SELECT pg_current_xact_id_if_assigned() IS NOT NULL"
+                                      ).fetchone()[0]:
+                        failed.append(True)
+                        raise psycopg.errors.QueryCanceled(
+                            "canceling statement due to statement timeout")
+
+                try:
+                    upload(HookedConnection(client, cancel_first_write), store, name,
+                           "image/jpeg", twin)
+                except psycopg.Error:
+                    pass
+                gone = not store.exists(twin_key)
+            finally:
+                client.close()
+                flight.rollback()
+                flight.close()
+            if gone:
+                raise CheckFailed(
+                    f"{what} failed (its INSERT was cancelled) and deleted the content, while "
+                    "another upload of the same bytes was in flight (its content stored, its row "
+                    "inserted and not committed yet, so no query of yours could see it): once "
+                    "that row commits, it points at nothing. A failed upload leaves the content "
+                    "in place, whoever seems to use it; only the sweep, with its grace period, "
+                    "removes unreferenced content.")
         # killed at every step in turn
         steps = 0
         for at in range(1, 30):
@@ -556,6 +643,8 @@ def q2(lab: Any, upload: Callable[..., Any]) -> str:
                 break
     finally:
         watcher.close()
+        if racer is not None:
+            racer.close()
     return (f"{len(ids)} uploads, {len(distinct)} objects (deduplicated by SHA-256); killed at "
             f"each of {steps} steps, no row ever pointed at missing content")
 
@@ -768,7 +857,8 @@ class _ListHookStore:
 
 FILLERS = (15_000, 20_000)  # rows planted before the referencing rows that matter
 _SWEPT_ROWS = {"media_bytea": "SELECT * FROM media_bytea",
-               "media_files": "SELECT * FROM media_files",
+               # (the upload made whole during the sweep is judged on its own)
+               "media_files": "SELECT * FROM media_files WHERE name <> 'kept_after_listing.png'",
                # the uploads made while the sweep runs are judged on their own
                "media_lo": "SELECT * FROM media_lo WHERE name NOT LIKE 'sweep\\_race\\_%%'"}
 
@@ -891,9 +981,14 @@ def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
         los_before = _lo_checksums(admin)
         rows_before = {t: query_checksum(admin, _SWEPT_ROWS[t]) for t in MEDIA_TABLES}
 
+        late = blob(2600)  # an upload made whole after the listing: content put, row committed
+        late_ids: list[int] = []
+
         def revive() -> None:  # the upload's put (refreshing the age), then its row, uncommitted
             store.put(sha256_hex(revived), revived)
             insert_file_row(flight, "revived.png", "image/png", revived)
+            store.put(sha256_hex(late), late)
+            late_ids.append(insert_file_row(admin, "kept_after_listing.png", "image/png", late))
 
         racer = _LoUploads(lab, rand)
         # the sweep runs in a process whose local time is not UTC (naive now() is wrong)
@@ -997,6 +1092,17 @@ def q4(lab: Any, sweep_orphans: Callable[..., Any]) -> str:
         if not isinstance(report, dict):
             raise CheckFailed(f"{what} returned {type(report).__name__}; return a dict with the "
                               "keys files_removed, rows_missing_content, large_objects_unlinked.")
+        try:
+            reported_missing = {int(i) for i in report.get("rows_missing_content") or []}
+        except (TypeError, ValueError):
+            reported_missing = set()
+        if late_ids and late_ids[0] in reported_missing:
+            raise CheckFailed(
+                f"The sweep reported row {late_ids[0]} in rows_missing_content, and its content is "
+                "in the store: that upload ran whole after your listing (store.put, then its row "
+                "committed), so the listing could not show its content. A report of damage "
+                "sends a person to restore or delete the row: ask the store again "
+                "(store.exists(key)) before reporting a row whose key the listing lacked.")
         for field, want in [("files_removed", want_removed),
                             ("rows_missing_content", want_missing),
                             ("large_objects_unlinked", want_unlinked)]:

@@ -17,7 +17,10 @@ judges by effect, on data and columns planted from the run's seed
   an internal note: the result must be a ``CustomerOut`` (never an ORM instance), have
   exactly the public fields with the stored values, carry none of the secret *values*
   anywhere (password hash, note, the new column), and still serialise after its session is
-  closed; soft-deleted (a ``deleted_at`` ahead of the clock too) and missing customers give
+  closed, and hold no other field or attribute (a secret kept out of the JSON with
+  ``Field(exclude=True)`` or a private attribute still crosses the boundary), and send
+  created_at in its JSON as that instant with its offset (a formatted wall time fails); soft-deleted
+  (a ``deleted_at`` ahead of the clock too) and missing customers give
   ``None``; customers are left unchanged;
 * q3 sends real HTTP requests (FastAPI's ``TestClient``) to the app built by the
   notebook's ``make_app`` with the learner's ``CustomerPatch`` and ``patch_customer``: a
@@ -28,12 +31,15 @@ judges by effect, on data and columns planted from the run's seed
   a partial PATCH while another session changes another field between its read and its
   write (that change must survive: no lost update), a customer soft-deleted with a
   ``deleted_at`` still ahead (404, like a past one); after every request the
-  checksum of every protected column of every customer and of every other customer's row
-  must be as before, and the answer 200, 404 or 422 as the task says;
+  protected columns of the patched customers must be as before and no other customer's row
+  may have been written (rows whose xmin is newer than the check's start: one scan, no
+  checksum of every row, 40 s per run at small scale before), and the answer 200, 404 or 422
+  as the task says;
 * q4 plants customers with orders sharing ``created_at`` instants (ids arranged so that only
   ``id DESC`` breaks the ties as asked), orders without items, a size no page divides, and
   pages through them (seeded page size, every offset, one past the end) comparing each page
-  with a raw-SQL oracle: at most 3 statements per call whatever the page size, ``OrderOut``
+  with a raw-SQL oracle (a page cut short with whole orders is a cap, told apart from a LIMIT
+  on joined rows): at most 3 statements per call whatever the page size, ``OrderOut``
   instances that still serialise after the session is closed, LIMIT counted in orders, not
   in joined rows; every call sends a statement (no cache: an order's status changes
   between pages) and fetches at most the page's orders, items and products (+3) rows (the
@@ -424,6 +430,22 @@ def _judge_profile(got: Any, row: dict, label: str, CustomerOut: Any, new_column
                    if column == new_column else
                    "A DTO that mirrors the table publishes every internal column; declare only "
                    f"the public ones: {', '.join(PUBLIC)}."))
+    # what the DTO holds, not only what it serialises: a field excluded from JSON
+    # (Field(exclude=True)) or a private attribute still carries the secret in the object
+    held = {**{k: v for k, v in vars(got).items()}, **(getattr(got, "__pydantic_extra__", None) or {}),
+            **(getattr(got, "__pydantic_private__", None) or {})}
+    hidden = sorted(k for k in set(type(got).model_fields) | set(held) if k not in dumped)
+    held_text = repr(list(held.values()))
+    carried = [column for column, value in secrets_of_row.items()
+               if value and str(value) in held_text]
+    if hidden and (carried or set(hidden) & (set(SENSITIVE) | {new_column})):
+        raise CheckFailed(
+            f"{call} returned a CustomerOut that holds {', '.join(carried or hidden)} "
+            f"(in its field(s) {hidden}, left out of the JSON by exclude=True or a private "
+            "attribute): the secret crosses the boundary inside the API's own type, and every "
+            "profile.password_hash, repr() in a log line, cached copy (pickle) or later "
+            "model_dump(include=…) hands it on. A DTO holds the public fields only; code that "
+            "needs the hash (authentication) reads it inside the service layer, from the model.")
     keys = set(dumped)
     leaked = sorted(keys & (set(SENSITIVE) | {new_column, "deleted_at", "is_load_test"}))
     if leaked:
@@ -440,6 +462,20 @@ def _judge_profile(got: Any, row: dict, label: str, CustomerOut: Any, new_column
             have = have.rstrip() if isinstance(have, str) and field == "country" else have
         if have != want:
             raise CheckFailed(f"{call}: {field} is {have!r}; the database holds {want!r}.")
+    # what the API sends: the JSON's instant, with its offset (a client reads a bare wall
+    # time in its own zone)
+    sent = json.loads(text).get("created_at") if text.lstrip().startswith("{") else None
+    try:
+        instant = dt.datetime.fromisoformat(str(sent).replace("Z", "+00:00"))
+    except ValueError:
+        instant = None
+    if instant is None or instant.tzinfo is None or instant != row["created_at"]:
+        raise CheckFailed(
+            f"{call} serialises created_at as {sent!r}; the database holds the instant "
+            f"{row['created_at'].isoformat()}. An API sends an instant with its offset (ISO 8601, "
+            "what Pydantic writes for an aware datetime): a wall time without offset, or "
+            "rounded to the minute, is read by every client in its own zone. Leave created_at "
+            "to Pydantic's serialiser (format dates in the front end).")
 
 
 # --------------------------------------------------------------------------
@@ -530,12 +566,20 @@ def q3(lab: Any, make_app: Callable[..., Any], CustomerPatch: Any,
             conn, f"SELECT id, {', '.join(PATCHABLE)} FROM customers WHERE id = ANY(%s)",
             [targets + [deleted]])}
     cols = ", ".join(f'"{c}"' for c in protected)
+    # rows written after this transaction id are the requests' doing: one scan of xmin per
+    # request instead of a checksum of every customer's every column (seconds at scale)
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        base_xid = conn.execute("SELECT txid_current() % 4294967296").fetchone()[0]
 
     def snapshot() -> tuple[Any, Any, dict]:
         with psycopg.connect(lab.url, autocommit=True) as conn:
-            return (query_checksum(conn, f"SELECT {cols} FROM customers"),
-                    query_checksum(conn, "SELECT * FROM customers WHERE id <> ALL(%s)",
-                                   [targets]),
+            written = conn.execute(
+                "SELECT count(*), coalesce(array_agg(id ORDER BY id) FILTER (WHERE "
+                "age(xmin) < age(%s::text::xid) AND id <> ALL(%s)), '{}') FROM customers",
+                [base_xid, targets]).fetchone()
+            return (sorted(tuple(row.values()) for row in _fetch_dicts(
+                        conn, f"SELECT id, {cols} FROM customers WHERE id = ANY(%s)", [targets])),
+                    (written[0], list(written[1])),
                     {row["id"]: row for row in _fetch_dicts(
                         conn, f"SELECT id, {', '.join(PATCHABLE)} FROM customers "
                         "WHERE id = ANY(%s)", [targets + [deleted]])})
@@ -892,6 +936,12 @@ def q4(lab: Any, list_orders_with_items: Callable[..., Any], OrderOut: Any) -> s
                 page_items = [i for o in want for i in o["items"]]
                 bound = (len(want) + len(page_items)
                          + len({i["product_id"] for i in page_items}) + BUDGET)
+                try:  # a wrong page (a filter) may need more rows than the right one: that
+                    # page is judged below, for what is wrong with it, not as a slicer
+                    got_items = [i.product_id for o in got for i in o.items]
+                    bound = max(bound, len(got) + len(got_items) + len(set(got_items)) + BUDGET)
+                except (AttributeError, TypeError):
+                    pass
                 if sent.rows > bound:
                     raise CheckFailed(
                         f"{call} fetched {sent.rows:,} rows from the database for a page of "
@@ -909,12 +959,48 @@ def q4(lab: Any, list_orders_with_items: Callable[..., Any], OrderOut: Any) -> s
                         "orders, 10,001. Load the collections with the orders: "
                         ".options(selectinload(Order.items).selectinload(OrderItem.product)).",
                         sent.report())
+                if [getattr(o, "id", None) for o in got] != [o["id"] for o in want]:
+                    _judge_whole(list_orders_with_items, engine, conn, customer, call)
                 _judge_page(got, want, call, OrderOut, lim)
     finally:
         engine.dispose()
         _remove_planted(lab, planted)
     return (f"{calls} pages right to the item, ties broken by id, each in ≤ {BUDGET} "
             "statements, as DTOs that outlive their session")
+
+
+def _judge_whole(list_orders_with_items: Callable[..., Any], engine: Any,
+                 conn: psycopg.Connection, customer: int, call: str) -> None:
+    """A wrong page, told by the customer's whole history (one page holding every order):
+    a page alone cannot tell a filter from the shift it causes on later pages."""
+    total = conn.execute("SELECT count(*) FROM orders WHERE customer_id = %s",
+                         [customer]).fetchone()[0]
+    every = _oracle(conn, customer, total + 5, 0)
+    try:
+        with _session(engine) as s:
+            whole = list(list_orders_with_items(s, customer, limit=total + 5, offset=0))
+            ids = [o.id for o in whole]
+            statuses = {o.status for o in whole}
+            empties = any(not o.items for o in whole)
+    except Exception:  # noqa: BLE001 - judged on the page itself
+        return
+    missing = [o for o in every if o["id"] not in set(ids)]
+    if not missing or ids == [o["id"] for o in every][:len(ids)]:
+        return  # nothing left out, or only a tail (a LIMIT): the page tells why
+    if all(not o["items"] for o in missing) and not empties:
+        raise CheckFailed(
+            f"{call} is not the page asked: the customer's orders without items "
+            f"({[o['id'] for o in missing][:5]}) are left out of its history, so every page "
+            "after them shifts. An inner JOIN to order_items drops them; an order without items "
+            "is still an order: load the items separately (selectinload) or with an outer join.")
+    hidden = sorted({o["status"] for o in missing} - statuses)
+    if hidden and all(o["status"] in hidden for o in missing):
+        raise CheckFailed(
+            f"{call} is not the page asked: the customer's history leaves out the orders whose "
+            f"status is {', '.join(hidden)} (and holds none with that status), so every page "
+            "after them shifts. The order history is every order of the customer, whatever its "
+            "status; a cancelled or refunded order is one the customer asks about. Filter on "
+            "the customer only, then ORDER BY created_at DESC, id DESC and LIMIT/OFFSET.")
 
 
 def _plain(value: Any) -> Any:
@@ -946,6 +1032,16 @@ def _judge_page(got: Any, want: list[dict], call: str, OrderOut: Any, limit: int
     want_ids = [o["id"] for o in want]
     if got_ids != want_ids:
         if len(got_ids) < len(want_ids) and got_ids == want_ids[:len(got_ids)]:
+            joined = sum(max(1, len(w["items"])) for w in want[:len(got_ids)])
+            cut = any(len(g["items"]) < len(w["items"]) for g, w in zip(dumped, want))
+            if not cut and joined != limit:
+                raise CheckFailed(
+                    f"{call} returned {len(got_ids)} orders where the page has {len(want_ids)}, "
+                    f"each with all its items: the page was cut short of the {limit} orders "
+                    "asked (a cap on the page size, or a LIMIT other than the caller's). "
+                    "Return exactly `limit` orders when the customer has that many; an API "
+                    "that caps its pages must say so to its caller (and this task has no cap).",
+                    f"got {got_ids}, expected {want_ids}")
             raise CheckFailed(
                 f"{call} returned {len(got_ids)} orders where the page has {len(want_ids)}: "
                 f"LIMIT {limit} counted the joined rows (one per order × item), not orders, "

@@ -26,14 +26,18 @@ team; the application adapts to it and never changes it. Every check judges by e
   Markdown rows with the catalogue, in order (both are put back after);
 * q3 calls ``detect_drift`` on the untouched schema (must report nothing), then applies a
   DBA migration with seeded names (a new NOT NULL column with a default, a renamed column, a
-  widened type, a dropped NOT NULL, a dropped index, an added index), calls it again and compares the
+  widened type, a dropped NOT NULL, a dropped index, an added index; the widened column also
+  loses its NOT NULL, so one column has two differences), calls it again and compares the
   reported (kind, table, name) set with exactly those changes; the migration is undone after;
   last, on a copy of the models in which a seeded NOT NULL column is nullable, it must report
   that one modify_nullable (the drift the other way round);
 * q4 runs the learner's reviewed migration for the code-first rename in a transaction (then
   rolled back), on orders planted with 'Y', 'N' and NULL gift flags: the values must survive
   under the new name, the check constraint (Y, N and NULL taken, seeded other values
-  refused) and comment too, and no other table may change.
+  refused) and comment too, and no other table may change; no row of "ORD_HDR" may move (ctid,
+  relfilenode: a column rebuilt by ADD + UPDATE + DROP rewrites the table under ACCESS
+  EXCLUSIVE), and the SQL may not end the check's transaction (a COMMIT inside: the check
+  renames the column back and says so).
 """
 
 from __future__ import annotations
@@ -190,8 +194,12 @@ def _no_ddl(lab: Any) -> None:
             "; ".join(s[:120] for s in sent[:3]))
     with psycopg.connect(lab.url, autocommit=True) as conn:
         extra = [r[0] for r in conn.execute(
-            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
-            "AND relkind IN ('r', 'v', 'm', 'p', 'f') AND NOT relname = ANY(%s)",
+            "SELECT relname FROM pg_class c WHERE relnamespace = 'public'::regnamespace "
+            "AND relkind IN ('r', 'v', 'm', 'p', 'f') AND NOT relname = ANY(%s) "
+            # an extension's views (pg_stat_statements, which the grader creates) are not DDL
+            # of the application's
+            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+            "AND d.objid = c.oid AND d.deptype = 'e')",
             (sorted(SHOP_TABLES | set(legacy.TABLES) | {legacy.VIEW}),))]
     if extra:
         raise CheckFailed(
@@ -664,19 +672,23 @@ def _migration(r: Any) -> tuple[str, str, set[tuple[str, str, str]]]:
     up = f'''
         ALTER TABLE "tblCUST" ADD COLUMN "{new}" varchar(8) NOT NULL DEFAULT 'NONE';
         ALTER TABLE "ORD_HDR" RENAME COLUMN "GIFT_FLG" TO "{renamed}";
-        ALTER TABLE "{widen[0]}" ALTER COLUMN "{widen[1]}" TYPE varchar({widen[3]});
+        ALTER TABLE "{widen[0]}" ALTER COLUMN "{widen[1]}" TYPE varchar({widen[3]}),
+                                 ALTER COLUMN "{widen[1]}" DROP NOT NULL;
         ALTER TABLE "tblCUST" ALTER COLUMN "EMAIL_ADDR" DROP NOT NULL;
         DROP INDEX "IX_ORD_HDR_DT";
         CREATE INDEX "{added[1]}" ON "{added[0]}" ("{added[2]}");'''
     down = f'''
         ALTER TABLE "tblCUST" DROP COLUMN IF EXISTS "{new}";
         ALTER TABLE "ORD_HDR" RENAME COLUMN "{renamed}" TO "GIFT_FLG";
-        ALTER TABLE "{widen[0]}" ALTER COLUMN "{widen[1]}" TYPE varchar({widen[2]});
+        ALTER TABLE "{widen[0]}" ALTER COLUMN "{widen[1]}" TYPE varchar({widen[2]}),
+                                 ALTER COLUMN "{widen[1]}" SET NOT NULL;
         ALTER TABLE "tblCUST" ALTER COLUMN "EMAIL_ADDR" SET NOT NULL;
         CREATE INDEX IF NOT EXISTS "IX_ORD_HDR_DT" ON "ORD_HDR" ("ORD_DT");
         DROP INDEX IF EXISTS "{added[1]}";'''
     expected = {("remove_column", "tblCUST", new), ("add_column", "ORD_HDR", "GIFT_FLG"),
                 ("remove_column", "ORD_HDR", renamed), ("modify_type", widen[0], widen[1]),
+                # the same column widened and made nullable: two differences, both reported
+                ("modify_nullable", widen[0], widen[1]),
                 ("modify_nullable", "tblCUST", "EMAIL_ADDR"), ("add_index", "ORD_HDR", "IX_ORD_HDR_DT"),
                 ("remove_index", added[0], added[1])}
     return up, down, expected
@@ -749,6 +761,16 @@ def q3(lab: Any, detect_drift: Any, Base: Any) -> str:
     missing, extra = expected - got, got - expected
     if missing:
         kind, table, name = sorted(missing)[0]
+        twin = sorted(k for k, t, n in got if (t, n) == (table, name) and k != kind)
+        if twin:
+            raise CheckFailed(
+                f"After the DBA's migration, detect_drift reports ({twin[0]}, {table}, {name}) "
+                f"but not ({kind}, {table}, {name}): the DBA changed that column twice in one "
+                "ALTER TABLE (a wider type and no more NOT NULL), and your report keeps one "
+                "difference per column (a dict keyed by table and column, or a dedup). Report "
+                "every difference compare_metadata finds, one tuple each: a reviewer who sees "
+                "only the widened type never learns that the column may now be NULL.",
+                f"missing {sorted(missing)}; reported {sorted(got)}")
         raise CheckFailed(
             f"After the DBA's migration, detect_drift does not report {WHAT.get(kind, kind)}: "
             f"({kind}, {table}, {name}). "
@@ -798,6 +820,27 @@ def _models_allow_null(detect_drift: Any, lab: Any, Base: Any, r: Any) -> None:
 # q4: the reviewed rename
 
 
+def _row_places(conn: Any) -> tuple[Any, ...]:
+    """The relation's file and the physical place (ctid) of every row of "ORD_HDR"."""
+    node = conn.execute("SELECT pg_relation_filenode('\"ORD_HDR\"'::regclass)").fetchone()[0]
+    return (node, query_checksum(conn, 'SELECT ctid::text FROM "ORD_HDR"'))
+
+
+def _undo_committed_rename(lab: Any, cid: int, top: int, new_name: str) -> None:
+    """A migration SQL that committed: put the column's name back, remove the planted orders."""
+    with psycopg.connect(lab.url) as conn:
+        cols = {row[0] for row in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = '\"ORD_HDR\"'::regclass "
+            "AND attnum > 0 AND NOT attisdropped")}
+        if new_name in cols and "GIFT_FLG" not in cols:
+            conn.execute(sql.SQL('ALTER TABLE "ORD_HDR" RENAME COLUMN {} TO "GIFT_FLG"')
+                         .format(sql.Identifier(new_name)))
+        conn.execute('DELETE FROM "ORD_HDR" WHERE "CUST_ID" = %s AND "ORD_NO" > %s '
+                     'AND NOT EXISTS (SELECT 1 FROM "ORD_LN" l WHERE l."CUST_ID" = "ORD_HDR"."CUST_ID" '
+                     'AND l."ORD_NO" = "ORD_HDR"."ORD_NO")', (cid, top))
+        conn.commit()
+
+
 def q4(lab: Any, rename_sql: Any, new_name: str = "GIFT_IND") -> str:
     """The reviewed rename keeps every gift flag, the constraint and the comment."""
     require(rename_sql)
@@ -816,8 +859,19 @@ def q4(lab: Any, rename_sql: Any, new_name: str = "GIFT_IND") -> str:
         others = {t: query_checksum(conn, f'SELECT * FROM "{t}"') for t in ("tblCUST", "ORD_LN")}
         comment = conn.execute("SELECT col_description('\"ORD_HDR\"'::regclass, attnum) FROM pg_attribute "
                                "WHERE attrelid = '\"ORD_HDR\"'::regclass AND attname = 'GIFT_FLG'").fetchone()[0]
+        # where every row lives (and the relation's file): a rename moves none of them
+        places = _row_places(conn)
         try:
             conn.execute(rename_sql)
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+                _undo_committed_rename(lab, cid, top, new_name)
+                raise CheckFailed(
+                    "Your migration SQL ends the transaction it runs in (a COMMIT, END or ROLLBACK "
+                    "in it): the migration tool (Alembic, Flyway, this check) runs each migration "
+                    "in its own transaction and records the version in that same transaction, so "
+                    "a COMMIT inside commits half of that work and a later failure can no longer "
+                    "roll the change back. Leave BEGIN/COMMIT out of the migration's SQL. (The "
+                    "check has renamed the column back and removed its planted orders.)")
             cols = [row[0] for row in conn.execute(
                 "SELECT attname FROM pg_attribute WHERE attrelid = '\"ORD_HDR\"'::regclass "
                 "AND attnum > 0 AND NOT attisdropped")]
@@ -832,6 +886,16 @@ def q4(lab: Any, rename_sql: Any, new_name: str = "GIFT_IND") -> str:
                     f"\"{new_name}\". That is autogenerate's DROP COLUMN + ADD COLUMN for a rename "
                     "(it cannot tell the two apart): every stored value is gone. Review the "
                     "generated migration and write the rename (ALTER TABLE ... RENAME COLUMN).")
+            if _row_places(conn) != places:
+                raise CheckFailed(
+                    "The gift flags survived, but your migration rewrote every row of \"ORD_HDR\" "
+                    "(a new column filled by an UPDATE, or a type change that rewrites the table) "
+                    "while holding the ACCESS EXCLUSIVE lock its ALTER TABLE took: on the real "
+                    "table that is every order unreadable for as long as the copy takes, twice "
+                    "the table's size written (and its WAL sent to every replica), and the column "
+                    "moved to the end. A rename is a catalogue change that moves no row: "
+                    "ALTER TABLE \"ORD_HDR\" RENAME COLUMN \"GIFT_FLG\" TO \"GIFT_IND\" keeps "
+                    "the values, the constraint and the comment.")
             kept = True
             for letter in ["Y", "N", None, *r.sample(["X", "U", "y", "n", "0", "J", " ", "T", "F"], 9)]:
                 conn.execute("SAVEPOINT probe")
@@ -852,7 +916,7 @@ def q4(lab: Any, rename_sql: Any, new_name: str = "GIFT_IND") -> str:
                     f"The values survived, but \"{new_name}\" lost "
                     + ("its Y/N check constraint (exactly 'Y', 'N' or NULL, every other value refused)"
                        if not kept else "its comment")
-                    + ": a rename keeps both; a rebuilt column must bring them back.")
+                    + ": a rename keeps both.")
             changed = [t for t, v in others.items() if query_checksum(conn, f'SELECT * FROM "{t}"') != v]
             if changed:
                 raise CheckFailed(f"Your migration changed {', '.join(changed)}, which the rename "
