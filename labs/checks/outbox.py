@@ -7,7 +7,8 @@ an audit trail no client path can skip.
   does not exist). Judged by the database: the order, its items and its event were
   written by **one transaction** (their ``xmin`` is the same transaction id), the order
   row is right (status, shipping country, total = Σ items, unit prices = the products',
-  created_at within the call), the payload is the order as stored, a failed order left no order, no item and no event, and the
+  created_at within the call), the returned id is the order's own while a trigger of the
+  check's on orders draws from another sequence (lastval() returns that one), the payload is the order as stored, a failed order left no order, no item and no event, and the
   connection is left idle with its settings.
 * ``q2`` places orders with the learner's ``place_order``, plants ``order_paid`` events
   behind some of them, then runs the learner's ``relay_batch`` and ``consume``:
@@ -19,10 +20,10 @@ an audit trail no client path can skip.
   marking sent, one killed mid-batch with its backend terminated (transaction aborted);
   then one worker resumes. Afterwards: every event of a committed order consumed exactly
   once (by id), none for a failed order, first deliveries in id order per order,
-  duplicates delivered and absorbed (the consumer's counts and revenue against the
+  every sent event has its sent_at, duplicates delivered and absorbed (the consumer's counts and revenue against the
   orders table), every event ``sent``, and the consumer records an event id and applies
   its effect in one transaction (same ``xmin``). Last, a broker that refuses one event
-  every time: with ``backoff=60`` its next attempt must be about a minute away and an
+  every time, due since minutes ago (a backlog): with ``backoff=60`` its next attempt must be about a minute away and an
   immediate next call must not retry it (only due events), nor publish a later event of
   the same order queued behind it (ordering holds while it backs off); refused again once due, its
   next wait must have grown (at least 1.5× the first: exponential backoff); once due, with
@@ -36,7 +37,9 @@ an audit trail no client path can skip.
   role of the check's own (``{db}_clerk``, dropped afterwards): its db_user must be that
   role (current_user), not the login role (session_user, or current_user inside a
   SECURITY DEFINER function), and a trigger on ``UPDATE OF`` some columns (or a WHEN
-  clause) misses it. The audit rows must match, row by row, what changed (values
+  clause) misses it. A BEFORE trigger of the check's own, named to fire after any other
+  (``~ob_check_normalise_note``), rewrites one note: an audit that fires BEFORE the change
+  records the note as asked, not as stored. The audit rows must match, row by row, what changed (values
   compared as PostgreSQL values, not text), who (database user, application user) and
   nothing for the rolled-back change.
 """
@@ -181,11 +184,35 @@ def q1(lab: Any, place_order: Callable[..., int]) -> str:
             SELECT max(id) + 1000000, %s, 'pending', now(), 1, 'DE' FROM orders
             RETURNING id""", [rng.choice(customers)]).fetchone()[0]
         try:
+            _bystander(watch, decoy_id)
             return _q1_calls(lab, place_order, rng, caller, watch, who, baskets, placed,
                              customers, products, missing_product, events_before,
                              orders_before, decoy_id)
         finally:
+            _bystander(watch, None)
+            watch.execute("DELETE FROM order_items WHERE order_id = %s", [decoy_id])
+            watch.execute("DELETE FROM outbox WHERE aggregate_id = %s", [decoy_id])
             watch.execute("DELETE FROM orders WHERE id = %s", [decoy_id])
+
+
+BYSTANDER = "ob_check_bystander"
+
+
+def _bystander(watch: psycopg.Connection, value: int | None) -> None:
+    """A trigger on orders that draws from a sequence of its own (as an audit row's identity
+    or a counter does), so that lastval() after an INSERT INTO orders is not the order's id
+    (it is ``value``, the other service's order); ``None`` removes it."""
+    watch.execute(f"DROP TRIGGER IF EXISTS {BYSTANDER} ON orders")
+    watch.execute(f"DROP FUNCTION IF EXISTS {BYSTANDER}()")
+    watch.execute(f"DROP SEQUENCE IF EXISTS {BYSTANDER}_seq")
+    if value is None:
+        return
+    watch.execute(f"CREATE SEQUENCE {BYSTANDER}_seq")
+    watch.execute(f"""CREATE FUNCTION {BYSTANDER}() RETURNS trigger LANGUAGE plpgsql AS $$
+                      BEGIN PERFORM setval('{BYSTANDER}_seq', {int(value)}, false);
+                            PERFORM nextval('{BYSTANDER}_seq'); RETURN NULL; END $$""")
+    watch.execute(f"CREATE TRIGGER {BYSTANDER} AFTER INSERT ON orders FOR EACH ROW "
+                  f"EXECUTE FUNCTION {BYSTANDER}()")
 
 
 def _q1_calls(lab: Any, place_order: Callable, rng: Any, caller: Caller,
@@ -216,7 +243,10 @@ def _q1_calls(lab: Any, place_order: Callable, rng: Any, caller: Caller,
         if order_id == decoy_id:
             raise CheckFailed(f"{what} returned {order_id}, the id of another session's "
                               "order (committed just before): take the id from your own "
-                              "INSERT … RETURNING id, not from max(id) or a later query.")
+                              "INSERT … RETURNING id, not from max(id), lastval() or a "
+                              "later query (lastval() is the last value any sequence gave "
+                              "this session, and a trigger on orders drawing from another "
+                              "sequence, here an audit row's identity, changes it).")
         if customer_id != customer or items != len(basket):
             raise CheckFailed(f"{what} wrote order {order_id} for customer {customer_id} "
                               f"with {items} item row(s); expected customer {customer} and "
@@ -439,7 +469,7 @@ def _ordering(lab: Any, broker: relay.Broker) -> None:
 
 
 def _dead_letter(lab: Any, relay_batch: Callable, consume: Callable, orders: list[int],
-                 batch: int) -> None:
+                 batch: int, rng: Any) -> None:
     """A broker that refuses one event every time: after max_attempts it is 'dead', and the
     event of another order behind it is published meanwhile."""
     with psycopg.connect(lab.url, autocommit=True) as watch:
@@ -475,7 +505,10 @@ def _dead_letter(lab: Any, relay_batch: Callable, consume: Callable, orders: lis
             with psycopg.connect(lab.url) as conn:
                 broker.bind("D", conn)
                 # a refusal with a backoff of a minute: the event waits, and is not retried
-                # by the next call, made at once
+                # by the next call, made at once. The event has been due for a while (a
+                # backlog, a relay that was down): the wait counts from now, not from then
+                watch.execute("UPDATE outbox SET next_attempt_at = now() - %s * interval "
+                              "'1 minute' WHERE id = %s", [rng.randint(20, 90), poison])
                 call(conn, 60)
                 waits = watch.execute("""SELECT status, attempts, next_attempt_at - now()
                                          FROM outbox WHERE id = %s""", [poison]).fetchone()
@@ -486,8 +519,9 @@ def _dead_letter(lab: Any, relay_batch: Callable, consume: Callable, orders: lis
                         f"2^attempts seconds), but it is '{waits[0]}' with next_attempt_at "
                         f"{waits[2].total_seconds():.0f} s from now: a refused event retried at "
                         "once hammers a broker "
-                        "that refuses it. Set next_attempt_at = now() + backoff × 2^attempts "
-                        "seconds.")
+                        "that refuses it (the event had been due for a while: a backoff added "
+                        "to its old next_attempt_at is still in the past). Set "
+                        "next_attempt_at = now() + backoff × 2^attempts seconds.")
                 call(conn, 60)
                 if follower in {d.event_id for d in broker.deliveries}:
                     raise CheckFailed(
@@ -506,7 +540,8 @@ def _dead_letter(lab: Any, relay_batch: Callable, consume: Callable, orders: lis
                         "(WHERE status = 'pending' AND next_attempt_at <= now()).")
                 # due again and refused again, still with backoff=60: the wait must grow
                 first_wait = waits[2]
-                watch.execute("UPDATE outbox SET next_attempt_at = now() WHERE id = %s", [poison])
+                watch.execute("UPDATE outbox SET next_attempt_at = now() - %s * interval "
+                              "'1 minute' WHERE id = %s", [rng.randint(5, 20), poison])
                 call(conn, 60)
                 again = watch.execute("""SELECT status, attempts, next_attempt_at - now()
                                          FROM outbox WHERE id = %s""", [poison]).fetchone()
@@ -623,6 +658,15 @@ def q2(lab: Any, place_order: Callable, relay_batch: Callable, consume: Callable
                 raise CheckFailed(f"{len(not_sent)} event(s) were published but are still "
                                   f"'{not_sent[0][3]}' in the outbox (e.g. event "
                                   f"{not_sent[0][0]}): mark each published event sent.")
+            undated = watch.execute("""SELECT count(*), min(id) FROM outbox WHERE status = 'sent'
+                                       AND (sent_at IS NULL OR sent_at < created_at
+                                            OR sent_at > now())""").fetchone()
+            if undated[0]:
+                raise CheckFailed(
+                    f"{undated[0]} event(s) marked 'sent' have no sent_at (or one before the "
+                    f"event was created), e.g. event {undated[1]}: the relay's lag (sent_at - "
+                    "created_at), the alert on it and the job that purges sent events by age "
+                    "all read sent_at. Set sent_at = now() where you set status = 'sent'.")
             duplicates = len(broker.deliveries) - len(delivered)
             if duplicates == 0:
                 raise CheckFailed("No event was delivered twice although a worker was killed "
@@ -648,7 +692,7 @@ def q2(lab: Any, place_order: Callable, relay_batch: Callable, consume: Callable
                     f"{len(wrong)} customers differ")
         _consumer_atomic(lab, consume, rng)
         _ordering(lab, broker)   # last: a lost or doubled event is the graver fault
-        _dead_letter(lab, relay_batch, consume, rng.sample(placed, 2), batch)
+        _dead_letter(lab, relay_batch, consume, rng.sample(placed, 2), batch, rng)
     return (f"{len(placed)} orders ({len(failed)} failed, no event), {len(ids)} events "
             f"consumed once each after 2 killed workers and {duplicates} duplicate "
             "deliveries; per-order order kept; a refused event went 'dead' after 3 attempts")
@@ -722,11 +766,32 @@ def q3(lab: Any, audit_sql: str) -> str:
     require(audit_sql)
     rng = adv.rng()
     _install_audit(lab, audit_sql)
+    _normaliser(lab, True)
     role = make_clerk(lab)
     try:
         return _q3(lab, rng, role)
     finally:
         drop_clerk(lab)
+        _normaliser(lab, False)
+
+
+NOTE_ASKED = "gift: wrap it"
+NORMALISER = "ob_check_normalise_note"
+
+
+def _normaliser(lab: Any, on: bool) -> None:
+    """A BEFORE trigger named to fire after any other BEFORE trigger on orders ('~' sorts
+    after letters), rewriting one note the check writes, as a normalising trigger would."""
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        conn.execute(f'DROP TRIGGER IF EXISTS "~{NORMALISER}" ON orders')
+        conn.execute(f"DROP FUNCTION IF EXISTS {NORMALISER}()")
+        if not on:
+            return
+        conn.execute(f"""CREATE FUNCTION {NORMALISER}() RETURNS trigger LANGUAGE plpgsql AS $$
+                         BEGIN NEW.note := upper(NEW.note); RETURN NEW; END $$""")
+        conn.execute(sql.SQL(f'CREATE TRIGGER "~{NORMALISER}" BEFORE INSERT OR UPDATE ON orders '
+                             "FOR EACH ROW WHEN (NEW.note = {}) "
+                             f"EXECUTE FUNCTION {NORMALISER}()").format(sql.Literal(NOTE_ASKED)))
 
 
 def _q3(lab: Any, rng: Any, role: str) -> str:
@@ -746,7 +811,7 @@ def _q3(lab: Any, rng: Any, role: str) -> str:
     users = {"sql": f"{names[0]}_%{rng.randint(10, 99)}", "orm": f"{names[-1]} o'Brien",
              "copy": f"batch_{rng.randint(100, 999)}"}
     expected: list[tuple[str, int, Any, Any, str | None]] = []   # op, id, before, after, user
-    orders = rng.sample(existing, 7)
+    orders = rng.sample(existing, 8)
     with untouched(lab, ["customers", "products", "order_items", "accounts", "users"]), \
             Caller(lab, settings=settings) as caller, \
             psycopg.connect(lab.url, autocommit=True) as watch:
@@ -802,6 +867,14 @@ def _q3(lab: Any, rng: Any, role: str) -> str:
             conn.execute("UPDATE orders SET created_at = created_at + interval '1.5 seconds' "
                           "WHERE id = %s", [orders[1]])
         expected.append(("UPDATE", orders[1], before, _snap(watch, orders[1]), None))
+        # a BEFORE trigger that fires after any of yours (the check's own, standing for a
+        # normaliser): the audit must record the row as stored, not as it was asked for
+        before = _snap(watch, orders[7])
+        with conn.transaction():
+            conn.execute("SELECT set_config('app.username', %s, true)", [users["sql"]])
+            conn.execute("UPDATE orders SET note = %s WHERE id = %s", [NOTE_ASKED, orders[7]])
+        expected.append(("UPDATE", orders[7], before, _snap(watch, orders[7]), users["sql"]))
+        normalised = ("UPDATE", orders[7])
         caller.verify("the plain SQL changes")
         # a client that never set app.username at all (a psql hot-fix): NULL, never an error
         before = _snap(watch, orders[5])
@@ -951,6 +1024,15 @@ def _q3(lab: Any, rng: Any, role: str) -> str:
                         f"{sorted(changed)}. Keep exactly the changed columns, old and new.")
                 merged_new = {**before, **row["new_values"]}
                 merged_old = {**after, **row["old_values"]}
+                if (op, order_id) == normalised and not _same(watch, merged_new, after):
+                    raise CheckFailed(
+                        f"For {what}, the audit row's new values are {row['new_values']}, but "
+                        f"the row was stored with note {after['note']!r}: another BEFORE "
+                        "trigger on orders (here the check's own, which normalises that note) "
+                        "changed the row after your trigger had recorded it. A trigger that "
+                        "fires BEFORE the change sees the row as asked for, which later BEFORE "
+                        "triggers may still change or cancel; audit AFTER INSERT OR UPDATE OR "
+                        "DELETE … FOR EACH ROW, when the row is final.")
                 if not (_same(watch, merged_new, after) and _same(watch, merged_old, before)):
                     raise CheckFailed(f"For {what}, the old and new values in the audit row "
                                       "are not the values before and after the change.")

@@ -22,10 +22,15 @@ evidence, on data planted from the run's seed (``labs.course.adversarial``):
   swap's lock misses it, and the identity collides), and one more before any statement of a learner transaction that has read orders
   without a lock that stops writers (the swap's race: catch-up, then rename, unlocked);
   all must reach the converted table. Orders share their created_at across every batch
-  edge (a keyset on created_at alone skips the rest of a tie). Then: ``orders`` is partitioned, its
+  edge (a keyset on created_at alone skips the rest of a tie). Once the smallest order has
+  been copied into orders_new, the shop deletes it from orders before the learner's next
+  transaction (a copy paged with OFFSET then skips a row; the deleted order may stay in
+  the new table or not). No id may be held by two orders (an identity set after the swap
+  committed hands out old ids to the orders placed in between). Then: ``orders`` is partitioned, its
   primary key includes ``created_at``, counts and checksums of every order equal the
   state before (plus the orders inserted meanwhile), every row is in the partition
-  whose bounds hold it, the copy was committed in batches (rows grouped by ``xmin``: no
+  whose bounds hold it (judged on each partition's first and last rows and the default's
+  rows: PostgreSQL keeps the rest between them; row by row was minutes at small), the copy was committed in batches (rows grouped by ``xmin``: no
   transaction wrote more than a batch), orders_old kept with its rows, indexes leading
   with customer_id and created_at, and a new order with an item can be inserted with an
   id no order has (identity continued), no foreign key left pointing at the old table,
@@ -46,7 +51,9 @@ evidence, on data planted from the run's seed (``labs.course.adversarial``):
   count equal to the partitions dropped. A row trigger of the check's own on orders
   counts deleted rows (in a sequence, dropped afterwards): no more than the default
   partition's old rows may be deleted (a DELETE of the old months before dropping them
-  leaves the same end state at the full cost).
+  leaves the same end state at the full cost). Then it is run again with the same cutoff
+  (the nightly job on a night nothing is due, a retry): it must return 0 and change nothing
+  (one DROP TABLE built from an empty list is a syntax error).
 """
 
 from __future__ import annotations
@@ -422,6 +429,24 @@ def _ties_at_batch_edges(conn: psycopg.Connection, batch: int) -> None:
         cur.executemany("UPDATE orders SET created_at = %s WHERE id = %s", ties)
 
 
+def _witnesses(conn: psycopg.Connection, months: list[dt.datetime]) -> list:
+    """The rows whose partition tells where every row is: each partition's first and last
+    (PostgreSQL keeps every other row between them), and rows of the default partition,
+    inside the months (a gap) and outside. Judging all rows one by one is minutes at scale."""
+    defaults = [p.name for p in partition_bounds(conn, "orders") if p.is_default]
+    return conn.execute("""
+        (SELECT id, created_at FROM orders WHERE tableoid = ANY(%(d)s::regclass[])
+           AND created_at >= %(lo)s AND created_at < %(hi)s ORDER BY created_at LIMIT 50)
+        UNION (SELECT id, created_at FROM orders WHERE tableoid = ANY(%(d)s::regclass[])
+           AND NOT (created_at >= %(lo)s AND created_at < %(hi)s) ORDER BY created_at LIMIT 50)
+        UNION (SELECT DISTINCT ON (tableoid) id, created_at FROM orders
+               ORDER BY tableoid, created_at, id)
+        UNION (SELECT DISTINCT ON (tableoid) id, created_at FROM orders
+               ORDER BY tableoid, created_at DESC, id)""",
+                        {"d": defaults, "lo": months[0],
+                         "hi": add_months(months[-1], 1)}).fetchall()
+
+
 def q2(lab: Any, convert_orders: Callable[..., Any],
        create_month_partitions: Callable[..., Any] | None = None) -> str:
     """orders partitioned online, in committed batches, every row kept and in its month."""
@@ -440,12 +465,17 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
         total = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
         batch = adv.non_round(max(50, total // 6), rand=r)
         _ties_at_batch_edges(conn, batch)
+        # an order the shop deletes once the conversion has copied it (an erasure request,
+        # a test order cleaned up): rows before the copy's position move, and a copy that
+        # pages with OFFSET skips one; it may or may not stay in the converted table
+        victim = conn.execute("SELECT min(id) FROM orders").fetchone()[0]
     zone = r.choice(DST_ZONES)
     with psycopg.connect(lab.url, autocommit=True) as conn:
         conn.execute("SELECT set_config('TimeZone', %s, false)", [zone])
-        before = query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders")
+        before = query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders WHERE id <> %s",
+                                [victim])
     box: dict[str, Any] = {"inserted": [], "window": 0, "window_txns": set(), "between": 0,
-                           "start_txns": set()}
+                           "start_txns": set(), "victim_txns": set()}
     writer = psycopg.connect(lab.url, autocommit=True, application_name="lab check shop")
     writer.execute("SET lock_timeout = '3s'")
     orders_oid = writer.execute("SELECT 'orders'::regclass::oid").fetchone()[0]
@@ -476,11 +506,32 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
             "SELECT mode FROM pg_locks WHERE pid = %s AND granted AND locktype = 'relation' "
             "AND relation = %s", [caller.pid, orders_oid]).fetchall()}
 
+    def delete_copied(txn: int) -> None:
+        """At the start of a transaction of the learner's, once the victim has been copied
+        into orders_new (and the learner holds no lock on orders): the shop deletes it."""
+        if "victim_gone" in box or txn in box["victim_txns"]:
+            return
+        box["victim_txns"].add(txn)
+        if learner_locks_on_orders() or not writer.execute(
+                "SELECT to_regclass('orders_new') IS NOT NULL").fetchone()[0]:
+            return
+        if not writer.execute("SELECT EXISTS (SELECT 1 FROM orders_new WHERE id = %s)",
+                              [victim]).fetchone()[0]:
+            return
+        box["victim_gone"] = True
+        try:
+            with writer.transaction():
+                writer.execute("DELETE FROM order_items WHERE order_id = %s", [victim])
+                writer.execute("DELETE FROM orders WHERE id = %s", [victim])
+        except psycopg.errors.LockNotAvailable:
+            box["blocked"] = True
+
     def shop_in_the_window() -> None:
         """Before each statement of a transaction that has read orders without stopping its
         writers: an order placed now must reach the converted table (the swap's catch-up
         and renames need a lock that stops writers from before the catch-up reads)."""
         txn = len(rec.ended_at)
+        delete_copied(txn)
         if ("read" in box and box["between"] < SHOP_BETWEEN_ORDERS
                 and txn not in box["start_txns"]):
             # orders keep coming between the conversion's transactions too: one placed just
@@ -544,8 +595,24 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
             raise CheckFailed("The partitioned orders has no primary key on (id, created_at): "
                               "every order must stay unique by id (a partitioned table's "
                               "primary key includes the partition key).")
+        twice = conn.execute("SELECT id, count(*) FROM orders GROUP BY id HAVING count(*) > 1 "
+                             "ORDER BY id LIMIT 1").fetchone()
+        if twice:
+            late = twice[0] in box["inserted"]
+            raise CheckFailed(
+                f"After the conversion, {twice[1]} orders have the id {twice[0]}"
+                + (": one of them is an order the shop placed while your conversion ran, "
+                   "which got an id the new table's identity gave out again. "
+                   if late else ". ")
+                + "Every order must keep a unique id: the new table's identity must continue "
+                "after the highest id before orders takes the new table's name, so setval it "
+                "in the swap's own transaction, after its catch-up copy (setval(pg_get_serial_"
+                "sequence('orders', 'id'), (SELECT max(id) FROM orders))). Done in a later "
+                "transaction, every order placed in between gets the id of an old one (the "
+                "primary key (id, created_at) does not stop it); batches that overlap copy "
+                "an order twice.")
         after = query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders WHERE id <> ALL(%s)",
-                               [box["inserted"]])
+                               [box["inserted"] + [victim]])
         if after != before:
             lost = before[0] - after[0]
             raise CheckFailed(
@@ -554,7 +621,10 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
                 + (f"; {lost:,} missing: a last partial batch not copied, or a batch skipped "
                    "at its boundary (keyset: id > the last id copied; a keyset on a column "
                    "with ties, created_at > last, skips the rest of a tie: orders written by "
-                   "one transaction share now())" if lost > 0 else
+                   "one transaction share now(); paging with OFFSET skips a row whenever an "
+                   "order already copied is deleted"
+                   + (f", as the shop deleted order {victim} during your copy"
+                      if "victim_gone" in box else "") + ")" if lost > 0 else
                    "; some copied twice") + ".")
         missing = [i for i in box["inserted"] if not conn.execute(
             "SELECT 1 FROM orders WHERE id = %s", [i]).fetchone()]
@@ -568,8 +638,8 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
                 "MODE first): otherwise an order committed between the copy and the rename "
                 "stays behind in orders_old.")
         months = month_starts(first, last)
-        rows = conn.execute("SELECT id, created_at FROM orders").fetchall()
-        judge_placement(conn, "orders", months, zone, rows, "After convert_orders")
+        judge_placement(conn, "orders", months, zone, _witnesses(conn, months),
+                        "After convert_orders")
         groups = conn.execute("SELECT count(*) FROM orders GROUP BY xmin::text "
                               "ORDER BY 1 DESC").fetchall()
         biggest = groups[0][0] if groups else 0
@@ -583,12 +653,12 @@ def q2(lab: Any, convert_orders: Callable[..., Any],
                 "it to WAL as one burst the replicas must swallow, and is lost entirely on a "
                 "crash. Commit each batch (with conn.transaction(): … per batch).")
         old = conn.execute("SELECT count(*) FROM orders_old WHERE id <> ALL(%s)",
-                           [box["inserted"]]).fetchone()[0] if conn.execute(
+                           [box["inserted"] + [victim]]).fetchone()[0] if conn.execute(
             "SELECT to_regclass('orders_old') IS NOT NULL").fetchone()[0] else None
-        if old != total:
+        if old != total - 1:
             raise CheckFailed(
                 "The old table is not there as orders_old with its rows "
-                f"({'missing' if old is None else f'{old:,} rows of {total:,}'}): keep it "
+                f"({'missing' if old is None else f'{old:,} rows of {total - 1:,}'}): keep it "
                 "(ALTER TABLE orders RENAME TO orders_old) until the new one has run in "
                 "production for a while; it is the way back if something is wrong.")
         leading = {r[0] for r in conn.execute(
@@ -906,8 +976,44 @@ def q4(lab: Any, drop_months_before: Callable[..., Any]) -> str:
     if got != len(old):
         raise CheckFailed(f"drop_months_before dropped {len(old)} partitions but returned "
                           f"{got!r}: return the number of partitions dropped.")
+    _nothing_to_drop(lab, drop_months_before, cutoff, kept, zone)
     return (f"{len(old)} old months dropped as partitions (the default's old rows deleted), "
             f"{kept[0]:,} orders at or after {cutoff:%Y-%m-%d} left exactly")
+
+
+def _nothing_to_drop(lab: Any, drop_months_before: Callable[..., Any], cutoff: dt.datetime,
+                     kept: tuple, zone: str) -> None:
+    """Run again with the same cutoff (the nightly job on a night no month is due, or a
+    retry after a failure): nothing to drop, return 0, every row and partition stays."""
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        parts = {p.name for p in partition_bounds(conn, "orders")}
+    with Caller(lab) as caller:
+        what = f"drop_months_before(conn, {cutoff:%Y-%m-%d}) run again"
+        try:
+            again = drop_months_before(caller.conn, cutoff)
+        except Exception as exc:  # noqa: BLE001 - the learner's error, said with its fix
+            raise CheckFailed(
+                f"Run again with the same cutoff, when no month is left to drop (the nightly "
+                f"job on the 29 nights a month that no month is due, or a retry), "
+                f"drop_months_before raised {type(exc).__name__}: {str(exc).strip()[:200]}. "
+                "With nothing to drop it must do nothing and return 0: build each statement "
+                "per partition (or skip the statement when the list is empty).") from None
+        _verify(caller, what)
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        conn.execute("SELECT set_config('TimeZone', %s, false)", [zone])  # as kept was read
+        now = {p.name for p in partition_bounds(conn, "orders")}
+        rows = query_checksum(conn, f"SELECT {ORDER_COLUMNS} FROM orders "
+                                    "WHERE created_at >= %s", [cutoff])
+    if now != parts or rows != kept:
+        raise CheckFailed(
+            f"Run again with the same cutoff, with no month left before it, drop_months_before "
+            f"still changed orders ({len(parts - now)} partition(s) dropped, orders at or after "
+            "the cutoff " + ("unchanged" if rows == kept else "changed") + "): only partitions "
+            "wholly before the cutoff (upper bound ≤ cutoff) go.")
+    if again != 0:
+        raise CheckFailed(f"Run again with the same cutoff, with no month left before it, "
+                          f"drop_months_before returned {again!r}: it dropped nothing, so it "
+                          "returns 0.")
 
 
 QUEUE_LIMIT = 3.5  # q4: s an order may wait behind the retention's DETACH

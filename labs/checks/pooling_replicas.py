@@ -33,6 +33,9 @@ correct behind a real PgBouncer, and a read-your-writes router on a real lagging
   each write, ``session.last_lsn`` must be at or past the end of the write's COMMIT
   record, read from the WAL with ``pg_walinspect`` (an LSN taken before the commit is
   stale only when the commit is the next record to replay: timing alone cannot show it).
+  Every read must return within READ_LIMIT (5 s), whatever the lag: a router that waits
+  for the replica to catch up hangs as long as the replica is behind. A ``caught_up`` that
+  says True for an LSN the replica has received but not replayed is told so.
   The delay is a lease (``satellites.replica_delay``) released in ``finally``.
 """
 
@@ -453,6 +456,37 @@ def _remembered(lab: Any, s: routing.Session, uid: int, since: str) -> None:
             "read pg_current_wal_lsn().")
 
 
+READ_LIMIT = 5.0  # s a read may take, whatever the replica's lag
+
+
+def _timed_read(read: Callable[..., Any], s: routing.Session, uid: int, when: str) -> Any:
+    """read(s, READ_SQL, [uid]), which must answer within READ_LIMIT: a router that waits
+    for the replica to catch up makes every read after a write as slow as the lag."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["rows"] = read(s, READ_SQL, [uid])
+        except BaseException as exc:  # noqa: BLE001 - raised below, in the check's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    t0 = time.monotonic()
+    worker.start()
+    worker.join(READ_LIMIT)
+    if worker.is_alive():
+        raise CheckFailed(
+            f"A read {when} had not returned after {READ_LIMIT:g} s: read() waits for the "
+            "replica to catch up, so every read after a write takes as long as the replica's "
+            "lag, and lag has no upper bound (a bulk load, a replica paused: minutes). When "
+            "the replica has not replayed the session's last write, read from the primary "
+            "at once.")
+    if "error" in box:
+        raise box["error"]
+    box["seconds"] = time.monotonic() - t0
+    return box["rows"]
+
+
 def _verdict_of(fn: Callable[..., Any], *args: Any) -> bool:
     value = fn(*args)
     if not isinstance(value, bool):
@@ -476,7 +510,7 @@ def q3(lab: Any, write: Callable[..., Any], caught_up: Callable[..., Any],
     lag = {"now": f"recovery_min_apply_delay = {delay} ms"}
 
     def read_back(s: routing.Session, uid: int, when: str) -> None:
-        rows = read(s, READ_SQL, [uid])
+        rows = _timed_read(read, s, uid, f"{when} ({lag['now']})")
         if not rows or len(rows[0]) != 2:
             raise CheckFailed(f"read(session, sql, params) returned {rows!r}; it should return "
                               "the rows of the query (cursor.fetchall()).")
@@ -500,6 +534,17 @@ def q3(lab: Any, write: Callable[..., Any], caught_up: Callable[..., Any],
                 replayed = _lsn_value(rep.execute("SELECT pg_last_wal_replay_lsn()").fetchone()[0])
                 for text, ok in _probes(replayed):
                     said = _verdict_of(caught_up, s0.replica, text)
+                    as_text = _lsn_text(replayed) >= text  # what comparing strings says
+                    if said != ok and said != as_text:
+                        raise CheckFailed(
+                            f"caught_up(replica, {text!r}) said {said} while the replica had "
+                            f"replayed up to {_lsn_text(replayed)}"
+                            + (": an LSN the replica has not applied yet, though it may have "
+                               "received it (pg_last_wal_receive_lsn() is WAL received, not "
+                               "replayed), so a read there does not see the write. "
+                               if said else ": ")
+                            + "Compare the LSN with the position the replica has replayed: "
+                            "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn.")
                     if said != ok:
                         raise CheckFailed(
                             f"caught_up(replica, {text!r}) said {said} while the replica had "
