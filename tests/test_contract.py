@@ -188,9 +188,13 @@ class Decoys:
         # running them would only judge the decoy's answer again, at a cost of seconds each;
         # a challenge whose checks build on the earlier checks' work says so in its module
         checks = importlib.import_module(f"labs.checks.{module.CHECK.split('.')[0]}")
-        if not getattr(checks, "CHECKS_BUILD_ON_EARLIER", False):
-            target = nb.cells[stop]
-            nb.cells = [c for c in nb.cells[: stop + 1] if c is target or not is_check_cell(c)]
+        builds_on = getattr(checks, "CHECKS_BUILD_ON_EARLIER", False)
+        if builds_on is not True:
+            # a dict names, per check, the earlier checks whose cells build what it reads
+            kept = {stop} | {_check_cell(nb, earlier)
+                             for earlier in (builds_on or {}).get(module.CHECK, ())}
+            nb.cells = [c for i, c in enumerate(nb.cells[: stop + 1])
+                        if i in kept or not is_check_cell(c)]
         run = kernel.execute(nb, stop_after=stop)
         verdict = run.verdicts.get(module.CHECK)
         assert verdict is not None, (

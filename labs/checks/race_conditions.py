@@ -472,22 +472,16 @@ def _boundary(lab: Any, transfer: Callable, a: int, b: int, c: int) -> None:
     _prepare(lab, {a: balance, b: other, c: other})
     accounts = [a, b, c]
     with Caller(lab) as caller:
-        over = balance + CENT
-        got = _single(lab, transfer, caller, (a, b, over), accounts,
-                      f"(one cent more than the balance {balance})")
-        if got is not None:
-            raise CheckFailed(
-                f"transfer({a}, {b}, {over}) out of an account holding {balance} returned "
-                f"{got!r}; with insufficient funds it must change nothing and return None.")
-        # ... and the other way round: one of the two refusals has dst < src, so a transfer
-        # that writes in id order has credited dst before it finds src short
-        over = other + CENT
-        got = _single(lab, transfer, caller, (b, a, over), accounts,
-                      f"(one cent more than the balance {other})")
-        if got is not None:
-            raise CheckFailed(
-                f"transfer({b}, {a}, {over}) out of an account holding {other} returned "
-                f"{got!r}; with insufficient funds it must change nothing and return None.")
+        # one cent short, both ways round: one of the two refusals has dst < src, so a
+        # transfer that writes in id order has credited dst before it finds src short
+        for src, dst, held in ((a, b, balance), (b, a, other)):
+            over = held + CENT
+            got = _single(lab, transfer, caller, (src, dst, over), accounts,
+                          f"(one cent more than the balance {held})")
+            if got is not None:
+                raise CheckFailed(
+                    f"transfer({src}, {dst}, {over}) out of an account holding {held} returned "
+                    f"{got!r}; with insufficient funds it must change nothing and return None.")
         got = _single(lab, transfer, caller, (a, b, balance), accounts,
                       f"(exactly the balance, {balance})")
         if got is None:

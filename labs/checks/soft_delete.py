@@ -62,11 +62,10 @@ from typing import Any, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 import psycopg
-import psycopg.rows
 
 from ..course import adversarial as adv
 from ..course.checking import CheckFailed, NotAttempted, call_answer, compare_results, require
-from ..course.left_behind import Caller as _Caller
+from ..course.left_behind import Caller
 from ..course.left_behind import caller_settings, untouched
 from ..data.dataset import query_checksum
 from ..tools import explain as ex
@@ -74,56 +73,6 @@ from ..tools.migrations_probe import (WRITE_BLOCKING, Interrupted, RecordingConn
                                       StepEvidence, probe_steps)
 from ..tools.stress import HookedConnection
 from .indexing import split_statements
-
-
-def _session_objects(conn: Any) -> list[str]:
-    """What the caller's session still holds that outlives a call, read on that session:
-    temporary tables, views and sequences (pg_my_temp_schema() is per session), cursors
-    WITH HOLD, statements PREPAREd in SQL, LISTEN channels. Only an idle connection is asked."""
-    raw = getattr(conn, "_conn", conn)
-    if raw.closed or raw.broken or \
-            raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        return []
-    with raw.cursor(row_factory=psycopg.rows.tuple_row) as cur:
-        names = [r[0] for r in cur.execute("""
-            SELECT 'temporary table ' || relname FROM pg_class
-            WHERE relnamespace = pg_my_temp_schema() AND relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-            UNION ALL SELECT 'cursor ' || name || ' WITH HOLD' FROM pg_cursors WHERE is_holdable
-            UNION ALL SELECT 'prepared statement ' || name FROM pg_prepared_statements
-            WHERE from_sql
-            UNION ALL SELECT 'LISTEN ' || c FROM pg_listening_channels() AS c
-            ORDER BY 1""").fetchall()]
-    if not raw.autocommit:
-        raw.rollback()  # end the transaction that reading them opened
-    return names
-
-
-class Caller(_Caller):
-    """``left_behind.Caller`` that also finds temporary tables, cursors WITH HOLD, SQL
-    prepared statements and LISTEN channels left in the caller's session."""
-
-    def problems(self) -> list[str]:
-        out = super().problems()
-        left = _session_objects(self.conn)
-        if left:
-            out.append(
-                f"it left {', '.join(left[:4])} in the caller's session: those live as long "
-                "as the session, so a pooled connection keeps them, and a temporary table's "
-                "rows, for whoever borrows it next (and the next call meets the last call's "
-                "rows). Create a temporary table with ON COMMIT DROP (or DROP it), CLOSE a "
-                "cursor, DEALLOCATE a prepared statement, UNLISTEN, before returning")
-        return out
-
-    def clean(self) -> None:
-        super().clean()
-        if _session_objects(self.conn):
-            autocommit = self.conn.autocommit
-            self.conn.autocommit = True
-            self.conn.execute("DISCARD TEMP")
-            self.conn.execute("CLOSE ALL")
-            self.conn.execute("DEALLOCATE ALL")
-            self.conn.execute("UNLISTEN *")
-            self.conn.autocommit = autocommit
 
 
 CUTOFF = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)

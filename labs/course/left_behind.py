@@ -137,6 +137,23 @@ def stored_state_changes(before: Mapping[str, str], after: Mapping[str, str]) ->
 TRANSACTION_SCOPED = ("transaction_isolation", "transaction_read_only", "transaction_deferrable")
 
 
+def session_objects(conn: psycopg.Connection) -> list[str]:
+    """What the session holds that outlives a call, in words: temporary tables, views and
+    sequences (pg_my_temp_schema() is per session), cursors WITH HOLD, statements PREPAREd
+    in SQL (psycopg's own prepared statements are the driver's, not the caller's), LISTEN
+    channels. Read on that session, so only when it is idle; the caller ends the transaction
+    the read opens on an autocommit-off connection."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        return [r[0] for r in cur.execute("""
+            SELECT 'temporary table ' || relname FROM pg_class
+            WHERE relnamespace = pg_my_temp_schema() AND relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+            UNION ALL SELECT 'cursor ' || name || ' WITH HOLD' FROM pg_cursors WHERE is_holdable
+            UNION ALL SELECT 'prepared statement ' || name FROM pg_prepared_statements
+            WHERE from_sql
+            UNION ALL SELECT 'LISTEN ' || c FROM pg_listening_channels() AS c
+            ORDER BY 1""").fetchall()]
+
+
 def left_on(conn: Any, *, settings: Mapping[str, str], client: Mapping[str, object],
             monitor: psycopg.Connection) -> list[str]:
     """What a call left on ``conn`` compared with how it was found, in the learner's terms.
@@ -168,8 +185,16 @@ def left_on(conn: Any, *, settings: Mapping[str, str], client: Mapping[str, obje
         out.append(f"the connection still holds {len(held)} lock(s): {shown}")
     if status == pq.TransactionStatus.IDLE:
         now = session_settings(raw)
+        kept = session_objects(raw)
         if not raw.autocommit:
             raw.rollback()  # end the transaction that reading them opened
+        if kept:
+            out.append(
+                f"it left {', '.join(kept[:4])} in the caller's session: those live as long "
+                "as the session, so a pooled connection keeps them, and a temporary table's "
+                "rows, for whoever borrows it next (and the next call meets the last call's "
+                "rows). Create a temporary table with ON COMMIT DROP (or DROP it), CLOSE a "
+                "cursor, DEALLOCATE a prepared statement, UNLISTEN, before returning")
         changed = sorted(k for k in settings if now.get(k) != settings[k]
                          and k not in TRANSACTION_SCOPED)
         if changed:
@@ -229,11 +254,14 @@ class Caller:
         for name, value in self.client.items():
             if getattr(self.conn, name) != value:
                 setattr(self.conn, name, value)
+        autocommit = self.conn.autocommit
+        self.conn.autocommit = True
         for name, value in self.settings_applied.items():
-            autocommit = self.conn.autocommit
-            self.conn.autocommit = True
             self.conn.execute("SELECT set_config(%s, %s, false)", [name, value])
-            self.conn.autocommit = autocommit
+        if session_objects(self.conn):
+            for statement in ("DISCARD TEMP", "CLOSE ALL", "DEALLOCATE ALL", "UNLISTEN *"):
+                self.conn.execute(statement)
+        self.conn.autocommit = autocommit
 
     def close(self) -> None:
         for conn in (self.conn, self._monitor):

@@ -547,8 +547,10 @@ def replica_delay(ms: int) -> Iterator[int]:
             _apply_delay(state)
 
 
-def wait_for_replay(lsn: str, timeout: float = 30) -> bool:
-    """Wait until the replica has replayed ``lsn`` (text form); False on timeout."""
+def wait_for_replay(lsn: str, timeout: float = 120) -> bool:
+    """Wait until the replica has replayed ``lsn`` (text form); False on timeout. (Right
+    after a challenge database is cloned at small scale the replica replays the whole copy:
+    tens of seconds.)"""
     with psycopg.connect(replica_url(), autocommit=True) as conn:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

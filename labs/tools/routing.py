@@ -199,5 +199,5 @@ def reset_pool(lab: Any) -> int:
                                                     "application_name")]
     with psycopg.connect(lab.url, autocommit=True) as conn:
         for pid in pids:
-            conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+            conn.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])  # until it is gone
     return len(pids)
