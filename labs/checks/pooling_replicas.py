@@ -275,9 +275,6 @@ def q2(lab: Any, handle_request: Callable[..., Any]) -> str:
     url = satellites.pooler_url(lab.dbname)
     users = lab.query("SELECT user_id FROM profiles ORDER BY user_id")["user_id"].tolist()
     a_user, b_user = rng.sample(users[: len(users) // 2], 2)
-    # a fresh pool: what an earlier run (a try-it cell, a previous answer) left on the server
-    # connections is not this handler's doing
-    routing.reset_pool(lab)
     routing.warm_pool(url)
     baseline = _leftovers(lab, url, "Before your handler ran (a leftover of an earlier run?)")
 
